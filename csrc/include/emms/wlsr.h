@@ -1,0 +1,201 @@
+#pragma once
+// One EMMS weighted-least-squares problem in its K x K form (design.md section 2):
+//
+//   min over t in the simplex of  t'(A - B)t,   A_kl = <Z_k, Z_l>,  B_kl = <Z_k, P Z_l>,
+//
+// solved three ways (WlsrMode). Everything here works on one problem held in caller-provided scratch,
+// so the CPU backend runs it in a parallel loop and the CUDA backend in one thread / warp per model.
+#include <math.h>
+
+#include "emms/macros.h"
+#include "emms/params.h"
+#include "emms/simplex.h"
+#include "emms/small_linalg.h"
+
+namespace emms {
+
+// Scratch needed by simplex_qp for K unknowns.
+EMMS_HOST_DEVICE int64_t simplex_qp_workspace(int64_t K) { return K * K + 5 * K; }
+
+// Minimizes phi(t) = t'Ht - 2 b't over the probability simplex, H symmetric positive semi-definite
+// [K, K] row-major, b [K] (nullptr means 0). Primal active-set method (Nocedal & Wright 16.5): it ends
+// at a point satisfying the KKT conditions, i.e. the exact optimum up to rounding, in a finite number of
+// steps (about K in practice). A relative jitter K*eps*max(H_ii) keeps the equality-constrained
+// subproblems solvable when H is singular (identical embedders, perfect fits); it is retried larger if a
+// pivot still fails. Returns the number of steps, or -1 if the subproblem could not be solved.
+template <typename T>
+EMMS_HOST_DEVICE int simplex_qp(const T* H, const T* b, int64_t K, T* t, T* work) {
+  T* chol = work;      // [K, K] Cholesky of H_SS + jitter I
+  T* u = chol + K * K; // [K] compact H_SS^-1 b_S, then the compact minimizer
+  T* v = u + K;        // [K] compact H_SS^-1 1
+  T* x = v + K;        // [K] minimizer on the free set, zero elsewhere
+  T* g = x + K;        // [K] half-gradient H t - b
+  T* fr = g + K;       // [K] 1 where t_i is free (the complement of the active bounds)
+  const T eps = T(eps_of<T>::value);
+
+  T hmax = 0, bmax = 0;
+  for (int64_t i = 0; i < K; ++i) {
+    hmax = fmax(hmax, fabs(H[i * K + i]));
+    if (b) bmax = fmax(bmax, fabs(b[i]));
+  }
+  const T jitter0 = hmax > T(0) ? T(K) * eps * hmax : T(1);
+  const T kkt_tol = T(64) * T(K) * eps * (hmax + bmax > T(0) ? hmax + bmax : T(1));
+
+  // Start at the best vertex: a feasible point whose only free coordinate is the cheapest one.
+  int64_t j0 = 0;
+  T best = H[0] - T(2) * (b ? b[0] : T(0));
+  for (int64_t j = 1; j < K; ++j) {
+    const T phi = H[j * K + j] - T(2) * (b ? b[j] : T(0));
+    if (phi < best) { best = phi; j0 = j; }
+  }
+  for (int64_t i = 0; i < K; ++i) { t[i] = T(0); fr[i] = T(0); }
+  t[j0] = T(1);
+  fr[j0] = T(1);
+
+  const int max_steps = 8 * static_cast<int>(K) + 32;
+  for (int step = 0; step < max_steps; ++step) {
+    // Equality-constrained minimizer on the free set S: H_SS x = b_S + nu 1 with 1'x = 1, i.e.
+    // x = u + nu v, u = H_SS^-1 b_S, v = H_SS^-1 1, nu = (1 - 1'u) / 1'v.
+    int64_t s = 0;
+    bool solved = false;
+    T jitter = jitter0;
+    for (int attempt = 0; attempt < 12 && !solved; ++attempt, jitter *= T(100)) {
+      s = 0;
+      for (int64_t i = 0; i < K; ++i) {
+        if (fr[i] == T(0)) continue;
+        int64_t c = 0;
+        for (int64_t j = 0; j < K; ++j) {
+          if (fr[j] == T(0)) continue;
+          chol[s * K + c] = H[i * K + j] + (i == j ? jitter : T(0));
+          ++c;
+        }
+        u[s] = b ? b[i] : T(0);
+        v[s] = T(1);
+        ++s;
+      }
+      solved = cholesky(chol, s, K);
+    }
+    if (!solved) return -1;
+    cholesky_solve(chol, s, K, u);
+    cholesky_solve(chol, s, K, v);
+    T su = 0, sv = 0;
+    for (int64_t a = 0; a < s; ++a) { su += u[a]; sv += v[a]; }
+    const T nu = (T(1) - su) / sv;
+    bool feasible = true;
+    for (int64_t i = 0, a = 0; i < K; ++i) {
+      x[i] = fr[i] != T(0) ? u[a] + nu * v[a] : T(0);
+      if (fr[i] != T(0)) { ++a; feasible = feasible && x[i] >= T(0); }
+    }
+
+    if (feasible) {
+      // Optimal on S; optimal overall iff no bound multiplier g_j - mu (j not in S) is negative.
+      for (int64_t i = 0; i < K; ++i) t[i] = x[i];
+      symv(H, t, g, K);
+      T mu = 0;
+      for (int64_t i = 0; i < K; ++i) {
+        if (b) g[i] -= b[i];
+        if (fr[i] != T(0)) mu += g[i];
+      }
+      mu /= T(s);
+      int64_t enter = -1;
+      T most_negative = -kkt_tol;
+      for (int64_t j = 0; j < K; ++j) {
+        if (fr[j] == T(0) && g[j] - mu < most_negative) { most_negative = g[j] - mu; enter = j; }
+      }
+      if (enter < 0) return step + 1;
+      fr[enter] = T(1);
+    } else {
+      // Step towards x until the first free coordinate hits zero; that bound becomes active.
+      T alpha = T(1);
+      int64_t blocking = -1;
+      for (int64_t i = 0; i < K; ++i) {
+        if (fr[i] != T(0) && x[i] < T(0)) {
+          const T a = t[i] / (t[i] - x[i]);
+          if (a < alpha) { alpha = a; blocking = i; }
+        }
+      }
+      for (int64_t i = 0; i < K; ++i) {
+        if (fr[i] == T(0)) continue;
+        t[i] += alpha * (x[i] - t[i]);
+        if (i == blocking || t[i] <= T(0)) { t[i] = T(0); fr[i] = T(0); }
+      }
+    }
+  }
+  return max_steps;
+}
+
+EMMS_HOST_DEVICE int64_t wlsr_workspace(int64_t K) { return 2 * K * K + simplex_qp_workspace(K) + 2 * K; }
+
+// Solves one problem. A, B: [K, K] row-major in the accumulation type; t: [K] out. Writes the objective
+// (unnormalized: the caller divides by N*L) and returns the iterations used: active-set steps (exact),
+// accepted alternations (alternating) or 1 (reference). Non-finite A or B give NaN t and objective.
+template <typename T>
+EMMS_HOST_DEVICE int wlsr_solve(const WlsrParams& p, const T* A, const T* B, T* t, T* objective, T* work) {
+  const int64_t K = p.K;
+  for (int64_t i = 0; i < K * K; ++i) {
+    if (!is_finite_d(static_cast<double>(A[i])) || !is_finite_d(static_cast<double>(B[i]))) {
+      for (int64_t k = 0; k < K; ++k) t[k] = static_cast<T>(NAN);
+      *objective = static_cast<T>(NAN);
+      return 0;
+    }
+  }
+  T* H = work;              // [K, K]
+  T* V = H + K * K;         // [K, K] eigenvectors (reference mode)
+  T* qp = V + K * K;        // simplex_qp scratch
+  T* tp = qp + simplex_qp_workspace(K);  // [K]
+  T* bt = tp + K;                        // [K]
+  for (int64_t i = 0; i < K * K; ++i) H[i] = A[i] - B[i];
+
+  if (p.mode == kExact) {
+    const int steps = simplex_qp(H, static_cast<const T*>(nullptr), K, t, qp);
+    *objective = bilinear(H, t, t, K);
+    return steps;
+  }
+
+  if (p.mode == kAlternating) {
+    // Block coordinate descent on f(W, t) = ||XW - Zt||^2: the W-step gives XW = P Z t_prev, so the
+    // t-step minimizes t'At - 2 (B t_prev)'t over the simplex; after it the next W-step leaves the
+    // profile t'(A - B)t. Each half-step cannot increase f, so neither can the reported objective.
+    for (int64_t k = 0; k < K; ++k) t[k] = T(1) / T(K);
+    T f_prev = bilinear(H, t, t, K);
+    int accepted = 0;
+    for (int it = 0; it < p.max_iter; ++it) {
+      symv(B, t, bt, K);
+      if (simplex_qp(A, bt, K, tp, qp) < 0) break;
+      const T f = bilinear(H, tp, tp, K);
+      if (!(f <= f_prev)) break;  // only rounding can do this: keep the better iterate
+      for (int64_t k = 0; k < K; ++k) t[k] = tp[k];
+      ++accepted;
+      const T decrease = f_prev - f;
+      f_prev = f;
+      if (decrease <= T(p.tol) * fabs(f)) break;
+    }
+    *objective = f_prev;
+    return accepted;
+  }
+
+  // kReference: the released code's single alternation. Its lstsq over the (N*L) x K matrix of flattened
+  // label embeddings has normal equations A lambda = B t0, solved here by the pseudo-inverse so that
+  // identical embedders (singular A) give the same minimum-norm lambda as lstsq.
+  for (int64_t k = 0; k < K; ++k) tp[k] = T(1) / T(K);
+  symv(B, tp, bt, K);
+  for (int64_t i = 0; i < K * K; ++i) H[i] = A[i];
+  jacobi_eigh(H, V, K);
+  T emax = 0;
+  for (int64_t i = 0; i < K; ++i) emax = fmax(emax, H[i * K + i]);
+  for (int64_t k = 0; k < K; ++k) t[k] = T(0);
+  for (int64_t i = 0; i < K; ++i) {
+    const T e = H[i * K + i];
+    if (!(e > T(p.rel_cutoff) * emax) || !(e > T(0))) continue;
+    T c = 0;
+    for (int64_t k = 0; k < K; ++k) c += V[k * K + i] * bt[k];
+    c /= e;
+    for (int64_t k = 0; k < K; ++k) t[k] += c * V[k * K + i];
+  }
+  simplex_project_row<T>(t, t, K);
+  // f(W1, t1) = ||P Z t0 - Z t1||^2 = t0'B t0 - 2 t1'B t0 + t1'A t1 (P is an orthogonal projector).
+  *objective = bilinear(B, tp, tp, K) - T(2) * bilinear(B, t, tp, K) + bilinear(A, t, t, K);
+  return 1;
+}
+
+}  // namespace emms

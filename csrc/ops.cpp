@@ -1,0 +1,42 @@
+// The extension module emms_ext._C: build facts for Python (pybind11) and the one place where every
+// emms::* operator schema is declared. Backends (cpu/, cuda/) only add implementations with m.impl.
+#include <pybind11/pybind11.h>
+#include <torch/library.h>
+
+#ifndef EMMS_VERSION
+#define EMMS_VERSION "0+unknown"
+#endif
+#ifndef EMMS_TORCH_VERSION
+#define EMMS_TORCH_VERSION "unknown"
+#endif
+#ifndef EMMS_CUDA_ARCHS
+#define EMMS_CUDA_ARCHS ""
+#endif
+#ifndef EMMS_COMPILER
+#define EMMS_COMPILER "unknown"
+#endif
+
+TORCH_LIBRARY(emms, m) {
+  // v [..., K] -> [..., K]: Euclidean projection of every row onto the probability simplex.
+  m.def("simplex_project(Tensor v) -> Tensor");
+  // A [K, K] or [M, K, K], B [M, K, K] -> t [M, K], objective [M], iterations [M] (int64):
+  // min over t in the simplex of the EMMS objective per model; mode 0 exact, 1 alternating, 2 reference.
+  m.def("wlsr_simplex(Tensor A, Tensor B, int mode, int max_iter, float tol) -> (Tensor, Tensor, Tensor)");
+}
+
+PYBIND11_MODULE(_C, m) {
+  m.doc() = "emms_ext compiled core: build facts; the operators live in torch.ops.emms";
+  m.def("build_info", [] {
+    pybind11::dict d;
+    d["version"] = EMMS_VERSION;
+    d["torch_version"] = EMMS_TORCH_VERSION;
+#ifdef EMMS_WITH_CUDA
+    d["cuda"] = true;
+#else
+    d["cuda"] = false;
+#endif
+    d["cuda_archs"] = EMMS_CUDA_ARCHS;
+    d["compiler"] = EMMS_COMPILER;
+    return d;
+  }, "Facts fixed at build time: package version, torch version built against, CUDA on/off and arch list, compiler.");
+}

@@ -1,0 +1,212 @@
+"""F-labels of one task reduced to what every model's score needs (design.md section 2).
+
+The standardized label embeddings ``Z_k [N, L]`` are written as ``Z_k = U R_k``: either the N x C
+one-hot class matrix times a standardized class-embedding table (vocabulary labels: classes, VQA answers,
+any label drawn from a finite set), or the dense standardized labels themselves (free text, one embedding
+per sample). Everything per task — the K x K Gram ``A`` and the products ``R_k R_l'`` — is computed here
+once and shared by every model of the zoo.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ._validate import as_float_tensor, check_finite, describe
+
+EPS_STD = 1e-8  # the released code's z-score: (z - mean) / (population std + 1e-8)
+_PAIR_LIMIT = 1 << 24  # store R_k R_l' [K, K, C, C] when it has at most this many entries
+
+
+@dataclass
+class ClassLabels:
+    """Vocabulary labels given directly: ``table [C, L, K]`` (or a list of K tables ``[C, L_k]``) of class
+    embeddings and ``indices [N]`` (int) naming each sample's class. Rows of classes that no sample uses
+    are ignored."""
+
+    table: object
+    indices: object
+
+
+@dataclass
+class LabelBasis:
+    """Per-task label statistics. ``N`` samples, ``K`` embedders, ``L`` embedding width (after padding)."""
+
+    N: int
+    K: int
+    L: int
+    A: torch.Tensor  # [K, K] float64, A_kl = <Z_k, Z_l>
+    classes: torch.Tensor | None = None  # [N] int64 in [0, C): vocabulary labels
+    counts: torch.Tensor | None = None  # [C] float64 samples per class
+    table: torch.Tensor | None = None  # [C, K, L] float64 standardized class embeddings (R)
+    pair: torch.Tensor | None = None  # [K, K, C, C] float64, R_k R_l', when small enough
+    dense: torch.Tensor | None = None  # [N, K*L] float64 standardized labels, column (k, l) = Z_k[:, l]
+
+    @property
+    def r(self) -> int:
+        """Width of the label basis U: classes C, or K*L for dense labels."""
+        return self.table.shape[0] if self.table is not None else self.K * self.L
+
+    @property
+    def is_vocabulary(self) -> bool:
+        return self.table is not None
+
+    def B_from_half(self, W: torch.Tensor) -> torch.Tensor:
+        """B [K, K] from W [D', r] with F' G^+ F = W'W: B_kl = tr(R_k' W'W R_l)."""
+        if self.is_vocabulary:
+            Q = W.T @ W  # [C, C]
+            if self.pair is not None:
+                B = torch.einsum("ij,klij->kl", Q, self.pair)
+            else:
+                C = Q.shape[0]
+                QR = (Q @ self.table.reshape(C, -1)).reshape(self.table.shape)
+                B = torch.einsum("ckl,cjl->kj", self.table, QR)
+        else:
+            Wb = W.reshape(W.shape[0], self.K, self.L)
+            B = torch.einsum("dkl,djl->kj", Wb, Wb)
+        return (B + B.T) / 2
+
+    def mix(self, F: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """F R t: [D', r] times the label mixture sum_k t_k R_k -> [D', L] (right-hand side of the W fit)."""
+        if self.is_vocabulary:
+            return F @ torch.einsum("ckl,k->cl", self.table, t)
+        return torch.einsum("dkl,k->dl", F.reshape(F.shape[0], self.K, self.L), t)
+
+    def basis_rows(self, start: int, stop: int, dtype: torch.dtype) -> torch.Tensor:
+        """Rows [start, stop) of the dense basis U in the compute dtype ([n, K*L])."""
+        return self.dense[start:stop].to(dtype)
+
+
+def _standardize_columns(z: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """z-score every column of z [R, L] in float64; rows weighted by `weights` [R] (class counts) if given."""
+    z = z.to(torch.float64)
+    if weights is None:
+        mean = z.mean(0)
+        std = ((z - mean) ** 2).mean(0).sqrt()
+    else:
+        w = weights[:, None] / weights.sum()
+        mean = (w * z).sum(0)
+        std = (w * (z - mean) ** 2).sum(0).sqrt()
+    return (z - mean) / (std + EPS_STD)
+
+
+def _stack_embedders(zs: list[torch.Tensor]) -> torch.Tensor:
+    """K standardized [R, L_k] blocks -> [R, K, L], narrower ones zero-padded (zeros add nothing to A or B)."""
+    L = max(z.shape[1] for z in zs)
+    return torch.stack([torch.nn.functional.pad(z, (0, L - z.shape[1])) for z in zs], dim=1)
+
+
+def _as_embedder_list(x, name: str, rows: str) -> list[torch.Tensor]:
+    """[R, L, K] tensor/array or list of K [R, L_k] -> list of K float tensors [R, L_k], validated."""
+    if isinstance(x, (list, tuple)):
+        if len(x) == 0:
+            raise ValueError(f"{name} must hold K >= 1 embedders (got an empty list)")
+        zs = [as_float_tensor(z, f"{name}[{k}]", f"[{rows}, L_k]") for k, z in enumerate(x)]
+        for k, z in enumerate(zs):
+            if z.dim() != 2 or z.shape[1] == 0:
+                raise ValueError(f"{name}[{k}] must be [{rows}, L_k] with L_k >= 1 (got {describe(z)})")
+            if z.shape[0] != zs[0].shape[0]:
+                raise ValueError(f"{name}[{k}] must have {zs[0].shape[0]} rows like {name}[0] (got {describe(z)})")
+    else:
+        z = as_float_tensor(x, name, f"[{rows}, L, K]")
+        if z.dim() != 3 or z.shape[1] == 0 or z.shape[2] == 0:
+            raise ValueError(
+                f"{name} must be [{rows}, L, K] with L >= 1 and K >= 1 embedders, or a list of K arrays "
+                f"[{rows}, L_k] (got {describe(z)})"
+            )
+        zs = [z[:, :, k] for k in range(z.shape[2])]
+    for k, z in enumerate(zs):
+        check_finite(z, f"{name}" if len(zs) == 1 else f"{name} (embedder {k})")
+    return zs
+
+
+def _vocabulary_basis(classes: torch.Tensor, zs_raw: list[torch.Tensor]) -> LabelBasis:
+    """Basis from a class table given as K raw blocks [C, L_k] and class indices [N]."""
+    counts = torch.bincount(classes, minlength=zs_raw[0].shape[0]).to(torch.float64)
+    used = counts > 0
+    if not bool(used.all()):  # classes no sample uses carry no information: drop them, renumber the rest
+        remap = torch.cumsum(used.to(torch.int64), 0) - 1
+        classes = remap[classes]
+        zs_raw = [z[used] for z in zs_raw]
+        counts = counts[used]
+    table = _stack_embedders([_standardize_columns(z, counts) for z in zs_raw])  # [C, K, L]
+    C, K, L = table.shape
+    A = torch.einsum("c,ckl,cjl->kj", counts, table, table)
+    pair = None
+    if K * K * C * C <= _PAIR_LIMIT:
+        pair = torch.einsum("ikl,jml->kmij", table, table)  # [K, K, C, C]: (R_k R_m')_ij
+    return LabelBasis(N=int(classes.shape[0]), K=K, L=L, A=(A + A.T) / 2, classes=classes, counts=counts,
+                      table=table, pair=pair)
+
+
+def _detect_vocabulary(flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """If the rows of flat [N, P] take few distinct values, return (first row index per value [C], inverse [N]).
+
+    A random projection groups equal rows in O(N P); the grouping is then verified exactly, so a hash
+    collision can only cost the shortcut, never correctness.
+    """
+    N = flat.shape[0]
+    g = torch.Generator().manual_seed(0x454D4D53)
+    h = flat.to(torch.float64) @ torch.randn(flat.shape[1], generator=g, dtype=torch.float64)
+    uniq, inverse = torch.unique(h, return_inverse=True)
+    C = uniq.shape[0]
+    if C > N // 2:
+        return None
+    first = torch.full((C,), N, dtype=torch.int64).scatter_reduce(0, inverse, torch.arange(N), "amin")
+    if not torch.equal(flat, flat[first[inverse]]):
+        return None
+    return first, inverse
+
+
+def prepare_labels(label_embeddings, vocabulary: bool | None = None) -> LabelBasis:
+    """Validate and reduce F-labels once per task.
+
+    Args:
+        label_embeddings: ``[N, L, K]`` tensor/array; a list of K arrays ``[N, L_k]`` (each standardized,
+            then zero-padded to the widest, so L = max L_k in the score's 1/(N L)); or ``ClassLabels`` /
+            a ``(table, indices)`` pair for vocabulary labels.
+        vocabulary: force (True) or forbid (False) the class-basis shortcut for dense input; by default it
+            is used when the N rows take at most N/2 distinct values.
+    """
+    if isinstance(label_embeddings, tuple) and len(label_embeddings) == 2 and _is_index_vector(label_embeddings[1]):
+        label_embeddings = ClassLabels(*label_embeddings)
+    if isinstance(label_embeddings, ClassLabels):
+        zs = _as_embedder_list(label_embeddings.table, "label_embeddings.table", "C")
+        idx = torch.as_tensor(label_embeddings.indices)
+        C = zs[0].shape[0]
+        if idx.dim() != 1 or idx.dtype.is_floating_point or idx.dtype == torch.bool:
+            raise ValueError(f"label_embeddings.indices must be an integer vector [N] (got {describe(idx)})")
+        if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= C):
+            raise ValueError(f"label_embeddings.indices must lie in [0, C={C}) (got values in "
+                             f"[{int(idx.min())}, {int(idx.max())}])")
+        _check_n(idx.shape[0], "label_embeddings.indices")
+        return _vocabulary_basis(idx.to(torch.int64), zs)
+
+    zs = _as_embedder_list(label_embeddings, "label_embeddings", "N")
+    _check_n(zs[0].shape[0], "label_embeddings")
+    if vocabulary is not False:
+        flat = torch.cat([z.reshape(z.shape[0], -1) for z in zs], dim=1)
+        found = _detect_vocabulary(flat)
+        if found is None and vocabulary:
+            raise ValueError("vocabulary=True but the label rows are not drawn from a set of at most N/2 "
+                             "distinct embeddings")
+        if found is not None:
+            first, inverse = found
+            return _vocabulary_basis(inverse, [z[first] for z in zs])
+    Z = _stack_embedders([_standardize_columns(z) for z in zs])  # [N, K, L]
+    N, K, L = Z.shape
+    A = torch.einsum("nkl,njl->kj", Z, Z)
+    return LabelBasis(N=N, K=K, L=L, A=(A + A.T) / 2, dense=Z.reshape(N, K * L))
+
+
+def _is_index_vector(x) -> bool:
+    try:
+        t = torch.as_tensor(x)
+    except Exception:  # noqa: BLE001
+        return False
+    return t.dim() == 1 and not t.dtype.is_floating_point and t.dtype != torch.bool
+
+
+def _check_n(n: int, name: str) -> None:
+    if n < 2:
+        raise ValueError(f"{name} must have N >= 2 samples (got N={n})")

@@ -1,0 +1,82 @@
+"""Typed Python wrappers over ``torch.ops.emms.*`` with their fake (meta) kernels and autograd.
+
+The schemas live in ``csrc/ops.cpp``; this module only makes the ops pleasant to call and lets
+``torch.compile`` / ``opcheck`` trace them.
+"""
+from __future__ import annotations
+
+import torch
+
+MODES = {"exact": 0, "alternating": 1, "reference": 2}
+
+
+def mode_code(mode: str | int) -> int:
+    """Map a mode name ("exact" | "alternating" | "reference") to the op's integer code."""
+    if isinstance(mode, str):
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {sorted(MODES)} (got {mode!r})")
+        return MODES[mode]
+    if int(mode) not in MODES.values():
+        raise ValueError(f"mode code must be 0, 1 or 2 (got {mode!r})")
+    return int(mode)
+
+
+def simplex_project(v: torch.Tensor) -> torch.Tensor:
+    """Euclidean projection of every row of ``v [..., K]`` onto the probability simplex.
+
+    Returns a new ``[..., K]`` tensor whose rows are >= 0 and sum to 1 (sparsemax). Rows holding NaN or
+    Inf come back as NaN. Differentiable: on the support S the Jacobian is ``I_S - 1 1' / |S|``.
+    """
+    return torch.ops.emms.simplex_project(v)
+
+
+def wlsr_simplex(
+    A: torch.Tensor,
+    B: torch.Tensor,
+    mode: str | int = "exact",
+    max_iter: int = 10_000,
+    tol: float = 1e-12,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Solve EMMS's weighted least squares over the simplex for a batch of models, in one call.
+
+    Args:
+        A: ``[K, K]`` shared (or ``[M, K, K]``) label Gram ``A_kl = <Z_k, Z_l>``.
+        B: ``[M, K, K]`` per-model ``B_kl = <Z_k, P Z_l>`` (P: projector onto the model's features).
+        mode: ``"exact"`` (min over the simplex of ``t'(A-B)t``), ``"alternating"`` (the paper's
+            Algorithm 1 to convergence) or ``"reference"`` (the released code's single step).
+        max_iter, tol: alternating only; stop after ``max_iter`` alternations or when the objective's
+            relative decrease is ``<= tol``.
+
+    Returns:
+        ``t [M, K]`` (on the simplex), ``objective [M]`` (unnormalized ``||XW - Zt||^2``; the score is
+        ``-objective / (N L)``, or ``-objective * L / N`` in reference mode) and ``iterations [M]`` int64.
+    """
+    return torch.ops.emms.wlsr_simplex(A, B, mode_code(mode), int(max_iter), float(tol))
+
+
+@torch.library.register_fake("emms::simplex_project")
+def _simplex_project_fake(v):
+    return v.new_empty(v.shape)
+
+
+def _simplex_project_setup(ctx, inputs, output):
+    ctx.save_for_backward(output)
+
+
+def _simplex_project_backward(ctx, grad):
+    (out,) = ctx.saved_tensors
+    support = (out > 0).to(grad.dtype)
+    size = support.sum(-1, keepdim=True).clamp_min(1)
+    mean = (grad * support).sum(-1, keepdim=True) / size
+    return support * (grad - mean)
+
+
+torch.library.register_autograd(
+    "emms::simplex_project", _simplex_project_backward, setup_context=_simplex_project_setup
+)
+
+
+@torch.library.register_fake("emms::wlsr_simplex")
+def _wlsr_simplex_fake(A, B, mode, max_iter, tol):
+    M, K = B.shape[0], B.shape[-1]
+    return B.new_empty(M, K), B.new_empty(M), B.new_empty(M, dtype=torch.int64)

@@ -1,0 +1,235 @@
+"""Readable float64 references: the test oracle for every op and for the whole score.
+
+Everything here is written the slow, obvious way on purpose — sorting instead of a fixed point,
+enumerating supports instead of an active set, full least squares on N x L matrices instead of the K x K
+reduction — so that agreement with the fast path means something. Also the CPU fallback of last resort.
+"""
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import torch
+
+EPS_STD = 1e-8  # the released code's z-score: (x - mean) / (std + 1e-8), population std
+
+
+def _f64(x) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(x) if not torch.is_tensor(x) else x).detach().to(torch.float64).cpu()
+
+
+# ----------------------------------------------------------------------------------------------- ops
+def simplex_project(v: torch.Tensor) -> torch.Tensor:
+    """Sort-based projection of every row of v [..., K] onto the simplex (Held et al. / Duchi et al.).
+
+    Rows with a non-finite entry come back as NaN, like the op.
+    """
+    x = _f64(v)
+    K = x.shape[-1]
+    u, _ = torch.sort(x, dim=-1, descending=True)
+    css = torch.cumsum(u, dim=-1) - 1.0
+    j = torch.arange(1, K + 1, dtype=torch.float64)
+    rho = (((u - css / j) > 0).sum(-1, keepdim=True) - 1).clamp_min(0)  # last index of the support
+    theta = css.gather(-1, rho) / (rho + 1).to(torch.float64)
+    out = (x - theta).clamp_min(0)
+    bad = ~torch.isfinite(x).all(-1, keepdim=True)
+    return torch.where(bad, torch.full_like(out, float("nan")), out)
+
+
+def simplex_qp(H: torch.Tensor, b: torch.Tensor | None = None) -> torch.Tensor:
+    """argmin over the simplex of t'Ht - 2b't by enumerating every support (K <= 14).
+
+    For each support S the equality-constrained minimizer solves the KKT system
+    [2H_SS 1; 1' 0][t; -nu] = [2b_S; 1] (least squares, so singular H is fine); the best feasible one wins.
+    """
+    H = _f64(H)
+    K = H.shape[0]
+    if K > 14:
+        raise ValueError(f"reference simplex_qp enumerates 2^K supports; K must be <= 14 (got {K})")
+    b = torch.zeros(K, dtype=torch.float64) if b is None else _f64(b)
+    best, best_t = float("inf"), None
+    for size in range(1, K + 1):
+        for S in itertools.combinations(range(K), size):
+            idx = torch.tensor(S)
+            kkt = torch.zeros(size + 1, size + 1, dtype=torch.float64)
+            kkt[:size, :size] = 2 * H[idx][:, idx]
+            kkt[:size, size] = 1
+            kkt[size, :size] = 1
+            rhs = torch.cat([2 * b[idx], torch.ones(1, dtype=torch.float64)])
+            sol = torch.linalg.lstsq(kkt, rhs[:, None], driver="gelsd").solution[:, 0]
+            ts = sol[:size]
+            if (ts < -1e-12).any() or abs(float(ts.sum()) - 1) > 1e-9:
+                continue
+            t = torch.zeros(K, dtype=torch.float64)
+            t[idx] = ts.clamp_min(0)
+            t = t / t.sum()
+            val = float(t @ H @ t - 2 * b @ t)
+            if best_t is None or val < best - 1e-15 * max(1.0, abs(best)):
+                best, best_t = val, t
+    return best_t
+
+
+def wlsr_simplex(A, B, mode: str = "exact", max_iter: int = 10_000, tol: float = 1e-12):
+    """Reference of emms::wlsr_simplex: A [K, K] or [M, K, K], B [M, K, K] -> (t [M, K], objective [M], it [M])."""
+    B = _f64(B)
+    A = _f64(A)
+    M, K = B.shape[0], B.shape[-1]
+    A = A.expand(M, K, K) if A.dim() == 2 else A
+    ts, fs, its = [], [], []
+    for m in range(M):
+        a, b = A[m], B[m]
+        if not (torch.isfinite(a).all() and torch.isfinite(b).all()):
+            ts.append(torch.full((K,), float("nan"), dtype=torch.float64))
+            fs.append(float("nan"))
+            its.append(0)
+            continue
+        if mode == "exact":
+            t = simplex_qp(a - b)
+            f, it = float(t @ (a - b) @ t), 1
+        elif mode == "alternating":
+            t = torch.full((K,), 1.0 / K, dtype=torch.float64)
+            f = float(t @ (a - b) @ t)
+            it = 0
+            for _ in range(max_iter):
+                tn = simplex_qp(a, b @ t)
+                fn = float(tn @ (a - b) @ tn)
+                if not fn <= f:
+                    break
+                t, it = tn, it + 1
+                dec, f = f - fn, fn
+                if dec <= tol * abs(fn):
+                    break
+        elif mode == "reference":
+            t0 = torch.full((K,), 1.0 / K, dtype=torch.float64)
+            lam = torch.linalg.pinv(a, hermitian=True, rtol=K * 2.220446049250313e-16) @ (b @ t0)
+            t = simplex_project(lam)
+            f, it = float(t0 @ b @ t0 - 2 * t @ b @ t0 + t @ a @ t), 1
+        else:
+            raise ValueError(f"unknown mode {mode!r}")
+        ts.append(t)
+        fs.append(f)
+        its.append(it)
+    return torch.stack(ts), torch.tensor(fs, dtype=torch.float64), torch.tensor(its, dtype=torch.int64)
+
+
+# --------------------------------------------------------------------------------------- whole score
+def standardize(x: torch.Tensor, dim: int = 0) -> torch.Tensor:
+    """The released code's z-score along dim: (x - mean) / (population std + 1e-8)."""
+    x = _f64(x)
+    return (x - x.mean(dim, keepdim=True)) / (x.std(dim, unbiased=False, keepdim=True) + EPS_STD)
+
+
+def label_stack(label_embeddings) -> torch.Tensor:
+    """[N, L, K] tensor, or a list of K arrays [N, L_k] (standardized, then zero-padded to max L_k)."""
+    if isinstance(label_embeddings, (list, tuple)):
+        zs = [standardize(z) for z in label_embeddings]
+        L = max(z.shape[1] for z in zs)
+        return torch.stack([torch.nn.functional.pad(z, (0, L - z.shape[1])) for z in zs], dim=-1)
+    return standardize(label_embeddings)
+
+
+def emms_score(features, label_embeddings, mode: str = "exact", ridge: float | None = None,
+               max_iter: int = 10_000, tol: float = 1e-12) -> dict:
+    """EMMS by full least squares on the standardized N x D and N x L matrices, float64.
+
+    exact: residual matrices E_k = (I - H) Z_k from torch.linalg.lstsq (or the ridge solve), then the K x K
+    QP by support enumeration. alternating: Algorithm 1 with explicit W = argmin ||XW - Zt||^2 (+ ridge).
+    reference: the released algorithm step by step (see released_emms).
+    Returns {"score", "t", "objective", "W", "iterations"}.
+    """
+    X = standardize(features)
+    Z = label_stack(label_embeddings)
+    N, L, K = Z.shape
+    if mode == "reference":
+        if ridge is not None:
+            raise ValueError("ridge is not part of the released algorithm")
+        return released_emms(features, label_embeddings)
+
+    def fit(T):  # [N, L] -> W [D, L] minimizing ||XW - T||^2 + ridge ||W||^2
+        if ridge is None:
+            return torch.linalg.lstsq(X, T, driver="gelsd").solution
+        G = X.T @ X + ridge * torch.eye(X.shape[1], dtype=torch.float64)
+        return torch.linalg.solve(G, X.T @ T)
+
+    def objective(W, t):
+        r = X @ W - torch.einsum("nlk,k->nl", Z, t)
+        return float((r**2).sum() + (0.0 if ridge is None else ridge * (W**2).sum()))
+
+    if mode == "exact":
+        # Profile over W: min_W f(W, t) = t'Mt with M_kl = <Z_k, Z_l - X W_l> (+ ridge), W_l the fit of Z_l.
+        Ws = [fit(Z[:, :, k]) for k in range(K)]
+        Mmat = torch.empty(K, K, dtype=torch.float64)
+        for k in range(K):
+            for l in range(K):
+                Mmat[k, l] = (Z[:, :, k] * (Z[:, :, l] - X @ Ws[l])).sum()
+        Mmat = (Mmat + Mmat.T) / 2
+        t = simplex_qp(Mmat)
+        W = sum(t[k] * Ws[k] for k in range(K))
+        it = 1
+    elif mode == "alternating":
+        t = torch.full((K,), 1.0 / K, dtype=torch.float64)
+        W = fit(torch.einsum("nlk,k->nl", Z, t))
+        f = objective(W, t)
+        A = torch.einsum("nlk,nlj->kj", Z, Z)
+        it = 0
+        for _ in range(max_iter):
+            XW = X @ W
+            tn = simplex_qp(A, torch.einsum("nlk,nl->k", Z, XW))  # t-step: min ||XW - Zt||^2 on the simplex
+            Wn = fit(torch.einsum("nlk,k->nl", Z, tn))             # W-step
+            fn = objective(Wn, tn)
+            if not fn <= f:
+                break
+            dec, f, t, W, it = f - fn, fn, tn, Wn, it + 1
+            if dec <= tol * abs(fn):
+                break
+    else:
+        raise ValueError(f"unknown mode {mode!r}")
+    f = objective(W, t)
+    return {"score": -f / (N * L), "t": t, "objective": f, "W": W, "iterations": it}
+
+
+def released_emms(features, label_embeddings) -> dict:
+    """The released research algorithm, step by step in torch float64 (one alternation, released scaling)."""
+    X = standardize(features)
+    Z = label_stack(label_embeddings)
+    N, L, K = Z.shape
+    t0 = torch.full((K,), 1.0 / K, dtype=torch.float64)
+    W = torch.linalg.lstsq(X, torch.einsum("nlk,k->nl", Z, t0), driver="gelsd").solution
+    lam = torch.linalg.lstsq(Z.reshape(N * L, K), (X @ W).reshape(-1, 1), driver="gelsd").solution[:, 0]
+    t1 = simplex_project(lam)
+    res = float(((X @ W - torch.einsum("nlk,k->nl", Z, t1)) ** 2).sum())
+    return {"score": -res / N * L, "t": t1, "objective": res, "W": W, "iterations": 1}
+
+
+def released_emms_numpy(X: np.ndarray, Y: np.ndarray) -> tuple[float, np.ndarray]:
+    """A numpy port of the released EMMS code: X [N, D], Y [N, L, K] -> (score, t).
+
+    Same steps and dtype handling as the research prototype (numpy lstsq with rcond=None, sparsemax,
+    score -sum(res^2) / N * L), except that it copies instead of standardizing the caller's Y in place.
+    Used as the baseline of benchmarks/bench_emms.py and as an oracle in the tests.
+    """
+    x = np.array(X, copy=True)
+    y = np.array(Y, copy=True)
+    N, L, K = y.shape
+    eps = 1e-8
+    for k in range(K):
+        y[:, :, k] = (y[:, :, k] - y[:, :, k].mean(0)) / (y[:, :, k].std(0) + eps)
+    x = (x - x.mean(0)) / (x.std(0) + eps)
+    lam = np.full(K, 1.0 / K, dtype=y.dtype)
+    T = (lam * y).sum(axis=2)
+    w = np.linalg.lstsq(x, T, rcond=None)[0]
+    b = (x @ w).reshape(-1)
+    lam = np.linalg.lstsq(y.reshape(N * L, K), b, rcond=None)[0]
+    lam = _sparsemax_numpy(lam)
+    T = (lam * y).sum(axis=2)
+    res = float(((x @ w - T) ** 2).sum()) / N * L
+    return -res, lam
+
+
+def _sparsemax_numpy(z: np.ndarray) -> np.ndarray:
+    zs = np.sort(z)[::-1]
+    k = np.arange(1, z.size + 1)
+    support = 1 + k * zs > np.cumsum(zs)
+    kz = k[support][-1]
+    tau = (np.cumsum(zs)[kz - 1] - 1) / kz
+    return np.maximum(z - tau, 0)

@@ -1,0 +1,93 @@
+"""Sufficient statistics of one model's features, accumulated over sample chunks.
+
+For features X [N, D] and a task's label basis U [N, r] (labels.py) the score needs only the column
+means, the centred Gram ``G = Xc' Xc [D, D]`` and the cross-product ``F = Xc' U [D, r]``: O(D^2 + D r)
+memory whatever N. Chunks are merged with the pairwise co-moment update (Chan, Golub & LeVeque), each
+chunk centred on its own mean before its Gram is formed, so features with large means keep their
+precision even when the chunk Grams are computed in float32.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .labels import EPS_STD, LabelBasis
+
+
+@dataclass
+class StandardizedStats:
+    """Statistics of the z-scored, non-constant feature columns, float64."""
+
+    N: int
+    D: int  # columns of the input
+    keep: torch.Tensor  # [D] bool: columns that vary (constant ones standardize to 0 and drop out)
+    G: torch.Tensor  # [D', D'] Gram of the standardized kept columns
+    F: torch.Tensor  # [D', r] cross-product of the standardized kept columns with the label basis
+    eps: float  # machine epsilon of the precision the Grams were formed in
+
+
+class FeatureStats:
+    """Streaming accumulator: ``update(chunk)`` for consecutive row blocks, then ``finalize()``."""
+
+    def __init__(self, basis: LabelBasis, D: int, dtype: torch.dtype):
+        self.basis, self.D, self.dtype = basis, D, dtype
+        f64 = torch.float64
+        self.n = 0
+        self.mean = torch.zeros(D, dtype=f64)
+        self.comoment = torch.zeros(D, D, dtype=f64)
+        self.cross = torch.zeros(D, basis.r, dtype=f64)  # sum over chunks of (X_c - m_c)' U_c
+        self.shift = None  # [D] first chunk's mean: reference point for the mean corrections below
+        self.mean_cross = torch.zeros(D, basis.r, dtype=f64)  # sum_c (m_c - shift) u_c'
+        self.usum = torch.zeros(basis.r, dtype=f64)  # column sums of U
+
+    def update(self, x: torch.Tensor) -> None:
+        """Add rows [n, n + len(x)) of the features; x [n_i, D] in the compute dtype, contiguous."""
+        n_i = x.shape[0]
+        if n_i == 0:
+            return
+        start, stop = self.n, self.n + n_i
+        m_sub = (torch.sum(x, dim=0, dtype=torch.float64) / n_i).to(x.dtype)
+        xc = x - m_sub
+        # Rounding m_sub to the compute dtype leaves xc with a tiny mean r_c; it is measured and taken out
+        # of the Gram and the cross-product below, so both are centred on the exact chunk mean.
+        r_c = torch.sum(xc, dim=0, dtype=torch.float64) / n_i
+        m_c = m_sub.to(torch.float64) + r_c
+        G_c = (xc.T @ xc).to(torch.float64) - n_i * torch.outer(r_c, r_c)
+
+        if self.basis.is_vocabulary:
+            cls = self.basis.classes[start:stop]
+            C = self.basis.r
+            S = torch.zeros(C, self.D, dtype=x.dtype).index_add_(0, cls, xc)  # per-class sums [C, D]
+            u_c = torch.bincount(cls, minlength=C).to(torch.float64)
+            cross_c = S.T.to(torch.float64) - torch.outer(r_c, u_c)
+        else:
+            U = self.basis.basis_rows(start, stop, x.dtype)
+            u_c = torch.sum(U, dim=0, dtype=torch.float64)
+            cross_c = (xc.T @ U).to(torch.float64) - torch.outer(r_c, u_c)
+
+        if self.shift is None:
+            self.shift = m_c.clone()
+        delta = m_c - self.mean
+        n_new = self.n + n_i
+        self.comoment += G_c + torch.outer(delta, delta) * (self.n * n_i / n_new)
+        self.mean += delta * (n_i / n_new)
+        self.cross += cross_c
+        self.mean_cross += torch.outer(m_c - self.shift, u_c)
+        self.usum += u_c
+        self.n = n_new
+
+    def finalize(self) -> StandardizedStats:
+        """Centre the cross-product on the global mean, z-score, and drop constant columns."""
+        # Xc'U = sum_c (X_c - m_c)'U_c + sum_c (m_c - mean) u_c'; the second sum is formed from differences
+        # to `shift` so that large means cancel before, not after, they meet the label basis.
+        F = self.cross + self.mean_cross - torch.outer(self.mean - self.shift, self.usum)
+        var = self.comoment.diagonal().clamp_min(0) / self.n
+        std = var.sqrt()
+        eps = torch.finfo(self.dtype).eps
+        keep = std > 64 * eps * self.mean.abs()  # variation above the rounding of the values themselves
+        keep &= std > 0
+        scale = 1.0 / (std[keep] + EPS_STD)
+        G = self.comoment[keep][:, keep] * scale[:, None] * scale[None, :]
+        return StandardizedStats(N=self.n, D=self.D, keep=keep, G=(G + G.T) / 2, F=F[keep] * scale[:, None],
+                                 eps=eps)
