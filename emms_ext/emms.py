@@ -108,8 +108,10 @@ def feature_stats(features, basis: LabelBasis, *, dtype=None, chunk_size: int = 
         if acc.n + x.shape[0] > basis.N:
             raise ValueError(f"{name} must be [N, D] with N == {basis.N} (the label embeddings' N); "
                              f"got at least {acc.n + x.shape[0]} rows")
-        check_finite(x, name, f" in rows {acc.n}..{acc.n + x.shape[0] - 1}")
-        acc.update(x.to(acc.dtype).contiguous())
+        x = x.to(acc.dtype).contiguous()
+        if not bool(torch.isfinite(x.sum())):  # one cheap reduction; the exact count only on failure
+            check_finite(x, name, f" in rows {acc.n}..{acc.n + x.shape[0] - 1}")
+        acc.update(x)
     if acc is None or acc.n != basis.N:
         seen = 0 if acc is None else acc.n
         raise ValueError(f"{name} must be [N, D] with N == {basis.N} (the label embeddings' N); got {seen} rows")

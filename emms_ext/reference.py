@@ -113,46 +113,47 @@ def wlsr_simplex(A, B, mode: str = "exact", max_iter: int = 10_000, tol: float =
 
 
 # --------------------------------------------------------------------------------------- whole score
-def standardize(x: torch.Tensor, dim: int = 0) -> torch.Tensor:
+def standardize(x: torch.Tensor, dim: int = 0, dtype: torch.dtype = torch.float64) -> torch.Tensor:
     """The released code's z-score along dim: (x - mean) / (population std + 1e-8)."""
-    x = _f64(x)
+    x = _f64(x).to(dtype)
     return (x - x.mean(dim, keepdim=True)) / (x.std(dim, unbiased=False, keepdim=True) + EPS_STD)
 
 
-def label_stack(label_embeddings) -> torch.Tensor:
+def label_stack(label_embeddings, dtype: torch.dtype = torch.float64) -> torch.Tensor:
     """[N, L, K] tensor, or a list of K arrays [N, L_k] (standardized, then zero-padded to max L_k)."""
     if isinstance(label_embeddings, (list, tuple)):
-        zs = [standardize(z) for z in label_embeddings]
+        zs = [standardize(z, dtype=dtype) for z in label_embeddings]
         L = max(z.shape[1] for z in zs)
         return torch.stack([torch.nn.functional.pad(z, (0, L - z.shape[1])) for z in zs], dim=-1)
-    return standardize(label_embeddings)
+    return standardize(label_embeddings, dtype=dtype)
 
 
 def emms_score(features, label_embeddings, mode: str = "exact", ridge: float | None = None,
-               max_iter: int = 10_000, tol: float = 1e-12) -> dict:
+               max_iter: int = 10_000, tol: float = 1e-12, dtype: torch.dtype = torch.float64) -> dict:
     """EMMS by full least squares on the standardized N x D and N x L matrices, float64.
 
     exact: residual matrices E_k = (I - H) Z_k from torch.linalg.lstsq (or the ridge solve), then the K x K
     QP by support enumeration. alternating: Algorithm 1 with explicit W = argmin ||XW - Zt||^2 (+ ridge).
     reference: the released algorithm step by step (see released_emms).
+    dtype: precision of every N-sized computation (float32 gives the 'ref32' of the tolerance rule).
     Returns {"score", "t", "objective", "W", "iterations"}.
     """
-    X = standardize(features)
-    Z = label_stack(label_embeddings)
+    X = standardize(features, dtype=dtype)
+    Z = label_stack(label_embeddings, dtype=dtype)
     N, L, K = Z.shape
     if mode == "reference":
         if ridge is not None:
             raise ValueError("ridge is not part of the released algorithm")
-        return released_emms(features, label_embeddings)
+        return released_emms(features, label_embeddings, dtype=dtype)
 
     def fit(T):  # [N, L] -> W [D, L] minimizing ||XW - T||^2 + ridge ||W||^2
         if ridge is None:
             return torch.linalg.lstsq(X, T, driver="gelsd").solution
-        G = X.T @ X + ridge * torch.eye(X.shape[1], dtype=torch.float64)
+        G = X.T @ X + ridge * torch.eye(X.shape[1], dtype=dtype)
         return torch.linalg.solve(G, X.T @ T)
 
     def objective(W, t):
-        r = X @ W - torch.einsum("nlk,k->nl", Z, t)
+        r = X @ W - torch.einsum("nlk,k->nl", Z, t.to(dtype))
         return float((r**2).sum() + (0.0 if ridge is None else ridge * (W**2).sum()))
 
     if mode == "exact":
@@ -161,21 +162,21 @@ def emms_score(features, label_embeddings, mode: str = "exact", ridge: float | N
         Mmat = torch.empty(K, K, dtype=torch.float64)
         for k in range(K):
             for l in range(K):
-                Mmat[k, l] = (Z[:, :, k] * (Z[:, :, l] - X @ Ws[l])).sum()
+                Mmat[k, l] = float((Z[:, :, k] * (Z[:, :, l] - X @ Ws[l])).sum())
         Mmat = (Mmat + Mmat.T) / 2
         t = simplex_qp(Mmat)
-        W = sum(t[k] * Ws[k] for k in range(K))
+        W = sum(float(t[k]) * Ws[k] for k in range(K))
         it = 1
     elif mode == "alternating":
         t = torch.full((K,), 1.0 / K, dtype=torch.float64)
-        W = fit(torch.einsum("nlk,k->nl", Z, t))
+        W = fit(torch.einsum("nlk,k->nl", Z, t.to(dtype)))
         f = objective(W, t)
         A = torch.einsum("nlk,nlj->kj", Z, Z)
         it = 0
         for _ in range(max_iter):
             XW = X @ W
             tn = simplex_qp(A, torch.einsum("nlk,nl->k", Z, XW))  # t-step: min ||XW - Zt||^2 on the simplex
-            Wn = fit(torch.einsum("nlk,k->nl", Z, tn))             # W-step
+            Wn = fit(torch.einsum("nlk,k->nl", Z, tn.to(dtype)))   # W-step
             fn = objective(Wn, tn)
             if not fn <= f:
                 break
@@ -188,16 +189,16 @@ def emms_score(features, label_embeddings, mode: str = "exact", ridge: float | N
     return {"score": -f / (N * L), "t": t, "objective": f, "W": W, "iterations": it}
 
 
-def released_emms(features, label_embeddings) -> dict:
-    """The released research algorithm, step by step in torch float64 (one alternation, released scaling)."""
-    X = standardize(features)
-    Z = label_stack(label_embeddings)
+def released_emms(features, label_embeddings, dtype: torch.dtype = torch.float64) -> dict:
+    """The released research algorithm, step by step in torch (one alternation, released scaling)."""
+    X = standardize(features, dtype=dtype)
+    Z = label_stack(label_embeddings, dtype=dtype)
     N, L, K = Z.shape
-    t0 = torch.full((K,), 1.0 / K, dtype=torch.float64)
+    t0 = torch.full((K,), 1.0 / K, dtype=dtype)
     W = torch.linalg.lstsq(X, torch.einsum("nlk,k->nl", Z, t0), driver="gelsd").solution
     lam = torch.linalg.lstsq(Z.reshape(N * L, K), (X @ W).reshape(-1, 1), driver="gelsd").solution[:, 0]
     t1 = simplex_project(lam)
-    res = float(((X @ W - torch.einsum("nlk,k->nl", Z, t1)) ** 2).sum())
+    res = float(((X @ W - torch.einsum("nlk,k->nl", Z, t1.to(dtype))) ** 2).sum())
     return {"score": -res / N * L, "t": t1, "objective": res, "W": W, "iterations": 1}
 
 

@@ -47,13 +47,13 @@ class FeatureStats:
         if n_i == 0:
             return
         start, stop = self.n, self.n + n_i
-        m_sub = (torch.sum(x, dim=0, dtype=torch.float64) / n_i).to(x.dtype)
+        m_sub = x.mean(0)  # pairwise-summed in the compute dtype
         xc = x - m_sub
-        # Rounding m_sub to the compute dtype leaves xc with a tiny mean r_c; it is measured and taken out
-        # of the Gram and the cross-product below, so both are centred on the exact chunk mean.
-        r_c = torch.sum(xc, dim=0, dtype=torch.float64) / n_i
+        # m_sub is rounded, so xc keeps a tiny mean r_c; it is measured and taken out of the Gram and the
+        # cross-product below, so that both are centred on the chunk's exact mean m_c.
+        r_c = xc.mean(0).to(torch.float64)
         m_c = m_sub.to(torch.float64) + r_c
-        G_c = (xc.T @ xc).to(torch.float64) - n_i * torch.outer(r_c, r_c)
+        G_c = torch.addr((xc.T @ xc).to(torch.float64), r_c, r_c, alpha=-n_i)
 
         if self.basis.is_vocabulary:
             cls = self.basis.classes[start:stop]
@@ -70,7 +70,11 @@ class FeatureStats:
             self.shift = m_c.clone()
         delta = m_c - self.mean
         n_new = self.n + n_i
-        self.comoment += G_c + torch.outer(delta, delta) * (self.n * n_i / n_new)
+        if self.n == 0:
+            self.comoment = G_c
+        else:
+            self.comoment += G_c
+            self.comoment.addr_(delta, delta, alpha=self.n * n_i / n_new)
         self.mean += delta * (n_i / n_new)
         self.cross += cross_c
         self.mean_cross += torch.outer(m_c - self.shift, u_c)
@@ -85,9 +89,12 @@ class FeatureStats:
         var = self.comoment.diagonal().clamp_min(0) / self.n
         std = var.sqrt()
         eps = torch.finfo(self.dtype).eps
-        keep = std > 64 * eps * self.mean.abs()  # variation above the rounding of the values themselves
+        keep = std > eps * self.mean.abs()  # variation above the rounding of the values themselves
         keep &= std > 0
-        scale = 1.0 / (std[keep] + EPS_STD)
-        G = self.comoment[keep][:, keep] * scale[:, None] * scale[None, :]
-        return StandardizedStats(N=self.n, D=self.D, keep=keep, G=(G + G.T) / 2, F=F[keep] * scale[:, None],
+        all_kept = bool(keep.all())
+        scale = 1.0 / ((std if all_kept else std[keep]) + EPS_STD)
+        G = self.comoment if all_kept else self.comoment[keep][:, keep]
+        G = G * scale[:, None]
+        G *= scale[None, :]  # only the lower triangle is read downstream (Cholesky / eigh)
+        return StandardizedStats(N=self.n, D=self.D, keep=keep, G=G, F=(F if all_kept else F[keep]) * scale[:, None],
                                  eps=eps)

@@ -1,0 +1,38 @@
+# The two contract commands (README): `make demo` and `make test`. Each creates .venv if missing, installs
+# the local CPU torch and the rest, builds the extension without build isolation, then runs.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+TORCH ?= torch==2.13.0
+DEPS_STAMP := $(VENV)/.emms-deps
+BUILD_STAMP := $(VENV)/.emms-build
+SOURCES := $(shell find csrc cmake -type f) CMakeLists.txt pyproject.toml
+
+.PHONY: install test demo bench clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(DEPS_STAMP): | $(PY)
+	$(PIP) install -q $(TORCH)
+	$(PIP) install -q numpy scipy scikit-learn pytest expecttest hypothesis scikit-build-core pybind11 ninja
+	touch $@
+
+$(BUILD_STAMP): $(DEPS_STAMP) $(SOURCES)
+	$(PIP) install -q --no-build-isolation --no-deps -e .
+	touch $@
+
+install: $(BUILD_STAMP)
+
+test: install
+	$(PY) -m pytest python_tests -q
+
+demo: install
+	$(PY) benchmarks/demo_digits.py
+
+bench: install
+	$(PY) benchmarks/bench_emms.py
+
+clean:
+	rm -rf build dist $(BUILD_STAMP)

@@ -1,0 +1,296 @@
+"""The score API against the slow float64 references (full least squares, the released algorithm)."""
+from __future__ import annotations
+
+import itertools
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from conftest import make_class_labels, make_dense_labels, make_features, rel_err
+
+import emms_ext
+from emms_ext import reference
+from emms_ext.labels import prepare_labels
+
+
+@pytest.mark.parametrize("seed,K,vocab", [(0, 1, False), (1, 2, False), (2, 3, True), (3, 4, True), (4, 3, False)])
+@pytest.mark.parametrize("mode", ["exact", "alternating"])
+def test_matches_full_least_squares(seed, K, vocab, mode):
+    N, D, L = 150, 17, 6
+    X = make_features(seed, N, D, shift=3.0)
+    if vocab:
+        table, idx = make_class_labels(seed, N, 12, L, K)
+        Z = table[idx]
+        assert prepare_labels(Z).is_vocabulary
+    else:
+        Z = make_dense_labels(seed, N, L, K, X)
+        assert not prepare_labels(Z).is_vocabulary
+    res = emms_ext.emms_score(X, Z, mode, return_W=True)
+    ref = reference.emms_score(X, Z, mode)
+    assert rel_err(res.score, ref["score"]) < 1e-9
+    assert torch.allclose(res.t, ref["t"], atol=1e-6)
+    assert torch.allclose(res.W, ref["W"], atol=1e-8 * float(ref["W"].abs().max()))
+    assert res.mode == mode and res.n_samples == N and res.n_features == D and res.label_dim == L
+    assert res.n_embedders == K and abs(float(res.t.sum()) - 1) < 1e-12 and bool((res.t >= 0).all())
+    assert res.score < 0
+
+
+@pytest.mark.parametrize("seed,K,vocab", [(10, 1, False), (11, 2, True), (12, 3, False), (13, 3, True), (14, 5, False)])
+def test_reference_mode_reproduces_released_code(seed, K, vocab):
+    N, D, L = 120, 15, 7
+    X = make_features(seed, N, D, shift=-2.0)
+    if vocab:
+        table, idx = make_class_labels(seed, N, 9, L, K)
+        Z = table[idx]
+    else:
+        Z = make_dense_labels(seed, N, L, K, X)
+    score_np, t_np = reference.released_emms_numpy(X.numpy(), Z.numpy())
+    res = emms_ext.emms_score(X, Z, "reference", return_W=True)
+    assert rel_err(res.score, score_np) < 1e-8
+    assert np.allclose(res.t.numpy(), t_np, rtol=1e-8, atol=1e-10)
+    ref = reference.released_emms(X, Z)
+    assert torch.allclose(res.W, ref["W"], atol=1e-8 * float(ref["W"].abs().max()))
+    assert res.iterations == 1
+
+
+def test_reference_scaling_is_the_released_one():
+    """-f / N * L (not / (N L)): the same objective, scaled by L^2 relative to the paper's formula."""
+    X = make_features(20, 80, 6)
+    Z = make_dense_labels(20, 80, 5, 2, X)
+    res = emms_ext.emms_score(X, Z, "reference")
+    assert rel_err(res.score, -res.objective / 80 * 5) < 1e-14
+
+
+@pytest.mark.parametrize("K", [2, 3])
+def test_exact_is_the_true_minimum_over_the_simplex(K):
+    """Brute force: the least-squares residual of Z t on a grid over the simplex never beats mode='exact'."""
+    N, D, L = 60, 8, 4
+    X = make_features(30 + K, N, D)
+    Z = make_dense_labels(30 + K, N, L, K, X)
+    res = emms_ext.emms_score(X, Z, "exact")
+    Xs, Zs = reference.standardize(X), reference.standardize(Z)
+    steps = 200 if K == 2 else 40
+    best = float("inf")
+    for c in itertools.product(range(steps + 1), repeat=K - 1):
+        if sum(c) > steps:
+            continue
+        t = torch.tensor(list(c) + [steps - sum(c)], dtype=torch.float64) / steps
+        T = torch.einsum("nlk,k->nl", Zs, t)
+        W = torch.linalg.lstsq(Xs, T, driver="gelsd").solution
+        best = min(best, float(((Xs @ W - T) ** 2).sum()))
+    assert res.objective <= best * (1 + 1e-12)
+    assert res.objective >= best * (1 - 0.05)  # the grid is fine enough to come within 5%
+
+
+def test_alternating_converges_to_exact():
+    X = make_features(40, 200, 12)
+    Z = make_dense_labels(40, 200, 5, 4, X)
+    ex = emms_ext.emms_score(X, Z, "exact")
+    alt = emms_ext.emms_score(X, Z, "alternating", max_iter=100_000, tol=0.0)
+    assert rel_err(alt.score, ex.score) < 1e-7
+    assert alt.iterations >= 1
+    one = emms_ext.emms_score(X, Z, "alternating", max_iter=1)
+    assert one.iterations == 1 and one.score <= alt.score + 1e-15
+
+
+def test_vocabulary_inputs_agree():
+    """Dense rows with repeats, (table, indices), ClassLabels and a table with unused classes: one score."""
+    N, D, L, K, C = 200, 10, 6, 3, 15
+    X = make_features(50, N, D)
+    table, idx = make_class_labels(50, N, C, L, K)
+    dense = reference.emms_score(X, table[idx], "exact")["score"]
+    padded = torch.cat([table, torch.randn(4, L, K, dtype=torch.float64)])  # classes nobody uses
+    for labels in [table[idx], (table, idx), emms_ext.ClassLabels(table, idx), (padded, idx),
+                   ([table[:, :, k] for k in range(K)], idx)]:
+        assert rel_err(emms_ext.emms_score(X, labels).score, dense) < 1e-10
+
+
+def test_embedders_of_different_widths_are_zero_padded():
+    N, D = 100, 9
+    X = make_features(60, N, D)
+    g = torch.Generator().manual_seed(60)
+    zs = [torch.randn(N, L, generator=g, dtype=torch.float64) for L in (3, 7, 5)]
+    res = emms_ext.emms_score(X, zs)
+    ref = reference.emms_score(X, zs)
+    assert res.label_dim == 7 and res.n_embedders == 3
+    assert rel_err(res.score, ref["score"]) < 1e-10
+    assert rel_err(emms_ext.emms_score(X, zs, "reference").score,
+                   reference.released_emms_numpy(X.numpy(), reference.label_stack(zs).numpy())[0]) < 1e-8
+
+
+@pytest.mark.parametrize("shift", [0.0, 1e6])
+def test_streaming_chunks_equal_in_memory(shift):
+    N, D, L, K = 500, 20, 4, 2
+    X = make_features(70, N, D, shift=shift)
+    Z = make_dense_labels(70, N, L, K, X - shift)
+    full = emms_ext.emms_score(X, Z)
+    sizes = [1, 77, 200, 2, 220]
+    chunks = list(torch.split(X, sizes))
+    streamed = emms_ext.emms_score(iter(chunks), Z)
+    assert rel_err(streamed.score, full.score) < 1e-10
+    ref = reference.emms_score(X, Z)
+    assert rel_err(full.score, ref["score"]) < 1e-8
+    vocab = make_class_labels(70, N, 20, L, K)
+    assert rel_err(emms_ext.emms_score(iter(chunks), vocab).score, emms_ext.emms_score(X, vocab).score) < 1e-10
+    assert rel_err(emms_ext.emms_score(X, Z, chunk_size=64).score, full.score) < 1e-10
+
+
+def test_float32_large_means_keep_precision():
+    """Features offset by 1e4 in float32: centring per chunk keeps the score as accurate as the data allows."""
+    N, D = 400, 16
+    X64 = make_features(80, N, D)
+    Z = make_dense_labels(80, N, 4, 2, X64)
+    X32 = (X64 + 1e4).float()
+    ref64 = reference.emms_score(X32.double(), Z)["score"]  # exact score of the float32 data
+    got = emms_ext.emms_score(iter(torch.split(X32, 150)), Z.float()).score
+    assert rel_err(got, ref64) < 1e-4
+
+
+@pytest.mark.parametrize("mode", ["exact", "alternating", "reference"])
+def test_float32_obeys_the_tolerance_rule(mode):
+    N, D, L, K = 300, 24, 8, 3
+    X = make_features(90, N, D)
+    Z = make_dense_labels(90, N, L, K, X)
+    ref64 = reference.emms_score(X, Z, mode)["score"]
+    ref32 = reference.emms_score(X.float(), Z.float(), mode, dtype=torch.float32)["score"]
+    got = emms_ext.emms_score(X.float(), Z.float(), mode).score
+    assert abs(got - ref64) <= 2 * abs(ref32 - ref64) + 1e-6 * abs(ref64)
+
+
+def test_accepts_numpy_strided_and_half_inputs_without_mutating_them():
+    N, D, L, K = 90, 7, 5, 2
+    X = make_features(100, N, D)
+    Z = make_dense_labels(100, N, L, K, X)
+    base = emms_ext.emms_score(X, Z).score
+    Xn, Zn = X.numpy().copy(), Z.numpy().copy()
+    assert rel_err(emms_ext.emms_score(Xn, Zn).score, base) < 1e-12
+    np.testing.assert_array_equal(Xn, X.numpy())
+    np.testing.assert_array_equal(Zn, Z.numpy())
+    Xt = X.T.contiguous().T  # column-major strides
+    Zp = Z.permute(2, 0, 1).contiguous().permute(1, 2, 0)
+    Xc, Zc = Xt.clone(), Zp.clone()
+    assert rel_err(emms_ext.emms_score(Xt, Zp).score, base) < 1e-12
+    assert torch.equal(Xt, Xc) and torch.equal(Zp, Zc)
+    wide = torch.zeros(N, 2 * D, dtype=torch.float64)
+    wide[:, ::2] = X
+    assert rel_err(emms_ext.emms_score(wide[:, ::2], Z).score, base) < 1e-12
+    half = emms_ext.emms_score(X.half(), Z.float())
+    assert rel_err(half.score, reference.emms_score(X.half().double(), Z)["score"]) < 1e-3
+
+
+def test_constant_and_duplicated_columns():
+    N, D = 120, 10
+    X = make_features(110, N, D)
+    Z = make_dense_labels(110, N, 4, 2, X)
+    base = emms_ext.emms_score(X, Z)
+    with_const = torch.cat([X, torch.full((N, 2), 7.5, dtype=torch.float64)], 1)
+    r = emms_ext.emms_score(with_const, Z, return_W=True)
+    assert rel_err(r.score, base.score) < 1e-10 and r.n_used_features == D and r.n_features == D + 2
+    assert bool((r.W[D:] == 0).all())
+    dup = torch.cat([X, X[:, :3]], 1)  # rank-deficient Gram: the eigendecomposition path
+    r = emms_ext.emms_score(dup, Z)
+    assert r.solver == "eigh" and rel_err(r.score, base.score) < 1e-8
+    allconst = emms_ext.emms_score(torch.ones(N, 3, dtype=torch.float64), Z)
+    assert allconst.solver == "none" and allconst.n_used_features == 0
+    A = reference.label_stack(Z)
+    assert rel_err(allconst.score, -float((A.mean(-1) ** 2).sum()) / (N * 4)) < 1e-10  # W = 0, t uniform
+
+
+def test_identical_embedders_score_like_one():
+    X = make_features(120, 100, 8)
+    Z1 = make_dense_labels(120, 100, 5, 1, X)
+    Z2 = torch.cat([Z1, Z1], dim=2)
+    for mode in ["exact", "alternating", "reference"]:
+        assert rel_err(emms_ext.emms_score(X, Z2, mode).score, emms_ext.emms_score(X, Z1, mode).score) < 1e-9
+
+
+def test_degenerate_wide_features_warn_and_ridge_separates_them():
+    N, L, K = 40, 4, 2
+    Z = make_dense_labels(130, N, L, K)
+    Xa, Xb = make_features(131, N, 39), make_features(132, N, 60)
+    with pytest.warns(emms_ext.EMMSDegeneracyWarning, match="ridge="):
+        ra = emms_ext.emms_score(Xa, Z)
+    with pytest.warns(emms_ext.EMMSDegeneracyWarning):
+        rb = emms_ext.emms_score(Xb, Z)
+    assert abs(ra.score) < 1e-9 and abs(rb.score) < 1e-9 and ra.warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        sa = emms_ext.emms_score(Xa, Z, ridge=2.0)
+        sb = emms_ext.emms_score(Xb, Z, ridge=2.0)
+    assert np.isfinite(sa.score) and np.isfinite(sb.score) and abs(sa.score - sb.score) > 1e-6
+    for X, s in [(Xa, sa), (Xb, sb)]:
+        assert rel_err(s.score, reference.emms_score(X, Z, "exact", ridge=2.0)["score"]) < 1e-9
+        alt = emms_ext.emms_score(X, Z, "alternating", ridge=2.0, tol=0.0)
+        assert rel_err(alt.score, s.score) < 1e-7
+
+
+def test_zoo_matches_single_models_and_isolates_failures():
+    N, L, K = 150, 5, 3
+    Z = make_class_labels(140, N, 10, L, K)
+    zoo = {f"m{d}": make_features(140 + d, N, d) for d in (4, 9, 16)}
+    out = emms_ext.emms_scores(zoo, Z)
+    for name, X in zoo.items():
+        assert rel_err(out[name].score, emms_ext.emms_score(X, Z).score) < 1e-12
+    assert out.order == sorted(zoo, key=lambda n: out.scores[n], reverse=True)
+    assert list(emms_ext.emms_scores(list(zoo.values()), Z).keys()) == [0, 1, 2]
+    bad = dict(zoo, nan=torch.full((N, 3), float("nan")), short=torch.randn(N - 1, 3))
+    with pytest.raises(ValueError):
+        emms_ext.emms_scores(bad, Z)
+    with pytest.warns(UserWarning, match="skipped"):
+        out2 = emms_ext.emms_scores(bad, Z, errors="skip")
+    assert set(out2) == set(zoo) and set(out2.failures) == {"nan", "short"}
+    assert "finite" in out2.failures["nan"] and "N == 150" in out2.failures["short"]
+    assert rel_err(out2["m9"].score, out["m9"].score) < 1e-12
+
+
+@pytest.mark.parametrize("features,labels,match", [
+    (torch.randn(10, 3), torch.randn(11, 2, 2), r"N == 11"),
+    (torch.randn(1, 3), torch.randn(1, 2, 2), r"N >= 2"),
+    (torch.randn(10, 3), torch.randn(10, 2, 0), r"K >= 1"),
+    (torch.randn(10, 3), [], r"K >= 1"),
+    (torch.randint(0, 5, (10, 3)), torch.randn(10, 2, 2), r"floating"),
+    (torch.randn(10, 3), torch.randint(0, 5, (10, 2, 2)), r"floating"),
+    (torch.randn(10), torch.randn(10, 2, 2), r"\[N, D\]"),
+    (torch.randn(10, 0), torch.randn(10, 2, 2), r"D >= 1"),
+    (torch.randn(10, 3), torch.randn(10, 2), r"\[N, L, K\]"),
+    (np.arange(30).reshape(10, 3), torch.randn(10, 2, 2), r"floating"),
+])
+def test_bad_input_names_argument_and_shape(features, labels, match):
+    with pytest.raises(ValueError, match=match):
+        emms_ext.emms_score(features, labels)
+
+
+def test_non_finite_inputs_are_rejected_with_location():
+    X, Z = torch.randn(20, 3), torch.randn(20, 2, 2)
+    Xn = X.clone()
+    Xn[7, 1] = float("nan")
+    with pytest.raises(ValueError, match=r"features must be finite.*1 NaN/Inf values in rows 0\.\.19"):
+        emms_ext.emms_score(Xn, Z)
+    Zi = Z.clone()
+    Zi[3, 0, 1] = float("inf")
+    with pytest.raises(ValueError, match=r"label_embeddings.*finite"):
+        emms_ext.emms_score(X, Zi)
+    with pytest.raises(ValueError, match=r"chunk.*\[n_i, D=3\]"):
+        emms_ext.emms_score(iter([X[:10], torch.randn(10, 4)]), Z)
+    with pytest.raises(ValueError, match=r"N == 20"):
+        emms_ext.emms_score(iter([X, X[:1]]), Z)
+    with pytest.raises(ValueError, match=r"indices must lie in \[0, C=4\)"):
+        emms_ext.emms_score(X, (torch.randn(4, 2, 2), torch.arange(20) % 5))
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"mode": "fast"}, "mode must be one of"),
+    ({"ridge": -1.0}, "ridge must be"),
+    ({"ridge": float("nan")}, "ridge must be"),
+    ({"mode": "reference", "ridge": 1.0}, "released algorithm"),
+    ({"max_iter": 0}, "max_iter"),
+    ({"tol": -1.0}, "tol"),
+    ({"dtype": torch.float16}, "dtype"),
+])
+def test_bad_options(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        emms_ext.emms_score(torch.randn(10, 3), torch.randn(10, 2, 2), **kwargs)
+    if "dtype" not in kwargs:
+        with pytest.raises(ValueError, match=match):
+            emms_ext.emms_scores([torch.randn(10, 3)], torch.randn(10, 2, 2), **kwargs)
