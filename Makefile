@@ -32,7 +32,7 @@ demo: install
 	$(PY) benchmarks/demo_digits.py
 
 bench: install
-	$(PY) benchmarks/bench_emms.py
+	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(PY) benchmarks/bench_emms.py
 
 clean:
 	rm -rf build dist $(BUILD_STAMP)
