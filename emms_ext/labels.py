@@ -96,8 +96,10 @@ def _stack_embedders(zs: list[torch.Tensor]) -> torch.Tensor:
     return torch.stack([torch.nn.functional.pad(z, (0, L - z.shape[1])) for z in zs], dim=1)
 
 
-def _as_embedder_list(x, name: str, rows: str) -> list[torch.Tensor]:
-    """[R, L, K] tensor/array or list of K [R, L_k] -> list of K float tensors [R, L_k], validated."""
+def _as_embedder_list(x, name: str, rows: str) -> tuple[list[torch.Tensor], torch.Tensor | None]:
+    """[R, L, K] tensor/array or list of K [R, L_k] -> (list of K float tensors [R, L_k], the [R, L, K]
+    tensor when that was the input, else None), validated."""
+    stacked = None
     if isinstance(x, (list, tuple)):
         if len(x) == 0:
             raise ValueError(f"{name} must hold K >= 1 embedders (got an empty list)")
@@ -114,11 +116,11 @@ def _as_embedder_list(x, name: str, rows: str) -> list[torch.Tensor]:
                 f"{name} must be [{rows}, L, K] with L >= 1 and K >= 1 embedders, or a list of K arrays "
                 f"[{rows}, L_k] (got {describe(z)})"
             )
-        zs = [z[:, :, k] for k in range(z.shape[2])]
+        zs, stacked = [z[:, :, k] for k in range(z.shape[2])], z
     for k, z in enumerate(zs):
         if not bool(torch.isfinite(z.sum())):
             check_finite(z, f"{name}" if len(zs) == 1 else f"{name} (embedder {k})")
-    return zs
+    return zs, stacked
 
 
 def _vocabulary_basis(classes: torch.Tensor, zs_raw: list[torch.Tensor]) -> LabelBasis:
@@ -173,7 +175,7 @@ def prepare_labels(label_embeddings, vocabulary: bool | None = None) -> LabelBas
     if isinstance(label_embeddings, tuple) and len(label_embeddings) == 2 and _is_index_vector(label_embeddings[1]):
         label_embeddings = ClassLabels(*label_embeddings)
     if isinstance(label_embeddings, ClassLabels):
-        zs = _as_embedder_list(label_embeddings.table, "label_embeddings.table", "C")
+        zs, _ = _as_embedder_list(label_embeddings.table, "label_embeddings.table", "C")
         idx = torch.as_tensor(label_embeddings.indices)
         C = zs[0].shape[0]
         if idx.dim() != 1 or idx.dtype.is_floating_point or idx.dtype == torch.bool:
@@ -184,10 +186,13 @@ def prepare_labels(label_embeddings, vocabulary: bool | None = None) -> LabelBas
         _check_n(idx.shape[0], "label_embeddings.indices")
         return _vocabulary_basis(idx.to(torch.int64), zs)
 
-    zs = _as_embedder_list(label_embeddings, "label_embeddings", "N")
+    zs, stacked = _as_embedder_list(label_embeddings, "label_embeddings", "N")
     _check_n(zs[0].shape[0], "label_embeddings")
     if vocabulary is not False:
-        flat = torch.cat([z.reshape(z.shape[0], -1) for z in zs], dim=1)
+        if stacked is not None:
+            flat = stacked.reshape(stacked.shape[0], -1)  # a view of the [N, L, K] input when contiguous
+        else:
+            flat = torch.cat(zs, dim=1)
         found = _detect_vocabulary(flat)
         if found is None and vocabulary:
             raise ValueError("vocabulary=True but the label rows are not drawn from a set of at most N/2 "

@@ -22,7 +22,7 @@ void wlsr_kernel(const WlsrParams& p, const scalar_t* A, int64_t a_stride,  // [
                  int64_t M) {
   const int64_t K = p.K, KK = K * K;
   at::parallel_for(0, M, /*grain_size=*/std::max<int64_t>(1, 4096 / (KK + 1)), [&](int64_t begin, int64_t end) {
-    std::vector<double> buf(2 * KK + K + wlsr_workspace(K));
+    std::vector<double> buf(wlsr_model_scratch(K));
     double* a = buf.data();
     double* b = a + KK;
     double* tt = b + KK;

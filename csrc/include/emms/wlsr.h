@@ -126,6 +126,10 @@ EMMS_HOST_DEVICE int simplex_qp(const T* H, const T* b, int64_t K, T* t, T* work
 
 EMMS_HOST_DEVICE int64_t wlsr_workspace(int64_t K) { return 2 * K * K + simplex_qp_workspace(K) + 2 * K; }
 
+// Everything one model's solve touches when the backend stages A, B and t in float64 next to the
+// scratch (both backends do): A [K, K], B [K, K], t [K], then wlsr_workspace(K).
+EMMS_HOST_DEVICE int64_t wlsr_model_scratch(int64_t K) { return 2 * K * K + K + wlsr_workspace(K); }
+
 // Solves one problem. A, B: [K, K] row-major in the accumulation type; t: [K] out. Writes the objective
 // (unnormalized: the caller divides by N*L) and returns the iterations used: active-set steps (exact),
 // accepted alternations (alternating) or 1 (reference). Non-finite A or B give NaN t and objective.
