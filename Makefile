@@ -9,7 +9,7 @@ DEPS_STAMP := $(VENV)/.emms-deps
 BUILD_STAMP := $(VENV)/.emms-build
 SOURCES := $(shell find csrc cmake -type f) CMakeLists.txt pyproject.toml
 
-.PHONY: install test demo bench clean
+.PHONY: install test demo bench cuda-check clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ demo: install
 
 bench: install
 	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(PY) benchmarks/bench_emms.py
+
+# nvcc -Werror on every kernel, then a full EMMS_WITH_CUDA=ON build against the CUDA torch (no GPU needed).
+cuda-check:
+	bash scripts/check_cuda.sh
 
 clean:
 	rm -rf build dist $(BUILD_STAMP)

@@ -22,9 +22,7 @@ void simplex_project_kernel(const scalar_t* v, scalar_t* out, int64_t rows, int6
 }
 
 at::Tensor simplex_project_cpu(const at::Tensor& v) {  // [..., K] -> [..., K]
-  check_floating(v, "simplex_project", "v");
-  TORCH_CHECK_VALUE(v.dim() >= 1, "simplex_project: v must be [..., K] with at least one dimension (got ",
-                    shape_str(v), ")");
+  check_simplex_input(v, "simplex_project");
   const at::Tensor vc = v.contiguous();
   at::Tensor out = at::empty(vc.sizes(), vc.options());
   const int64_t K = vc.size(-1);

@@ -51,11 +51,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> wlsr_simplex_cpu(const at::Tensor
   at::Tensor iterations = at::empty({M}, Bc.options().dtype(at::kLong));
   const int64_t a_stride = Ac.dim() == 3 ? K * K : 0;  // a shared A is read by every model
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, Bc.scalar_type(), "wlsr_simplex_cpu", [&] {
-    WlsrParams p{K, static_cast<int>(mode), static_cast<int>(max_iter), tol,
-                 // lstsq in the released code drops singular values below eps*max(rows, cols) of the
-                 // flattened labels; A holds their squares, formed in the input precision.
-                 static_cast<double>(K) * (Bc.scalar_type() == at::kDouble ? eps_of<double>::value
-                                                                            : eps_of<float>::value)};
+    const WlsrParams p = make_wlsr_params(K, mode, max_iter, tol, Bc.scalar_type());
     wlsr_kernel<scalar_t>(p, Ac.const_data_ptr<scalar_t>(), a_stride, Bc.const_data_ptr<scalar_t>(),
                           t.mutable_data_ptr<scalar_t>(), objective.mutable_data_ptr<scalar_t>(),
                           iterations.mutable_data_ptr<int64_t>(), M);

@@ -7,6 +7,9 @@
 #include <sstream>
 #include <string>
 
+#include "emms/macros.h"
+#include "emms/params.h"
+
 namespace emms {
 
 inline std::string shape_str(const at::Tensor& t) {
@@ -18,6 +21,12 @@ inline std::string shape_str(const at::Tensor& t) {
 inline void check_floating(const at::Tensor& t, const char* op, const char* name) {
   TORCH_CHECK_TYPE(at::isFloatingType(t.scalar_type()), op, ": ", name,
                    " must be a floating-point tensor (got ", shape_str(t), ")");
+}
+
+// v [..., K] of a floating dtype.
+inline void check_simplex_input(const at::Tensor& v, const char* op) {
+  check_floating(v, op, "v");
+  TORCH_CHECK_VALUE(v.dim() >= 1, op, ": v must be [..., K] with at least one dimension (got ", shape_str(v), ")");
 }
 
 // A [K, K] or [M, K, K] and B [M, K, K] of one floating dtype on one device.
@@ -41,6 +50,14 @@ inline void check_wlsr_inputs(const at::Tensor& A, const at::Tensor& B, int64_t 
   TORCH_CHECK_VALUE(max_iter >= 1 && max_iter <= (int64_t(1) << 30), op,
                     ": max_iter must be in [1, 2^30] (got ", max_iter, ")");
   TORCH_CHECK_VALUE(tol >= 0.0, op, ": tol must be >= 0 (got ", tol, ")");
+}
+
+// Solver parameters for B's dtype. Reference mode mirrors lstsq in the released code, which drops
+// singular values below eps*max(rows, cols) of the flattened labels; A holds their squares, formed in the
+// input precision, hence K * eps of that precision on A's eigenvalues.
+inline WlsrParams make_wlsr_params(int64_t K, int64_t mode, int64_t max_iter, double tol, at::ScalarType dtype) {
+  const double eps = dtype == at::kDouble ? eps_of<double>::value : eps_of<float>::value;
+  return WlsrParams{K, static_cast<int>(mode), static_cast<int>(max_iter), tol, static_cast<double>(K) * eps};
 }
 
 }  // namespace emms

@@ -1,0 +1,76 @@
+// CUDA kernel of emms::wlsr_simplex: one thread per model runs the whole solve of emms/wlsr.h (the same
+// code as the CPU backend) in float64. A zoo of thousands of models is one launch.
+//
+// Each solve needs 5K^2 + 9K doubles of scratch. For small K (the paper's K = 3 needs 552 bytes) it lives
+// in shared memory, several models per block; past the shared-memory budget the glue passes a global
+// scratch buffer instead (correct for any K, slower). A warp-cooperative variant for K >= 16 is future
+// work: with K = 3 the solve is a negligible share of a zoo's time next to its Gram matrices.
+#include <cuda_runtime.h>
+
+#include "emms/cuda_launch.h"
+#include "emms/wlsr.h"
+
+namespace emms {
+namespace cuda {
+namespace {
+
+constexpr int64_t kSharedBudget = 40 * 1024;  // bytes of dynamic shared memory per block we allow ourselves
+constexpr int kMinModelsPerBlock = 8;
+
+template <typename T>
+__global__ void wlsr_models(WlsrParams p, const T* __restrict__ A, int64_t a_stride, const T* __restrict__ B,
+                            T* __restrict__ t, T* __restrict__ objective, int64_t* __restrict__ iterations,
+                            double* __restrict__ global_work, int64_t M) {
+  extern __shared__ double shared_work[];
+  const int64_t m = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (m >= M) return;
+  const int64_t K = p.K, KK = K * K;
+  const int64_t per_model = wlsr_model_scratch(K);
+  double* w = global_work ? global_work + m * per_model : shared_work + threadIdx.x * per_model;
+  double* a = w;
+  double* b = a + KK;
+  double* tt = b + KK;
+  double* scratch = tt + K;
+  for (int64_t i = 0; i < KK; ++i) {
+    a[i] = static_cast<double>(A[m * a_stride + i]);
+    b[i] = static_cast<double>(B[m * KK + i]);
+  }
+  double f = 0;
+  iterations[m] = wlsr_solve<double>(p, a, b, tt, &f, scratch);
+  objective[m] = static_cast<T>(f);
+  for (int64_t k = 0; k < K; ++k) t[m * K + k] = static_cast<T>(tt[k]);
+}
+
+}  // namespace
+
+int64_t wlsr_model_workspace(int64_t K) { return wlsr_model_scratch(K); }
+
+bool wlsr_uses_shared(int64_t K) {
+  return wlsr_model_workspace(K) * static_cast<int64_t>(sizeof(double)) * kMinModelsPerBlock <= kSharedBudget;
+}
+
+template <typename T>
+cudaError_t launch_wlsr_simplex(const WlsrParams& p, const T* A, int64_t a_stride, const T* B, T* t,
+                                T* objective, int64_t* iterations, double* work, int64_t M, cudaStream_t stream) {
+  if (M == 0) return cudaSuccess;
+  const int64_t bytes_per_model = wlsr_model_workspace(p.K) * static_cast<int64_t>(sizeof(double));
+  int threads = 64;
+  size_t shared = 0;
+  if (work == nullptr) {
+    const int64_t fit = kSharedBudget / bytes_per_model;
+    threads = static_cast<int>(fit >= 64 ? 64 : (fit >= 32 ? 32 : kMinModelsPerBlock));
+    shared = static_cast<size_t>(threads * bytes_per_model);
+  }
+  const int64_t blocks = (M + threads - 1) / threads;
+  wlsr_models<T><<<static_cast<unsigned>(blocks), threads, shared, stream>>>(p, A, a_stride, B, t, objective,
+                                                                             iterations, work, M);
+  return cudaGetLastError();
+}
+
+template cudaError_t launch_wlsr_simplex<float>(const WlsrParams&, const float*, int64_t, const float*, float*,
+                                                float*, int64_t*, double*, int64_t, cudaStream_t);
+template cudaError_t launch_wlsr_simplex<double>(const WlsrParams&, const double*, int64_t, const double*,
+                                                 double*, double*, int64_t*, double*, int64_t, cudaStream_t);
+
+}  // namespace cuda
+}  // namespace emms

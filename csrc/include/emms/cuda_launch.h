@@ -1,0 +1,30 @@
+#pragma once
+// Launchers of the torch-free CUDA kernels (csrc/cuda/*.cu), called by the tensor glue (*_cuda.cpp).
+// Raw pointers, sizes and a stream in; a cudaError_t out. No torch type crosses this boundary, so the .cu
+// files compile with nvcc alone (CI has no GPU and no CUDA torch in its main environment).
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+#include "emms/params.h"
+
+namespace emms {
+namespace cuda {
+
+// v, out: [rows, K] contiguous. T = float or double (the glue upcasts half / bfloat16).
+template <typename T>
+cudaError_t launch_simplex_project(const T* v, T* out, int64_t rows, int64_t K, cudaStream_t stream);
+
+// Scratch (float64 elements) one model's solve needs; the glue allocates M of them when
+// wlsr_uses_shared(K) is false.
+int64_t wlsr_model_workspace(int64_t K);
+bool wlsr_uses_shared(int64_t K);
+
+// A: [M or 1, K, K] (a_stride = K*K or 0), B: [M, K, K], t: [M, K], objective: [M], iterations: [M].
+// work: M * wlsr_model_workspace(K) doubles, or nullptr when wlsr_uses_shared(K).
+template <typename T>
+cudaError_t launch_wlsr_simplex(const WlsrParams& p, const T* A, int64_t a_stride, const T* B, T* t,
+                                T* objective, int64_t* iterations, double* work, int64_t M, cudaStream_t stream);
+
+}  // namespace cuda
+}  // namespace emms
