@@ -22,6 +22,9 @@ TORCH_LIBRARY(emms, m) {
   // A [K, K] or [M, K, K], B [M, K, K] -> t [M, K], objective [M], iterations [M] (int64):
   // min over t in the simplex of the EMMS objective per model; mode 0 exact, 1 alternating, 2 reference.
   m.def("wlsr_simplex(Tensor A, Tensor B, int mode, int max_iter, float tol) -> (Tensor, Tensor, Tensor)");
+  // x [B, N, D] (or [N, D]), order [N] int64 (samples sorted by class), offsets [C + 1] int64 ->
+  // [B, C, D] (or [C, D]): per-class sums of the rows of x, accumulated in float64, in a fixed order.
+  m.def("class_sums(Tensor x, Tensor order, Tensor offsets) -> Tensor");
 }
 
 PYBIND11_MODULE(_C, m) {

@@ -8,7 +8,7 @@ import torch  # noqa: F401  (loads libtorch before the extension that links agai
 from . import _C  # registers the emms::* operators
 from .emms import EMMSDegeneracyWarning, EMMSResult, ZooScores, emms_score, emms_scores
 from .labels import ClassLabels
-from .ops import simplex_project, wlsr_simplex
+from .ops import class_order, class_sums, simplex_project, wlsr_simplex
 
 __version__ = _C.build_info()["version"]
 
@@ -19,6 +19,6 @@ def build_info() -> dict:
 
 
 __all__ = [
-    "ClassLabels", "EMMSDegeneracyWarning", "EMMSResult", "ZooScores", "build_info", "emms_score",
+    "ClassLabels", "EMMSDegeneracyWarning", "class_order", "class_sums", "EMMSResult", "ZooScores", "build_info", "emms_score",
     "emms_scores", "simplex_project", "wlsr_simplex", "__version__",
 ]

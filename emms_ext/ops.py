@@ -54,6 +54,25 @@ def wlsr_simplex(
     return torch.ops.emms.wlsr_simplex(A, B, mode_code(mode), int(max_iter), float(tol))
 
 
+def class_sums(x: torch.Tensor, order: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+    """Per-class sums of the rows of ``x [N, D]`` (or ``[B, N, D]``) -> ``[C, D]`` (or ``[B, C, D]``).
+
+    ``order [N]`` (int64) lists the samples sorted by class and class ``c`` owns
+    ``order[offsets[c]:offsets[c+1]]`` (``offsets [C + 1]``, int64); ``class_order`` builds both from class
+    indices. Sums run in float64 in a fixed order, so results are deterministic on every device.
+    """
+    return torch.ops.emms.class_sums(x, order, offsets)
+
+
+def class_order(classes: torch.Tensor, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(order [N], offsets [C + 1]) for ``class_sums`` from class indices ``classes [N]`` in [0, C)."""
+    order = torch.argsort(classes, stable=True)
+    counts = torch.bincount(classes, minlength=num_classes)
+    offsets = torch.zeros(num_classes + 1, dtype=torch.int64, device=classes.device)
+    offsets[1:] = torch.cumsum(counts, 0)
+    return order, offsets
+
+
 @torch.library.register_fake("emms::simplex_project")
 def _simplex_project_fake(v):
     return v.new_empty(v.shape)
@@ -80,3 +99,26 @@ torch.library.register_autograd(
 def _wlsr_simplex_fake(A, B, mode, max_iter, tol):
     M, K = B.shape[0], B.shape[-1]
     return B.new_empty(M, K), B.new_empty(M), B.new_empty(M, dtype=torch.int64)
+
+
+@torch.library.register_fake("emms::class_sums")
+def _class_sums_fake(x, order, offsets):
+    C = offsets.shape[0] - 1
+    return x.new_empty((*x.shape[:-2], C, x.shape[-1]))
+
+
+def _class_sums_setup(ctx, inputs, output):
+    x, order, offsets = inputs
+    ctx.save_for_backward(order, offsets)
+
+
+def _class_sums_backward(ctx, grad):
+    # d out[c] / d x[n] = 1 when sample n belongs to class c: gather each sample's class row of grad.
+    order, offsets = ctx.saved_tensors
+    counts = offsets[1:] - offsets[:-1]
+    cls_sorted = torch.repeat_interleave(torch.arange(counts.shape[0], device=grad.device), counts)
+    cls = torch.empty_like(cls_sorted).scatter_(0, order, cls_sorted)
+    return grad.index_select(-2, cls), None, None
+
+
+torch.library.register_autograd("emms::class_sums", _class_sums_backward, setup_context=_class_sums_setup)

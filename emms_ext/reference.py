@@ -37,6 +37,18 @@ def simplex_project(v: torch.Tensor) -> torch.Tensor:
     return torch.where(bad, torch.full_like(out, float("nan")), out)
 
 
+def class_sums(x: torch.Tensor, order: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+    """Reference of emms::class_sums: x [..., N, D] -> [..., C, D], a float64 loop over classes."""
+    x64 = _f64(x)
+    order, offsets = order.cpu(), offsets.cpu()
+    C = offsets.shape[0] - 1
+    out = torch.zeros(*x64.shape[:-2], C, x64.shape[-1], dtype=torch.float64)
+    for c in range(C):
+        members = order[offsets[c]:offsets[c + 1]]
+        out[..., c, :] = x64[..., members, :].sum(-2)
+    return out
+
+
 def simplex_qp(H: torch.Tensor, b: torch.Tensor | None = None) -> torch.Tensor:
     """argmin over the simplex of t'Ht - 2b't by enumerating every support (K <= 14).
 

@@ -52,6 +52,40 @@ inline void check_wlsr_inputs(const at::Tensor& A, const at::Tensor& B, int64_t 
   TORCH_CHECK_VALUE(tol >= 0.0, op, ": tol must be >= 0 (got ", tol, ")");
 }
 
+// x [B, N, D] or [N, D] floating, order [N] int64, offsets [C + 1] int64, all on x's device. The index
+// values are checked by the caller (check_class_index_values) where reading them is cheap.
+inline void check_class_sums_inputs(const at::Tensor& x, const at::Tensor& order, const at::Tensor& offsets,
+                                    const char* op) {
+  check_floating(x, op, "x");
+  TORCH_CHECK_VALUE(x.dim() == 2 || x.dim() == 3, op, ": x must be [N, D] or [B, N, D] (got ", shape_str(x), ")");
+  const int64_t N = x.size(-2);
+  TORCH_CHECK_TYPE(order.scalar_type() == at::kLong && offsets.scalar_type() == at::kLong, op,
+                   ": order and offsets must be int64 (got ", shape_str(order), " and ", shape_str(offsets), ")");
+  TORCH_CHECK_VALUE(order.dim() == 1 && order.size(0) == N, op, ": order must be [N] with N = ", N,
+                    " from x (got ", shape_str(order), ")");
+  TORCH_CHECK_VALUE(offsets.dim() == 1 && offsets.size(0) >= 1, op, ": offsets must be [C + 1] (got ",
+                    shape_str(offsets), ")");
+  TORCH_CHECK_VALUE(order.device() == x.device() && offsets.device() == x.device(), op,
+                    ": x, order and offsets must be on one device (got ", x.device(), ", ", order.device(), ", ",
+                    offsets.device(), ")");
+}
+
+// offsets (CPU, contiguous) must run from 0 to N without decreasing; order values must lie in [0, N).
+inline void check_class_index_values(const at::Tensor& order_cpu, const at::Tensor& offsets_cpu, int64_t N,
+                                     const char* op) {
+  const int64_t* off = offsets_cpu.const_data_ptr<int64_t>();
+  const int64_t C = offsets_cpu.size(0) - 1;
+  TORCH_CHECK_VALUE(off[0] == 0 && off[C] == N, op, ": offsets must start at 0 and end at N = ", N, " (got ",
+                    off[0], " ... ", off[C], ")");
+  for (int64_t c = 0; c < C; ++c)
+    TORCH_CHECK_VALUE(off[c] <= off[c + 1], op, ": offsets must not decrease (offsets[", c, "] = ", off[c],
+                      " > offsets[", c + 1, "] = ", off[c + 1], ")");
+  const int64_t* ord = order_cpu.const_data_ptr<int64_t>();
+  for (int64_t i = 0; i < N; ++i)
+    TORCH_CHECK_VALUE(ord[i] >= 0 && ord[i] < N, op, ": order values must lie in [0, N = ", N, ") (got ", ord[i],
+                      " at position ", i, ")");
+}
+
 // Solver parameters for B's dtype. Reference mode mirrors lstsq in the released code, which drops
 // singular values below eps*max(rows, cols) of the flattened labels; A holds their squares, formed in the
 // input precision, hence K * eps of that precision on A's eigenvalues.

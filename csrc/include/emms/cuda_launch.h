@@ -26,5 +26,10 @@ template <typename T>
 cudaError_t launch_wlsr_simplex(const WlsrParams& p, const T* A, int64_t a_stride, const T* B, T* t,
                                 T* objective, int64_t* iterations, double* work, int64_t M, cudaStream_t stream);
 
+// x: [B, N, D], order: [N], offsets: [C + 1], out: [B, C, D]; T = float or double.
+template <typename T>
+cudaError_t launch_class_sums(const T* x, const int64_t* order, const int64_t* offsets, T* out, int64_t B,
+                              int64_t N, int64_t C, int64_t D, cudaStream_t stream);
+
 }  // namespace cuda
 }  // namespace emms
