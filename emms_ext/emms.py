@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Iterable, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -67,97 +68,136 @@ class ZooScores(dict):
 
 
 # ------------------------------------------------------------------------------------------- features
-def _compute_dtype(dtype, first: torch.Tensor) -> torch.dtype:
-    if dtype is not None:
-        if dtype not in (torch.float32, torch.float64):
-            raise ValueError(f"dtype must be torch.float32, torch.float64 or None (got {dtype})")
-        return dtype
-    return torch.float64 if first.dtype == torch.float64 else torch.float32
+PRECISIONS = {"float64": (torch.float64, False), "float32": (torch.float32, False), "tf32": (torch.float32, True)}
 
 
-def _chunks(features, name: str, chunk_size: int):
-    """Yield [n_i, D] float tensors from an in-memory [N, D] tensor/array or an iterable of chunks."""
-    if torch.is_tensor(features) or isinstance(features, np.ndarray):
-        x = as_float_tensor(features, name, "[N, D]")
-        if x.dim() != 2:
-            raise ValueError(f"{name} must be [N, D] (got {describe(x)})")
-        for start in range(0, x.shape[0], chunk_size):
-            yield x[start:start + chunk_size]
-        return
-    if not isinstance(features, Iterable):
-        raise ValueError(f"{name} must be an [N, D] tensor/array or an iterable of [n_i, D] chunks "
-                         f"(got {describe(features)})")
+def _resolve_precision(precision, first_dtype: torch.dtype) -> tuple[torch.dtype, bool]:
+    """(compute dtype of the Gram GEMMs, allow TF32) from the user's choice and the features' dtype."""
+    if precision is None:
+        return (torch.float64 if first_dtype == torch.float64 else torch.float32), False
+    if precision in (torch.float32, torch.float64):
+        return precision, False
+    if isinstance(precision, str) and precision in PRECISIONS:
+        return PRECISIONS[precision]
+    raise ValueError(f"precision must be one of {sorted(PRECISIONS)} or None (got {precision!r})")
+
+
+@contextmanager
+def _tf32(enabled: bool):
+    """TF32 tensor-core GEMMs on CUDA for the duration (no effect on CPU)."""
+    before = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = enabled
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = before
+
+
+def _check_chunk(x: torch.Tensor, name: str, seen: int, N: int, D: int | None) -> None:
+    if x.dim() != 2:
+        raise ValueError(f"{name} must be [N, D] (got {describe(x)})")
+    if x.shape[1] == 0:
+        raise ValueError(f"{name} must be [N, D] with D >= 1 (got {describe(x)})")
+    if D is not None and x.shape[1] != D:
+        raise ValueError(f"{name} chunks must all be [n_i, D={D}] (got {describe(x)} after {seen} rows)")
+    if seen + x.shape[0] > N:
+        raise ValueError(f"{name} must be [N, D] with N == {N} (the label embeddings' N); "
+                         f"got at least {seen + x.shape[0]} rows")
+    if not bool(torch.isfinite(x.sum())):  # one cheap reduction; the exact count only on failure
+        check_finite(x, name, f" in rows {seen}..{seen + x.shape[0] - 1}")
+
+
+def _in_memory(features, name: str, N: int) -> torch.Tensor | None:
+    """Validated [N, D] float tensor for in-memory features; None for an iterable of chunks."""
+    if not (torch.is_tensor(features) or isinstance(features, np.ndarray)):
+        if not isinstance(features, Iterable):
+            raise ValueError(f"{name} must be an [N, D] tensor/array or an iterable of [n_i, D] chunks "
+                             f"(got {describe(features)})")
+        return None
+    x = as_float_tensor(features, name, "[N, D]")
+    _check_chunk(x, name, 0, N, None)
+    if x.shape[0] != N:
+        raise ValueError(f"{name} must be [N, D] with N == {N} (the label embeddings' N); got {x.shape[0]} rows")
+    return x
+
+
+def _stream_stats(features, basis: LabelBasis, name: str, precision, device, chunk_size: int) -> StandardizedStats:
+    """Statistics of one model whose features arrive as an iterable of [n_i, D] chunks."""
+    acc, tf32 = None, False
     for i, chunk in enumerate(features):
         x = as_float_tensor(chunk, f"{name} chunk {i}", "[n_i, D]")
-        if x.dim() != 2:
-            raise ValueError(f"{name} chunk {i} must be [n_i, D] (got {describe(x)})")
-        yield x
-
-
-def feature_stats(features, basis: LabelBasis, *, dtype=None, chunk_size: int = 16384,
-                  name: str = "features") -> StandardizedStats:
-    """Stream features ([N, D] tensor/array or iterable of [n_i, D] chunks) into standardized statistics."""
-    acc = None
-    for x in _chunks(features, name, chunk_size):
+        _check_chunk(x, f"{name} chunk {i}" if acc is None or x.dim() != 2 else name, 0 if acc is None else acc.n,
+                     basis.N, None if acc is None else acc.D)
         if acc is None:
-            if x.shape[1] == 0:
-                raise ValueError(f"{name} must be [N, D] with D >= 1 (got {describe(x)})")
-            acc = FeatureStats(basis, x.shape[1], _compute_dtype(dtype, x))
-        elif x.shape[1] != acc.D:
-            raise ValueError(f"{name} chunks must all be [n_i, D={acc.D}] (got {describe(x)} after {acc.n} rows)")
-        if acc.n + x.shape[0] > basis.N:
-            raise ValueError(f"{name} must be [N, D] with N == {basis.N} (the label embeddings' N); "
-                             f"got at least {acc.n + x.shape[0]} rows")
-        x = x.to(acc.dtype).contiguous()
-        if not bool(torch.isfinite(x.sum())):  # one cheap reduction; the exact count only on failure
-            check_finite(x, name, f" in rows {acc.n}..{acc.n + x.shape[0] - 1}")
-        acc.update(x)
+            dtype, tf32 = _resolve_precision(precision, x.dtype)
+            dev = torch.device(device) if device is not None else x.device
+            acc = FeatureStats(basis.to(dev), 1, x.shape[1], dtype, dev)
+        with _tf32(tf32):
+            acc.update(x.to(acc.mean.device, acc.dtype).contiguous()[None])
     if acc is None or acc.n != basis.N:
         seen = 0 if acc is None else acc.n
         raise ValueError(f"{name} must be [N, D] with N == {basis.N} (the label embeddings' N); got {seen} rows")
     return acc.finalize()
 
 
+def _batch_stats(xs: list[torch.Tensor], basis: LabelBasis, dtype, tf32: bool, device,
+                 chunk_size: int) -> StandardizedStats:
+    """Statistics of M in-memory models of equal D: every chunk's GEMMs batched over the models."""
+    acc = FeatureStats(basis.to(device), len(xs), xs[0].shape[1], dtype, device)
+    with _tf32(tf32):
+        for start in range(0, basis.N, chunk_size):
+            rows = [x[start:start + chunk_size].to(device, dtype) for x in xs]
+            acc.update(rows[0][None].contiguous() if len(rows) == 1 else torch.stack(rows))
+    return acc.finalize()
+
+
 # ------------------------------------------------------------------------------------ Gram inversion
 class GramFactor:
-    """(G + ridge I)^+ of standardized features as ``half(F)`` (W with F'G^+F = W'W) and ``solve(Y)``.
+    """(G + ridge I)^+ of M models' standardized Grams [M, D, D], as ``half(F)`` (W with F'G^+F = W'W) and
+    ``solve(Y)``.
 
-    Cholesky when the Gram is numerically positive definite (the fast path: D^3/3); otherwise an
-    eigendecomposition keeping eigenvalues above ``max_eig * eps * D`` (eps of the precision the Gram was
-    formed in): a relative cutoff, never an absolute one.
+    Batched Cholesky where a Gram is numerically positive definite (the fast path: D^3/3); the others
+    (rank-deficient features) get an eigendecomposition keeping eigenvalues above ``max_eig * eps * D``
+    (eps of the precision the Gram was formed in): a relative cutoff, never an absolute one.
     """
 
     def __init__(self, st: StandardizedStats, ridge: float | None):
         G = st.G
-        D = G.shape[0]
-        self.method = "none" if D == 0 else "cholesky"
-        if D == 0:
-            return
+        M, D = G.shape[0], G.shape[1]
         if ridge:
-            G = G + ridge * torch.eye(D, dtype=G.dtype)
+            G = G + ridge * torch.eye(D, dtype=G.dtype, device=G.device)
         L, info = torch.linalg.cholesky_ex(G)
-        tol = st.eps * D * float(G.diagonal().max())
-        if int(info) == 0 and float(L.diagonal().min()) ** 2 > tol:
-            self.L = L
-            return
-        self.method = "eigh"
-        e, V = torch.linalg.eigh(G)
-        keep = e > (0.0 if ridge else st.eps * D * float(e.max()))
-        self.V, self.e = V[:, keep], e[keep]
+        tol = st.eps * D * G.diagonal(dim1=1, dim2=2).amax(1)
+        ok = (info == 0) & (L.diagonal(dim1=1, dim2=2).amin(1) ** 2 > tol)
+        self.L, self.ok = L, ok
+        self.eig = None
+        if not bool(ok.all()):
+            e, V = torch.linalg.eigh(G[~ok])
+            cut = 0.0 if ridge else st.eps * D * e.amax(1, keepdim=True)
+            self.eig = (V, torch.where(e > cut, 1.0 / e, torch.zeros_like(e)))
+        used = st.keep.sum(1)
+        self.methods = ["none" if int(u) == 0 else ("cholesky" if bool(k) else "eigh") for u, k in zip(used, ok)]
 
-    def half(self, F: torch.Tensor) -> torch.Tensor:  # [D', r] -> [rank, r]
-        if self.method == "none":
-            return F
-        if self.method == "cholesky":
-            return torch.linalg.solve_triangular(self.L, F, upper=False)
-        return (self.V.T @ F) / self.e.sqrt()[:, None]
+    def _apply(self, Y: torch.Tensor, power: float) -> torch.Tensor:  # [M, D, c]
+        if self.eig is None:  # every Gram positive definite: one batched triangular / Cholesky solve
+            return (torch.linalg.solve_triangular(self.L, Y, upper=False) if power == 0.5
+                    else torch.cholesky_solve(Y, self.L))
+        out = torch.empty_like(Y)
+        if bool(self.ok.any()):
+            L, Yk = self.L[self.ok], Y[self.ok]
+            out[self.ok] = (torch.linalg.solve_triangular(L, Yk, upper=False) if power == 0.5
+                            else torch.cholesky_solve(Yk, L))
+        if self.eig is not None:
+            V, inv = self.eig
+            out[~self.ok] = (inv.sqrt()[:, :, None] * (V.transpose(1, 2) @ Y[~self.ok]) if power == 0.5
+                             else V @ (inv[:, :, None] * (V.transpose(1, 2) @ Y[~self.ok])))
+        return out
 
-    def solve(self, Y: torch.Tensor) -> torch.Tensor:  # [D', L] -> [D', L]
-        if self.method == "none":
-            return Y
-        if self.method == "cholesky":
-            return torch.cholesky_solve(Y, self.L)
-        return self.V @ ((self.V.T @ Y) / self.e[:, None])
+    def half(self, F: torch.Tensor) -> torch.Tensor:
+        return self._apply(F, 0.5)
+
+    def solve(self, Y: torch.Tensor) -> torch.Tensor:
+        return self._apply(Y, 1.0)
 
 
 # ------------------------------------------------------------------------------------------- scoring
@@ -185,48 +225,136 @@ def _degeneracy_message(name: str, D: int, N: int) -> str:
             "standardized features) to get scores that discriminate, or use more samples.")
 
 
+def _batch_budget(device: torch.device) -> int:
+    """Bytes of statistics one batch of models may hold: a quarter of free GPU memory, 1 GiB on the CPU."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0] // 4
+    return 1 << 30
+
+
+def _groups(tensors: dict, precision, device, chunk_size: int, r: int):
+    """Batches of in-memory models sharing (D, device, compute dtype), each within the memory budget."""
+    by_key: dict = {}
+    for name, x in tensors.items():
+        dtype, tf32 = _resolve_precision(precision, x.dtype)
+        dev = torch.device(device) if device is not None else x.device
+        by_key.setdefault((x.shape[1], dev, dtype, tf32), []).append(name)
+    for (D, dev, dtype, tf32), names in by_key.items():
+        per_model = 8 * (4 * D * D + 3 * D * r) + 2 * chunk_size * D * torch.finfo(dtype).bits // 8
+        size = max(1, _batch_budget(dev) // per_model)
+        for i in range(0, len(names), size):
+            yield names[i:i + size], dtype, tf32, dev
+
+
 def _score_zoo(items, basis: LabelBasis, mode: str, ridge, return_W: bool, max_iter: int, tol: float,
-               dtype, chunk_size: int, errors: str) -> ZooScores:
-    prepared, failures = [], {}
+               precision, device, chunk_size: int, errors: str, progress) -> ZooScores:
+    failures, tensors, streams = {}, {}, {}
+
+    def fail(name, exc):
+        if errors == "raise":
+            raise exc
+        failures[name] = str(exc)
+        warnings.warn(f"model {name!r} skipped: {exc}", stacklevel=4)
+
     for name, features in items:
+        label = "features" if name is None else f"features[{name!r}]"
         try:
-            st = feature_stats(features, basis, dtype=dtype, chunk_size=chunk_size,
-                               name="features" if name is None else f"features[{name!r}]")
-            factor = GramFactor(st, ridge)
-            B = basis.B_from_half(factor.half(st.F))
-            prepared.append((name, st, factor, B))
+            x = _in_memory(features, label, basis.N)
+            (streams if x is None else tensors)[name] = features if x is None else x
         except ValueError as exc:
-            if errors == "raise":
-                raise
-            failures[name] = str(exc)
-            warnings.warn(f"model {name!r} skipped: {exc}", stacklevel=3)
+            fail(name, exc)
+
+    prepared = []  # (names, stats, factor, B on the solve device)
+    bar = _progress(len(tensors) + len(streams), progress)
+    for names, dtype, tf32, dev in _groups(tensors, precision, device, chunk_size, basis.r):
+        st = _batch_stats([tensors[n] for n in names], basis, dtype, tf32, dev, chunk_size)
+        factor = GramFactor(st, ridge)
+        prepared.append((names, st, factor, basis.to(dev).B_from_half(factor.half(st.F))))
+        bar.update(len(names))
+    for name, features in streams.items():
+        label = "features" if name is None else f"features[{name!r}]"
+        try:
+            st = _stream_stats(features, basis, label, precision, device, chunk_size)
+        except ValueError as exc:
+            fail(name, exc)
+            continue
+        factor = GramFactor(st, ridge)
+        prepared.append(([name], st, factor, basis.to(st.G.device).B_from_half(factor.half(st.F))))
+        bar.update(1)
+    bar.close()
+
     results = {}
-    if prepared:
-        Bs = torch.stack([p[3] for p in prepared])
-        t, obj, its = wlsr_simplex(basis.A, Bs, mode, max_iter, tol)
-        for i, (name, st, factor, _) in enumerate(prepared):
+    if not prepared:
+        return ZooScores({}, failures)
+    # One fused solve for the whole zoo, on the device of the first batch.
+    solve_dev = prepared[0][3].device
+    B_all = torch.cat([B.to(solve_dev) for *_, B in prepared])
+    t_all, obj_all, its_all = wlsr_simplex(basis.A.to(solve_dev), B_all, mode, max_iter, tol)
+    offset = 0
+    for names, st, factor, B in prepared:
+        sl = slice(offset, offset + len(names))
+        offset += len(names)
+        t, obj, its = t_all[sl], obj_all[sl].cpu(), its_all[sl].cpu()
+        Ws = None
+        if return_W:
+            t_fit = torch.full_like(t, 1.0 / basis.K) if mode == "reference" else t
+            Ws = factor.solve(basis.to(B.device).mix(st.F, t_fit.to(B.device))).cpu()
+        t = t.cpu()
+        for i, name in enumerate(names):
             f = float(obj[i])
             score = -f / st.N * basis.L if mode == "reference" else -f / (st.N * basis.L)
             notes = []
-            D_used = int(st.keep.sum())
+            D_used = int(st.keep[i].sum())
             if ridge is None and D_used >= st.N - 1:
                 notes.append(_degeneracy_message("features" if name is None else f"model {name!r}", D_used, st.N))
                 warnings.warn(notes[-1], EMMSDegeneracyWarning, stacklevel=3)
-            W = None
-            if return_W:
-                t_fit = torch.full_like(t[i], 1.0 / basis.K) if mode == "reference" else t[i]
-                W = torch.zeros(st.D, basis.L, dtype=torch.float64)
-                W[st.keep] = factor.solve(basis.mix(st.F, t_fit))
             results[name] = EMMSResult(
                 score=score, t=t[i].clone(), mode=mode, iterations=int(its[i]), objective=f, n_samples=st.N,
                 n_features=st.D, n_used_features=D_used, label_dim=basis.L, n_embedders=basis.K, ridge=ridge,
-                solver=factor.method, W=W, warnings=notes)
-    return ZooScores(results, failures)
+                solver=factor.methods[i], W=None if Ws is None else Ws[i].clone(), warnings=notes)
+    order = [name for name, _ in items if name in results]
+    return ZooScores({name: results[name] for name in order}, failures)
+
+
+def _progress(total: int, progress):
+    """A tqdm bar over models when asked (progress=True) or when the zoo is large (progress=None)."""
+    show = progress if progress is not None else total >= 32
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # progress bars are optional
+        tqdm = None
+    if not show or tqdm is None:
+        return _NoBar()
+    return tqdm(total=total, desc="EMMS", unit="model")
+
+
+class _NoBar:
+    def update(self, n):
+        pass
+
+    def close(self):
+        pass
+
+
+_COMMON_ARGS = """
+        mode: ``"exact"`` (the WLSR optimum), ``"alternating"`` (the paper's Algorithm 1 to convergence) or
+            ``"reference"`` (the released code's single step and scaling).
+        ridge: None for the paper's least squares; lambda > 0 to minimize ``||XW - Zt||^2 + lambda ||W||^2``
+            (sklearn Ridge's alpha on the standardized features), which keeps D >= N models apart.
+        return_W: also return the regression weights ``W [D, L]`` acting on the standardized features.
+        max_iter, tol: stopping rule of ``mode="alternating"``.
+        precision: the Gram GEMMs' precision: ``"float64"``, ``"float32"`` or ``"tf32"`` (TF32 tensor cores
+            on CUDA; float32 elsewhere). Default: float64 for float64 features, float32 otherwise.
+            Factorizations and the K x K solves are always float64.
+        device: where the statistics are computed (e.g. ``"cuda"``); default: the features' device
+            (CPU for numpy arrays and iterables).
+        chunk_size: rows per chunk for in-memory features.
+        progress: show a progress bar (default: for zoos of 32 models or more, if tqdm is installed)."""
 
 
 def emms_score(features, label_embeddings, mode: str = "exact", ridge: float | None = None, *,
-               return_W: bool = False, max_iter: int = 10_000, tol: float = 1e-12, dtype=None,
-               chunk_size: int = 16384) -> EMMSResult:
+               return_W: bool = False, max_iter: int = 10_000, tol: float = 1e-12, precision=None, device=None,
+               chunk_size: int = 16384, progress: bool | None = False) -> EMMSResult:
     """EMMS transferability of one model: higher is better.
 
     Args:
@@ -235,32 +363,29 @@ def emms_score(features, label_embeddings, mode: str = "exact", ridge: float | N
         label_embeddings: F-labels: ``[N, L, K]``; a list of K arrays ``[N, L_k]`` (each standardized, then
             zero-padded to the widest); or ``ClassLabels(table, indices)`` / ``(table, indices)`` with
             ``table [C, L, K]`` class embeddings and ``indices [N]``. Dense labels whose rows take at most
-            N/2 distinct values are detected and handled in the class basis automatically.
-        mode: ``"exact"`` (the WLSR optimum), ``"alternating"`` (the paper's Algorithm 1 to convergence) or
-            ``"reference"`` (the released code's single step and scaling).
-        ridge: None for the paper's least squares; lambda > 0 to minimize ``||XW - Zt||^2 + lambda ||W||^2``
-            (sklearn Ridge's alpha on the standardized features), which keeps D >= N models apart.
-        return_W: also return the regression weights ``W [D, L]`` acting on the standardized features.
-        max_iter, tol: stopping rule of ``mode="alternating"``.
-        dtype: precision of the Gram (the GEMM): float32 or float64; default float64 for float64 features,
-            float32 otherwise. Factorizations and the K x K solve are always float64.
-        chunk_size: rows per chunk when ``features`` is in memory.
+            N/2 distinct values are detected and handled in the class basis automatically.{common}
     """
     ridge = _check_options(mode, ridge, max_iter, tol)
     basis = prepare_labels(label_embeddings)
-    return _score_zoo([(None, features)], basis, mode, ridge, return_W, max_iter, tol, dtype, chunk_size,
-                      "raise")[None]
+    return _score_zoo([(None, features)], basis, mode, ridge, return_W, max_iter, tol, precision, device,
+                      chunk_size, "raise", progress)[None]
 
 
 def emms_scores(zoo, label_embeddings, mode: str = "exact", ridge: float | None = None, *,
-                return_W: bool = False, max_iter: int = 10_000, tol: float = 1e-12, dtype=None,
-                chunk_size: int = 16384, errors: str = "raise") -> ZooScores:
+                return_W: bool = False, max_iter: int = 10_000, tol: float = 1e-12, precision=None, device=None,
+                chunk_size: int = 16384, errors: str = "raise", progress: bool | None = None) -> ZooScores:
     """EMMS for a zoo: ``zoo`` is a dict name -> features or a list of features (keys 0, 1, ...).
 
-    The label statistics are computed once and shared; all K x K problems are solved in one op call.
-    ``errors="skip"`` scores the remaining models when one has bad features and records the reason in
-    ``result.failures``; ``"raise"`` (default) stops at the first bad model. Other arguments as
-    ``emms_score``. Returns a ``ZooScores`` dict (name -> EMMSResult) with ``.scores`` and ``.order``.
+    The label statistics are computed once and shared; in-memory models of equal width are batched (every
+    GEMM and Cholesky runs over the batch); all K x K problems are solved in one op call.
+
+    Args:
+        zoo: dict name -> features (or a list); features as in ``emms_score``.
+        label_embeddings: as in ``emms_score``.
+        errors: ``"raise"`` (default) stops at the first model with bad features; ``"skip"`` scores the
+            others and records the reason in ``result.failures``.{common}
+
+    Returns a ``ZooScores`` dict (name -> EMMSResult) with ``.scores``, ``.order`` and ``.failures``.
     """
     if errors not in ("raise", "skip"):
         raise ValueError(f"errors must be 'raise' or 'skip' (got {errors!r})")
@@ -272,4 +397,9 @@ def emms_scores(zoo, label_embeddings, mode: str = "exact", ridge: float | None 
     else:
         raise ValueError(f"zoo must be a dict name -> features or a list of features (got {describe(zoo)})")
     basis = prepare_labels(label_embeddings)
-    return _score_zoo(items, basis, mode, ridge, return_W, max_iter, tol, dtype, chunk_size, errors)
+    return _score_zoo(items, basis, mode, ridge, return_W, max_iter, tol, precision, device, chunk_size, errors,
+                      progress)
+
+
+emms_score.__doc__ = emms_score.__doc__.format(common=_COMMON_ARGS)
+emms_scores.__doc__ = emms_scores.__doc__.format(common=_COMMON_ARGS)

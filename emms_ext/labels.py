@@ -8,7 +8,7 @@ once and shared by every model of the zoo.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -51,26 +51,34 @@ class LabelBasis:
     def is_vocabulary(self) -> bool:
         return self.table is not None
 
+    def to(self, device) -> "LabelBasis":
+        """The same basis with its tensors on `device` (A stays where the K x K solve runs: same device)."""
+        device = torch.device(device)
+        if self.A.device == device:
+            return self
+        move = {f: getattr(self, f) for f in ("A", "classes", "counts", "table", "pair", "dense")}
+        return replace(self, **{f: None if v is None else v.to(device) for f, v in move.items()})
+
     def B_from_half(self, W: torch.Tensor) -> torch.Tensor:
-        """B [K, K] from W [D', r] with F' G^+ F = W'W: B_kl = tr(R_k' W'W R_l)."""
+        """B [M, K, K] from W [M, D', r] with F' G^+ F = W'W per model: B_kl = tr(R_k' W'W R_l)."""
         if self.is_vocabulary:
-            Q = W.T @ W  # [C, C]
+            Q = W.transpose(-1, -2) @ W  # [M, C, C]
             if self.pair is not None:
-                B = torch.einsum("ij,klij->kl", Q, self.pair)
+                B = torch.einsum("mij,klij->mkl", Q, self.pair)
             else:
-                C = Q.shape[0]
-                QR = (Q @ self.table.reshape(C, -1)).reshape(self.table.shape)
-                B = torch.einsum("ckl,cjl->kj", self.table, QR)
+                M, C = Q.shape[0], Q.shape[1]
+                QR = (Q @ self.table.reshape(C, -1)).reshape(M, *self.table.shape)
+                B = torch.einsum("ckl,mcjl->mkj", self.table, QR)
         else:
-            Wb = W.reshape(W.shape[0], self.K, self.L)
-            B = torch.einsum("dkl,djl->kj", Wb, Wb)
-        return (B + B.T) / 2
+            Wb = W.reshape(W.shape[0], W.shape[1], self.K, self.L)
+            B = torch.einsum("mdkl,mdjl->mkj", Wb, Wb)
+        return (B + B.transpose(-1, -2)) / 2
 
     def mix(self, F: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """F R t: [D', r] times the label mixture sum_k t_k R_k -> [D', L] (right-hand side of the W fit)."""
+        """F R t per model: F [M, D', r], label mixtures t [M, K] -> [M, D', L] (right-hand sides of the W fit)."""
         if self.is_vocabulary:
-            return F @ torch.einsum("ckl,k->cl", self.table, t)
-        return torch.einsum("dkl,k->dl", F.reshape(F.shape[0], self.K, self.L), t)
+            return F @ torch.einsum("ckl,mk->mcl", self.table, t)
+        return torch.einsum("mdkl,mk->mdl", F.reshape(*F.shape[:2], self.K, self.L), t)
 
     def basis_rows(self, start: int, stop: int, dtype: torch.dtype) -> torch.Tensor:
         """Rows [start, stop) of the dense basis U in the compute dtype ([n, K*L])."""

@@ -286,11 +286,42 @@ def test_non_finite_inputs_are_rejected_with_location():
     ({"mode": "reference", "ridge": 1.0}, "released algorithm"),
     ({"max_iter": 0}, "max_iter"),
     ({"tol": -1.0}, "tol"),
-    ({"dtype": torch.float16}, "dtype"),
+    ({"precision": torch.float16}, "precision"),
+    ({"precision": "bf16"}, "precision"),
 ])
 def test_bad_options(kwargs, match):
     with pytest.raises(ValueError, match=match):
         emms_ext.emms_score(torch.randn(10, 3), torch.randn(10, 2, 2), **kwargs)
-    if "dtype" not in kwargs:
+    if "precision" not in kwargs:
         with pytest.raises(ValueError, match=match):
             emms_ext.emms_scores([torch.randn(10, 3)], torch.randn(10, 2, 2), **kwargs)
+
+
+def test_zoo_batches_equal_widths_and_mixes_streams():
+    """Models of equal D are batched; results equal one-at-a-time scoring, whatever the grouping."""
+    N, L, K = 180, 4, 2
+    labels = make_class_labels(150, N, 9, L, K)
+    zoo = {"a": make_features(151, N, 8), "b": make_features(152, N, 8, shift=5.0), "c": make_features(153, N, 5),
+           "d": make_features(154, N, 8) * 1e-3, "e": iter(torch.split(make_features(155, N, 8), 50))}
+    out = emms_ext.emms_scores(zoo, labels, return_W=True, chunk_size=64)
+    assert list(out) == ["a", "b", "c", "d", "e"]
+    for name in "abcd":
+        single = emms_ext.emms_score(zoo[name], labels, return_W=True)
+        assert rel_err(out[name].score, single.score) < 1e-11
+        assert torch.allclose(out[name].W, single.W, atol=1e-9)
+    stream_ref = emms_ext.emms_score(make_features(155, N, 8), labels)
+    assert rel_err(out["e"].score, stream_ref.score) < 1e-11
+
+
+@pytest.mark.parametrize("precision", ["float32", "tf32", torch.float32])
+def test_precision_choice(precision):
+    N, D = 300, 20
+    X = make_features(160, N, D)
+    Z = make_dense_labels(160, N, 6, 3, X)
+    f64 = emms_ext.emms_score(X, Z, precision="float64").score
+    f32 = emms_ext.emms_score(X, Z, precision=precision).score
+    ref32 = reference.emms_score(X.float(), Z.float(), dtype=torch.float32)["score"]
+    assert f32 != f64  # the Gram really ran in float32
+    assert abs(f32 - f64) <= 2 * abs(ref32 - f64) + 1e-6 * abs(f64)
+    assert emms_ext.emms_score(X.float(), Z, precision="float64").score == pytest.approx(
+        reference.emms_score(X.float().double(), Z)["score"], rel=1e-10)
