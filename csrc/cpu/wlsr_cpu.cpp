@@ -20,23 +20,10 @@ void wlsr_kernel(const WlsrParams& p, const scalar_t* A, int64_t a_stride,  // [
                  const scalar_t* B,                                          // [M, K, K]
                  scalar_t* t, scalar_t* objective, int64_t* iterations,      // [M, K], [M], [M]
                  int64_t M) {
-  const int64_t K = p.K, KK = K * K;
+  const int64_t KK = p.K * p.K;
   at::parallel_for(0, M, /*grain_size=*/std::max<int64_t>(1, 4096 / (KK + 1)), [&](int64_t begin, int64_t end) {
-    std::vector<double> buf(wlsr_model_scratch(K));
-    double* a = buf.data();
-    double* b = a + KK;
-    double* tt = b + KK;
-    double* work = tt + K;
-    for (int64_t m = begin; m < end; ++m) {
-      for (int64_t i = 0; i < KK; ++i) {
-        a[i] = static_cast<double>(A[m * a_stride + i]);
-        b[i] = static_cast<double>(B[m * KK + i]);
-      }
-      double f = 0;
-      iterations[m] = wlsr_solve<double>(p, a, b, tt, &f, work);
-      objective[m] = static_cast<scalar_t>(f);
-      for (int64_t k = 0; k < K; ++k) t[m * K + k] = static_cast<scalar_t>(tt[k]);
-    }
+    std::vector<double> scratch(wlsr_model_scratch(p.K));
+    for (int64_t m = begin; m < end; ++m) wlsr_solve_model(p, A, a_stride, B, t, objective, iterations, m, scratch.data());
   });
 }
 

@@ -24,21 +24,9 @@ __global__ void wlsr_models(WlsrParams p, const T* __restrict__ A, int64_t a_str
   extern __shared__ double shared_work[];
   const int64_t m = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (m >= M) return;
-  const int64_t K = p.K, KK = K * K;
-  const int64_t per_model = wlsr_model_scratch(K);
+  const int64_t per_model = wlsr_model_scratch(p.K);
   double* w = global_work ? global_work + m * per_model : shared_work + threadIdx.x * per_model;
-  double* a = w;
-  double* b = a + KK;
-  double* tt = b + KK;
-  double* scratch = tt + K;
-  for (int64_t i = 0; i < KK; ++i) {
-    a[i] = static_cast<double>(A[m * a_stride + i]);
-    b[i] = static_cast<double>(B[m * KK + i]);
-  }
-  double f = 0;
-  iterations[m] = wlsr_solve<double>(p, a, b, tt, &f, scratch);
-  objective[m] = static_cast<T>(f);
-  for (int64_t k = 0; k < K; ++k) t[m * K + k] = static_cast<T>(tt[k]);
+  wlsr_solve_model(p, A, a_stride, B, t, objective, iterations, m, w);
 }
 
 }  // namespace

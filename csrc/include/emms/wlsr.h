@@ -202,4 +202,24 @@ EMMS_HOST_DEVICE int wlsr_solve(const WlsrParams& p, const T* A, const T* B, T* 
   return 1;
 }
 
+// Model m of a batch, as both backends run it: stage A_m, B_m (any input dtype) in float64 scratch of
+// wlsr_model_scratch(K) doubles, solve, store t [M, K], objective [M] and iterations [M].
+template <typename scalar_t>
+EMMS_HOST_DEVICE void wlsr_solve_model(const WlsrParams& p, const scalar_t* A, int64_t a_stride, const scalar_t* B,
+                                       scalar_t* t, scalar_t* objective, int64_t* iterations, int64_t m,
+                                       double* scratch) {
+  const int64_t K = p.K, KK = K * K;
+  double* a = scratch;
+  double* b = a + KK;
+  double* tt = b + KK;
+  for (int64_t i = 0; i < KK; ++i) {
+    a[i] = static_cast<double>(A[m * a_stride + i]);
+    b[i] = static_cast<double>(B[m * KK + i]);
+  }
+  double f = 0;
+  iterations[m] = wlsr_solve<double>(p, a, b, tt, &f, tt + K);
+  objective[m] = static_cast<scalar_t>(f);
+  for (int64_t k = 0; k < K; ++k) t[m * K + k] = static_cast<scalar_t>(tt[k]);
+}
+
 }  // namespace emms
