@@ -14,9 +14,9 @@ SOURCES := $(shell find csrc cmake -type f) CMakeLists.txt pyproject.toml
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
-$(DEPS_STAMP): | $(PY)
+$(DEPS_STAMP): requirements-dev.txt | $(PY)
 	$(PIP) install -q $(TORCH)
-	$(PIP) install -q numpy scipy scikit-learn pytest expecttest hypothesis scikit-build-core pybind11 ninja
+	$(PIP) install -q $(TORCH) -r requirements-dev.txt
 	touch $@
 
 $(BUILD_STAMP): $(DEPS_STAMP) $(SOURCES)

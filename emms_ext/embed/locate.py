@@ -1,0 +1,44 @@
+"""Find a model's files on this machine without touching the network.
+
+A name is a local folder, or a Hugging Face hub id that is already in the local hub cache (for example
+``openai/clip-vit-base-patch32`` downloaded earlier by the user). Nothing here ever downloads.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+# Files whose (size, mtime) identify a checkpoint for the cache: weights, configs, tokenizers.
+_IDENTITY_GLOBS = ("*.safetensors", "*.bin", "*.onnx", "*.pt", "*.npy", "config.json", "tokenizer.json",
+                   "vocab.txt", "vocab.json", "merges.txt")
+
+
+def find_in_hub_cache(repo_id: str) -> Path | None:
+    """Snapshot folder of ``repo_id`` in the local Hugging Face cache, or None (never downloads)."""
+    if "/" not in repo_id and not repo_id.replace("-", "").replace("_", "").replace(".", "").isalnum():
+        return None
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return None
+    try:
+        found = try_to_load_from_cache(repo_id, "config.json")
+    except Exception:  # noqa: BLE001 - a malformed id is simply "not cached"
+        return None
+    if isinstance(found, str) and os.path.isfile(found):
+        return Path(found).parent
+    return None
+
+
+def local_model_dir(name_or_path: str | os.PathLike) -> Path | None:
+    """An existing folder, or the hub-cache snapshot of a hub id; None if neither."""
+    p = Path(os.path.expanduser(os.fspath(name_or_path)))
+    if p.is_dir():
+        return p.resolve()
+    return find_in_hub_cache(os.fspath(name_or_path))
+
+
+def identity_files(folder: Path) -> list[Path]:
+    """Files of a checkpoint folder that define it (see _IDENTITY_GLOBS)."""
+    files = {f for g in _IDENTITY_GLOBS for f in folder.glob(g) if f.is_file()}
+    return sorted(files)
