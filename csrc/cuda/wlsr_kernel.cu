@@ -1,10 +1,12 @@
 // CUDA kernel of emms::wlsr_simplex: one thread per model runs the whole solve of emms/wlsr.h (the same
 // code as the CPU backend) in float64. A zoo of thousands of models is one launch.
 //
-// Each solve needs 5K^2 + 9K doubles of scratch. For small K (the paper's K = 3 needs 552 bytes) it lives
-// in shared memory, several models per block; past the shared-memory budget the glue passes a global
-// scratch buffer instead (correct for any K, slower). A warp-cooperative variant for K >= 16 is future
-// work: with K = 3 the solve is a negligible share of a zoo's time next to its Gram matrices.
+// Each solve needs 5K^2 + 8K doubles of scratch, kept in shared memory while one model fits in the 48 KB a
+// block may use without opting in: 64 models per block at the paper's K = 3 (552 bytes each), one per
+// block at K = 32 (43 KB). Larger K falls back to a global scratch buffer from the glue (correct for any
+// K, slower). Each model's solve is sequential in its thread; a warp-cooperative solve (lanes sharing
+// the O(K^3) loops) would speed up large K and is future work: at K <= 8 the solve is a negligible share
+// of a zoo's time next to its Gram matrices.
 #include <cuda_runtime.h>
 
 #include "emms/cuda_launch.h"
@@ -14,8 +16,8 @@ namespace emms {
 namespace cuda {
 namespace {
 
-constexpr int64_t kSharedBudget = 40 * 1024;  // bytes of dynamic shared memory per block we allow ourselves
-constexpr int kMinModelsPerBlock = 8;
+constexpr int64_t kSharedBudget = 48 * 1024;  // dynamic shared memory a block gets without an opt-in
+constexpr int64_t kMaxModelsPerBlock = 64;
 
 template <typename T>
 __global__ void wlsr_models(WlsrParams p, const T* __restrict__ A, int64_t a_stride, const T* __restrict__ B,
@@ -34,7 +36,7 @@ __global__ void wlsr_models(WlsrParams p, const T* __restrict__ A, int64_t a_str
 int64_t wlsr_model_workspace(int64_t K) { return wlsr_model_scratch(K); }
 
 bool wlsr_uses_shared(int64_t K) {
-  return wlsr_model_workspace(K) * static_cast<int64_t>(sizeof(double)) * kMinModelsPerBlock <= kSharedBudget;
+  return wlsr_model_workspace(K) * static_cast<int64_t>(sizeof(double)) <= kSharedBudget;
 }
 
 template <typename T>
@@ -45,8 +47,8 @@ cudaError_t launch_wlsr_simplex(const WlsrParams& p, const T* A, int64_t a_strid
   int threads = 64;
   size_t shared = 0;
   if (work == nullptr) {
-    const int64_t fit = kSharedBudget / bytes_per_model;
-    threads = static_cast<int>(fit >= 64 ? 64 : (fit >= 32 ? 32 : kMinModelsPerBlock));
+    const int64_t fit = kSharedBudget / bytes_per_model;  // >= 1 when the glue chose the shared path
+    threads = static_cast<int>(fit < kMaxModelsPerBlock ? fit : kMaxModelsPerBlock);
     shared = static_cast<size_t>(threads * bytes_per_model);
   }
   const int64_t blocks = (M + threads - 1) / threads;
