@@ -146,6 +146,7 @@ def _vocabulary_basis(classes: torch.Tensor, zs_raw: list[torch.Tensor]) -> Labe
     pair = None
     if K * K * C * C <= _PAIR_LIMIT:
         pair = torch.einsum("ikl,jml->kmij", table, table)  # [K, K, C, C]: (R_k R_m')_ij
+    _check_labels_vary(A)
     return LabelBasis(N=int(classes.shape[0]), K=K, L=L, A=(A + A.T) / 2, classes=classes, counts=counts,
                       table=table, pair=pair)
 
@@ -211,7 +212,16 @@ def prepare_labels(label_embeddings, vocabulary: bool | None = None) -> LabelBas
     Z = _stack_embedders([_standardize_columns(z) for z in zs])  # [N, K, L]
     N, K, L = Z.shape
     A = torch.einsum("nkl,njl->kj", Z, Z)
+    _check_labels_vary(A)
     return LabelBasis(N=N, K=K, L=L, A=(A + A.T) / 2, dense=Z.reshape(N, K * L))
+
+
+def _check_labels_vary(A: torch.Tensor) -> None:
+    """A target whose label embeddings are the same for every sample (a single class) leaves EMMS nothing
+    to fit: every model would score a perfect 0. That is an input error, not a ranking."""
+    if not bool((A.diagonal() > 0).any()):
+        raise ValueError("label_embeddings must vary across the N samples (got the same embedding for every "
+                         "sample, e.g. a single class): EMMS has nothing to fit and every model would score 0")
 
 
 def _is_index_vector(x) -> bool:

@@ -325,3 +325,18 @@ def test_precision_choice(precision):
     assert abs(f32 - f64) <= 2 * abs(ref32 - f64) + 1e-6 * abs(f64)
     assert emms_ext.emms_score(X.float(), Z, precision="float64").score == pytest.approx(
         reference.emms_score(X.float().double(), Z)["score"], rel=1e-10)
+
+
+def test_single_class_target_is_rejected_and_singleton_classes_work():
+    N = 60
+    X = make_features(170, N, 5)
+    table = torch.randn(3, 4, 2, dtype=torch.float64)
+    with pytest.raises(ValueError, match="must vary across the N samples"):
+        emms_ext.emms_score(X, (table, torch.zeros(N, dtype=torch.int64)))
+    with pytest.raises(ValueError, match="must vary"):
+        emms_ext.emms_score(X, torch.ones(N, 4, 2, dtype=torch.float64))
+    # classes 1 and 2 have a single sample each: nothing special, same as the dense reference
+    idx = torch.zeros(N, dtype=torch.int64)
+    idx[5], idx[9] = 1, 2
+    got = emms_ext.emms_score(X, (table, idx)).score
+    assert rel_err(got, reference.emms_score(X, table[idx])["score"]) < 1e-10
