@@ -43,6 +43,7 @@ class EMMSResult:
     n_embedders: int  # K
     ridge: float | None
     solver: str  # how the Gram was inverted: "cholesky", "eigh" (rank-deficient) or "none" (no columns)
+    gram_precision: str = "float64"  # the Gram's precision: "float32" / "float64" (after any automatic fallback)
     W: torch.Tensor | None = None  # [D, L] regression weights on the standardized features, if requested
     warnings: list[str] = field(default_factory=list)
 
@@ -152,6 +153,11 @@ def _batch_stats(xs: list[torch.Tensor], basis: LabelBasis, dtype, tf32: bool, d
 
 
 # ------------------------------------------------------------------------------------ Gram inversion
+# With precision=None, a model whose float32-formed Gram has eps32 * cond(G) above this is recomputed in
+# float64 (in-memory features; streamed ones are warned about). 1e-3 keeps float32 for well-conditioned
+# features (cond up to ~1e4), where its error in the score stays far below differences between models.
+FLOAT32_TRUST = 1e-3
+
 class GramFactor:
     """(G + ridge I)^+ of M models' standardized Grams [M, D, D], as ``half(F)`` (W with F'G^+F = W'W) and
     ``solve(Y)``.
@@ -177,6 +183,16 @@ class GramFactor:
             self.eig = (V, torch.where(e > cut, 1.0 / e, torch.zeros_like(e)))
         used = st.keep.sum(1)
         self.methods = ["none" if int(u) == 0 else ("cholesky" if bool(k) else "eigh") for u, k in zip(used, ok)]
+        # Condition estimate per model (a lower bound: the squared pivots lie inside the spectrum), used to
+        # decide whether a float32 Gram was accurate enough. A Gram that needed the eigendecomposition is
+        # numerically singular at its precision: infinite here, so float32 ones are redone in float64.
+        piv = L.diagonal(dim1=1, dim2=2) ** 2
+        self.cond = torch.where(ok, piv.amax(1) / piv.amin(1).clamp_min(1e-300), torch.full_like(piv[:, 0], float("inf")))
+
+    def ill_conditioned(self, eps: float) -> torch.Tensor:
+        """[M] bool: models whose Gram, formed with rounding eps, is too ill-conditioned to trust (the
+        relative error of B grows like eps * cond(G))."""
+        return eps * self.cond > FLOAT32_TRUST
 
     def _apply(self, Y: torch.Tensor, power: float) -> torch.Tensor:  # [M, D, c]
         if self.eig is None:  # every Gram positive definite: one batched triangular / Cholesky solve
@@ -269,7 +285,22 @@ def _score_zoo(items, basis: LabelBasis, mode: str, ridge, return_W: bool, max_i
     for names, dtype, tf32, dev in _groups(tensors, precision, device, chunk_size, basis.r):
         st = _batch_stats([tensors[n] for n in names], basis, dtype, tf32, dev, chunk_size)
         factor = GramFactor(st, ridge)
-        prepared.append((names, st, factor, basis.to(dev).B_from_half(factor.half(st.F))))
+        if precision is None and dtype != torch.float64:
+            # Automatic precision: models whose float32 Gram is too ill-conditioned are redone in float64.
+            bad = factor.ill_conditioned(st.eps)
+            if bool(bad.any()):
+                redo = [n for n, b in zip(names, bad.tolist()) if b]
+                names = [n for n, b in zip(names, bad.tolist()) if not b]
+                st64 = _batch_stats([tensors[n] for n in redo], basis, torch.float64, False, dev, chunk_size)
+                f64 = GramFactor(st64, ridge)
+                prepared.append((redo, st64, f64, basis.to(dev).B_from_half(f64.half(st64.F))))
+                bar.update(len(redo))
+                if names:
+                    keep = ~bad
+                    st = StandardizedStats(N=st.N, D=st.D, keep=st.keep[keep], G=st.G[keep], F=st.F[keep], eps=st.eps)
+                    factor = GramFactor(st, ridge)
+        if names:
+            prepared.append((names, st, factor, basis.to(dev).B_from_half(factor.half(st.F))))
         bar.update(len(names))
     for name, features in streams.items():
         label = "features" if name is None else f"features[{name!r}]"
@@ -279,6 +310,11 @@ def _score_zoo(items, basis: LabelBasis, mode: str, ridge, return_W: bool, max_i
             fail(name, exc)
             continue
         factor = GramFactor(st, ridge)
+        if precision is None and st.eps > torch.finfo(torch.float64).eps and bool(factor.ill_conditioned(st.eps)[0]):
+            warnings.warn(f"{label}: the float32 Gram of these streamed features is ill-conditioned "
+                          f"(condition >= {float(factor.cond[0]):.1e}); its score may be off in the leading "
+                          "digits. Pass precision='float64' (streams cannot be re-read automatically).",
+                          stacklevel=3)
         prepared.append(([name], st, factor, basis.to(st.G.device).B_from_half(factor.half(st.F))))
         bar.update(1)
     bar.close()
@@ -311,7 +347,8 @@ def _score_zoo(items, basis: LabelBasis, mode: str, ridge, return_W: bool, max_i
             results[name] = EMMSResult(
                 score=score, t=t[i].clone(), mode=mode, iterations=int(its[i]), objective=f, n_samples=st.N,
                 n_features=st.D, n_used_features=D_used, label_dim=basis.L, n_embedders=basis.K, ridge=ridge,
-                solver=factor.methods[i], W=None if Ws is None else Ws[i].clone(), warnings=notes)
+                solver=factor.methods[i], W=None if Ws is None else Ws[i].clone(), warnings=notes,
+                gram_precision="float64" if st.eps <= torch.finfo(torch.float64).eps else "float32")
     order = [name for name, _ in items if name in results]
     return ZooScores({name: results[name] for name in order}, failures)
 

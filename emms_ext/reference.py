@@ -26,6 +26,8 @@ def simplex_project(v: torch.Tensor) -> torch.Tensor:
     """
     x = _f64(v)
     K = x.shape[-1]
+    if K == 0 or x.numel() == 0:
+        return x.clone()
     x = x - x.max(-1, keepdim=True).values.nan_to_num(0.0, 0.0, 0.0)  # shift-invariant; keeps "+1" exact
     u, _ = torch.sort(x, dim=-1, descending=True)
     css = torch.cumsum(u, dim=-1) - 1.0

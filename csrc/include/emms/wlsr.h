@@ -33,19 +33,26 @@ EMMS_HOST_DEVICE int simplex_qp(const T* H, const T* b, int64_t K, T* t, T* work
   T* fr = g + K;       // [K] 1 where t_i is free (the complement of the active bounds)
   const T eps = T(eps_of<T>::value);
 
+  // On the simplex, b and b + c 1 define the same problem (1't = 1): working with b - mean(b) keeps the
+  // subproblem solutions u + nu v free of cancellation when b is large against H.
+  T bshift = 0;
+  if (b) {
+    for (int64_t i = 0; i < K; ++i) bshift += b[i];
+    bshift /= T(K);
+  }
   T hmax = 0, bmax = 0;
   for (int64_t i = 0; i < K; ++i) {
     hmax = fmax(hmax, fabs(H[i * K + i]));
-    if (b) bmax = fmax(bmax, fabs(b[i]));
+    if (b) bmax = fmax(bmax, fabs(b[i] - bshift));
   }
   const T jitter0 = hmax > T(0) ? T(K) * eps * hmax : T(1);
   const T kkt_tol = T(64) * T(K) * eps * (hmax + bmax > T(0) ? hmax + bmax : T(1));
 
   // Start at the best vertex: a feasible point whose only free coordinate is the cheapest one.
   int64_t j0 = 0;
-  T best = H[0] - T(2) * (b ? b[0] : T(0));
+  T best = H[0] - T(2) * (b ? b[0] - bshift : T(0));
   for (int64_t j = 1; j < K; ++j) {
-    const T phi = H[j * K + j] - T(2) * (b ? b[j] : T(0));
+    const T phi = H[j * K + j] - T(2) * (b ? b[j] - bshift : T(0));
     if (phi < best) { best = phi; j0 = j; }
   }
   for (int64_t i = 0; i < K; ++i) { t[i] = T(0); fr[i] = T(0); }
@@ -69,7 +76,7 @@ EMMS_HOST_DEVICE int simplex_qp(const T* H, const T* b, int64_t K, T* t, T* work
           chol[s * K + c] = H[i * K + j] + (i == j ? jitter : T(0));
           ++c;
         }
-        u[s] = b ? b[i] : T(0);
+        u[s] = b ? b[i] - bshift : T(0);
         v[s] = T(1);
         ++s;
       }
@@ -93,7 +100,7 @@ EMMS_HOST_DEVICE int simplex_qp(const T* H, const T* b, int64_t K, T* t, T* work
       symv(H, t, g, K);
       T mu = 0;
       for (int64_t i = 0; i < K; ++i) {
-        if (b) g[i] -= b[i];
+        if (b) g[i] -= b[i] - bshift;
         if (fr[i] != T(0)) mu += g[i];
       }
       mu /= T(s);
