@@ -19,6 +19,7 @@ import torch
 from ._validate import as_float_tensor, check_finite, describe
 from .labels import LabelBasis, prepare_labels
 from .ops import MODES, wlsr_simplex
+from .factor import make_factor
 from .stats import FeatureStats, StandardizedStats
 
 
@@ -41,8 +42,8 @@ class EMMSResult:
     n_used_features: int  # columns that vary (constant columns standardize to zero)
     label_dim: int  # L
     n_embedders: int  # K
-    ridge: float | None
-    solver: str  # how the Gram was inverted: "cholesky", "eigh" (rank-deficient) or "none" (no columns)
+    ridge: float | None  # the ridge used (the GCV-chosen one with ridge="gcv")
+    solver: str  # Gram inversion: "cholesky", "eigh" (rank-deficient), "gcv" (ridge="gcv") or "none" (no columns)
     gram_precision: str = "float64"  # the Gram's precision: "float32" / "float64" (after any automatic fallback)
     W: torch.Tensor | None = None  # [D, L] regression weights on the standardized features, if requested
     warnings: list[str] = field(default_factory=list)
@@ -152,77 +153,19 @@ def _batch_stats(xs: list[torch.Tensor], basis: LabelBasis, dtype, tf32: bool, d
     return acc.finalize()
 
 
-# ------------------------------------------------------------------------------------ Gram inversion
-# With precision=None, a model whose float32-formed Gram has eps32 * cond(G) above this is recomputed in
-# float64 (in-memory features; streamed ones are warned about). 1e-3 keeps float32 for well-conditioned
-# features (cond up to ~1e4), where its error in the score stays far below differences between models.
-FLOAT32_TRUST = 1e-3
-
-class GramFactor:
-    """(G + ridge I)^+ of M models' standardized Grams [M, D, D], as ``half(F)`` (W with F'G^+F = W'W) and
-    ``solve(Y)``.
-
-    Batched Cholesky where a Gram is numerically positive definite (the fast path: D^3/3); the others
-    (rank-deficient features) get an eigendecomposition keeping eigenvalues above ``max_eig * eps * D``
-    (eps of the precision the Gram was formed in): a relative cutoff, never an absolute one.
-    """
-
-    def __init__(self, st: StandardizedStats, ridge: float | None):
-        G = st.G
-        M, D = G.shape[0], G.shape[1]
-        if ridge:
-            G = G + ridge * torch.eye(D, dtype=G.dtype, device=G.device)
-        L, info = torch.linalg.cholesky_ex(G)
-        tol = st.eps * D * G.diagonal(dim1=1, dim2=2).amax(1)
-        ok = (info == 0) & (L.diagonal(dim1=1, dim2=2).amin(1) ** 2 > tol)
-        self.L, self.ok = L, ok
-        self.eig = None
-        if not bool(ok.all()):
-            e, V = torch.linalg.eigh(G[~ok])
-            cut = 0.0 if ridge else st.eps * D * e.amax(1, keepdim=True)
-            self.eig = (V, torch.where(e > cut, 1.0 / e, torch.zeros_like(e)))
-        used = st.keep.sum(1)
-        self.methods = ["none" if int(u) == 0 else ("cholesky" if bool(k) else "eigh") for u, k in zip(used, ok)]
-        # Condition estimate per model (a lower bound: the squared pivots lie inside the spectrum), used to
-        # decide whether a float32 Gram was accurate enough. A Gram that needed the eigendecomposition is
-        # numerically singular at its precision: infinite here, so float32 ones are redone in float64.
-        piv = L.diagonal(dim1=1, dim2=2) ** 2
-        self.cond = torch.where(ok, piv.amax(1) / piv.amin(1).clamp_min(1e-300), torch.full_like(piv[:, 0], float("inf")))
-
-    def ill_conditioned(self, eps: float) -> torch.Tensor:
-        """[M] bool: models whose Gram, formed with rounding eps, is too ill-conditioned to trust (the
-        relative error of B grows like eps * cond(G))."""
-        return eps * self.cond > FLOAT32_TRUST
-
-    def _apply(self, Y: torch.Tensor, power: float) -> torch.Tensor:  # [M, D, c]
-        if self.eig is None:  # every Gram positive definite: one batched triangular / Cholesky solve
-            return (torch.linalg.solve_triangular(self.L, Y, upper=False) if power == 0.5
-                    else torch.cholesky_solve(Y, self.L))
-        out = torch.empty_like(Y)
-        if bool(self.ok.any()):
-            L, Yk = self.L[self.ok], Y[self.ok]
-            out[self.ok] = (torch.linalg.solve_triangular(L, Yk, upper=False) if power == 0.5
-                            else torch.cholesky_solve(Yk, L))
-        if self.eig is not None:
-            V, inv = self.eig
-            out[~self.ok] = (inv.sqrt()[:, :, None] * (V.transpose(1, 2) @ Y[~self.ok]) if power == 0.5
-                             else V @ (inv[:, :, None] * (V.transpose(1, 2) @ Y[~self.ok])))
-        return out
-
-    def half(self, F: torch.Tensor) -> torch.Tensor:
-        return self._apply(F, 0.5)
-
-    def solve(self, Y: torch.Tensor) -> torch.Tensor:
-        return self._apply(Y, 1.0)
-
-
 # ------------------------------------------------------------------------------------------- scoring
 def _check_options(mode: str, ridge, max_iter: int, tol: float) -> float | None:
     if mode not in MODES:
         raise ValueError(f"mode must be one of {sorted(MODES)} (got {mode!r})")
-    if ridge is not None:
+    if isinstance(ridge, str):
+        if ridge != "gcv":
+            raise ValueError(f"ridge must be None, a finite number >= 0 or 'gcv' (got {ridge!r})")
+        if mode == "reference":
+            raise ValueError("ridge is not part of the released algorithm that mode='reference' reproduces; "
+                             "use mode='exact' or 'alternating' with ridge")
+    elif ridge is not None:
         if not (isinstance(ridge, (int, float)) and math.isfinite(ridge) and ridge >= 0):
-            raise ValueError(f"ridge must be None or a finite number >= 0 (got {ridge!r})")
+            raise ValueError(f"ridge must be None, a finite number >= 0 or 'gcv' (got {ridge!r})")
         if mode == "reference" and ridge > 0:
             raise ValueError("ridge is not part of the released algorithm that mode='reference' reproduces; "
                              "use mode='exact' or 'alternating' with ridge")
@@ -237,8 +180,9 @@ def _check_options(mode: str, ridge, max_iter: int, tol: float) -> float | None:
 def _degeneracy_message(name: str, D: int, N: int) -> str:
     return (f"{name}: {D} varying feature columns >= N - 1 = {N - 1} samples. Least squares then fits every "
             "label embedding exactly, so this model scores a perfect 0 and ties with every other such model "
-            "(a known EMMS degeneracy). Pass ridge=<lambda> (e.g. ridge=1.0, sklearn Ridge's alpha on the "
-            "standardized features) to get scores that discriminate, or use more samples.")
+            "(a known EMMS degeneracy). Pass ridge='gcv' (a ridge chosen by generalized cross-validation) or "
+            "ridge=<lambda> (sklearn Ridge's alpha on the standardized features) to get scores that "
+            "discriminate, or use more samples.")
 
 
 def _batch_budget(device: torch.device) -> int:
@@ -284,7 +228,7 @@ def _score_zoo(items, basis: LabelBasis, mode: str, ridge, return_W: bool, max_i
     bar = _progress(len(tensors) + len(streams), progress)
     for names, dtype, tf32, dev in _groups(tensors, precision, device, chunk_size, basis.r):
         st = _batch_stats([tensors[n] for n in names], basis, dtype, tf32, dev, chunk_size)
-        factor = GramFactor(st, ridge)
+        factor = make_factor(st, ridge, basis)
         if precision is None and dtype != torch.float64:
             # Automatic precision: models whose float32 Gram is too ill-conditioned are redone in float64.
             bad = factor.ill_conditioned(st.eps)
@@ -292,13 +236,13 @@ def _score_zoo(items, basis: LabelBasis, mode: str, ridge, return_W: bool, max_i
                 redo = [n for n, b in zip(names, bad.tolist()) if b]
                 names = [n for n, b in zip(names, bad.tolist()) if not b]
                 st64 = _batch_stats([tensors[n] for n in redo], basis, torch.float64, False, dev, chunk_size)
-                f64 = GramFactor(st64, ridge)
+                f64 = make_factor(st64, ridge, basis)
                 prepared.append((redo, st64, f64, basis.to(dev).B_from_half(f64.half(st64.F))))
                 bar.update(len(redo))
                 if names:
                     keep = ~bad
                     st = StandardizedStats(N=st.N, D=st.D, keep=st.keep[keep], G=st.G[keep], F=st.F[keep], eps=st.eps)
-                    factor = GramFactor(st, ridge)
+                    factor = make_factor(st, ridge, basis)
         if names:
             prepared.append((names, st, factor, basis.to(dev).B_from_half(factor.half(st.F))))
         bar.update(len(names))
@@ -309,7 +253,7 @@ def _score_zoo(items, basis: LabelBasis, mode: str, ridge, return_W: bool, max_i
         except ValueError as exc:
             fail(name, exc)
             continue
-        factor = GramFactor(st, ridge)
+        factor = make_factor(st, ridge, basis)
         if precision is None and st.eps > torch.finfo(torch.float64).eps and bool(factor.ill_conditioned(st.eps)[0]):
             warnings.warn(f"{label}: the float32 Gram of these streamed features is ill-conditioned "
                           f"(condition >= {float(factor.cond[0]):.1e}); its score may be off in the leading "
@@ -346,7 +290,8 @@ def _score_zoo(items, basis: LabelBasis, mode: str, ridge, return_W: bool, max_i
                 warnings.warn(notes[-1], EMMSDegeneracyWarning, stacklevel=3)
             results[name] = EMMSResult(
                 score=score, t=t[i].clone(), mode=mode, iterations=int(its[i]), objective=f, n_samples=st.N,
-                n_features=st.D, n_used_features=D_used, label_dim=basis.L, n_embedders=basis.K, ridge=ridge,
+                n_features=st.D, n_used_features=D_used, label_dim=basis.L, n_embedders=basis.K,
+                ridge=factor.ridges()[i],
                 solver=factor.methods[i], W=None if Ws is None else Ws[i].clone(), warnings=notes,
                 gram_precision="float64" if st.eps <= torch.finfo(torch.float64).eps else "float32")
     order = [name for name, _ in items if name in results]
@@ -377,7 +322,8 @@ _COMMON_ARGS = """
         mode: ``"exact"`` (the WLSR optimum), ``"alternating"`` (the paper's Algorithm 1 to convergence) or
             ``"reference"`` (the released code's single step and scaling).
         ridge: None for the paper's least squares; lambda > 0 to minimize ``||XW - Zt||^2 + lambda ||W||^2``
-            (sklearn Ridge's alpha on the standardized features), which keeps D >= N models apart.
+            (sklearn Ridge's alpha on the standardized features), which keeps D >= N models apart; or
+            ``"gcv"`` to choose lambda per model by generalized cross-validation (reported in ``.ridge``).
         return_W: also return the regression weights ``W [D, L]`` acting on the standardized features.
         max_iter, tol: stopping rule of ``mode="alternating"``.
         precision: the Gram GEMMs' precision: ``"float64"``, ``"float32"`` or ``"tf32"`` (TF32 tensor cores

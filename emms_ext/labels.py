@@ -74,6 +74,13 @@ class LabelBasis:
             B = torch.einsum("mdkl,mdjl->mkj", Wb, Wb)
         return (B + B.transpose(-1, -2)) / 2
 
+    def B_per_row(self, Y: torch.Tensor) -> torch.Tensor:
+        """[M, D, K, K]: the contribution of each row of Y [M, D, r] to B_from_half(Y) (which is their sum)."""
+        M, D = Y.shape[0], Y.shape[1]
+        P = (Y @ self.table.reshape(self.r, -1)) if self.is_vocabulary else Y
+        P = P.reshape(M, D, self.K, self.L)
+        return torch.einsum("mdkl,mdjl->mdkj", P, P)
+
     def mix(self, F: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """F R t per model: F [M, D', r], label mixtures t [M, K] -> [M, D', L] (right-hand sides of the W fit)."""
         if self.is_vocabulary:

@@ -10,6 +10,7 @@ import torch
 from conftest import make_class_labels, make_dense_labels, make_features, rel_err
 
 import emms_ext
+import emms_ext.factor
 from emms_ext import reference
 from emms_ext.labels import prepare_labels
 
@@ -361,3 +362,47 @@ def test_ill_conditioned_float32_falls_back_to_float64():
     assert well.gram_precision == "float32"  # well-conditioned features keep the fast path
     with pytest.warns(UserWarning, match="ill-conditioned"):
         emms_ext.emms_score(iter(torch.split(X32, 100)), Z)
+
+
+def _gcv_brute_force(X, Z, grid):
+    """GCV of the uniform label mixture for each ridge, from explicit hat matrices (float64)."""
+    Xs, Zs = reference.standardize(X), reference.label_stack(Z)
+    N, L, K = Zs.shape
+    y = Zs.mean(-1)  # Z t0 with t0 = 1/K
+    G = Xs.T @ Xs
+    out = []
+    for lam in grid:
+        H = Xs @ torch.linalg.solve(G + lam * torch.eye(G.shape[0], dtype=torch.float64), Xs.T)
+        rss = float((((torch.eye(N, dtype=torch.float64) - H) @ y) ** 2).sum()) / L
+        df = 1 + float(torch.trace(H))
+        out.append(rss / N / (1 - df / N) ** 2 if df < N else float("inf"))
+    return out
+
+
+@pytest.mark.parametrize("N,D", [(120, 10), (40, 60)])  # ordinary and D >= N
+def test_gcv_ridge_matches_brute_force(N, D):
+    X = make_features(190 + D, N, D)
+    Z = make_dense_labels(190 + D, N, 5, 2, X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no degeneracy warning with ridge="gcv", even for D >= N
+        res = emms_ext.emms_score(X, Z, ridge="gcv")
+    Xs = reference.standardize(X)
+    eig = torch.linalg.eigvalsh(Xs.T @ Xs).clamp_min(0)
+    grid = (eig.mean() * emms_ext.factor.GCVFactor.GRID).tolist()
+    brute = _gcv_brute_force(X, Z, grid)
+    assert res.solver == "gcv" and res.ridge == pytest.approx(grid[int(np.argmin(brute))], rel=1e-9)
+    assert rel_err(res.score, reference.emms_score(X, Z, "exact", ridge=res.ridge)["score"]) < 1e-8
+    alt = emms_ext.emms_score(X, Z, "alternating", ridge="gcv", tol=0.0)
+    assert alt.ridge == res.ridge and rel_err(alt.score, res.score) < 1e-7
+
+
+def test_gcv_keeps_wide_models_apart():
+    N = 50
+    Z = make_dense_labels(195, N, 4, 2)
+    zoo = {f"w{d}": make_features(196 + d, N, d) for d in (60, 80, 120)}
+    out = emms_ext.emms_scores(zoo, Z, ridge="gcv")
+    scores = [out[n].score for n in zoo]
+    assert all(np.isfinite(scores)) and len({round(s, 12) for s in scores}) == 3
+    assert all(out[n].ridge > 0 for n in zoo)
+    const = torch.cat([zoo["w60"], torch.full((N, 2), 3.0, dtype=torch.float64)], 1)
+    assert rel_err(emms_ext.emms_score(const, Z, ridge="gcv").score, out["w60"].score) < 1e-9

@@ -1,0 +1,140 @@
+"""Inverting each model's standardized Gram: the only per-model linear algebra after the GEMMs.
+
+``GramFactor``: (G + ridge I)^+ by batched Cholesky, with an eigendecomposition for numerically singular
+Grams. ``GCVFactor``: a ridge chosen per model by generalized cross-validation, from one eigendecomposition
+(design.md section 2: with G = V diag(e) V', every ridge of a grid costs only D K^2). Both expose
+``half(F)`` (W with F'(G + ridge I)^-1 F = W'W, which ``LabelBasis.B_from_half`` turns into B) and
+``solve(Y)`` ((G + ridge I)^-1 Y, for the regression weights).
+"""
+from __future__ import annotations
+
+import torch
+
+from .labels import LabelBasis
+from .stats import StandardizedStats
+
+# With precision=None, a model whose float32-formed Gram has eps32 * cond(G) above this is recomputed in
+# float64 (in-memory features; streamed ones are warned about). 1e-3 keeps float32 for well-conditioned
+# features (cond up to ~1e4), where its error in the score stays far below differences between models.
+FLOAT32_TRUST = 1e-3
+
+
+class GramFactor:
+    """(G + ridge I)^+ of M models' standardized Grams [M, D, D], as ``half(F)`` (W with F'G^+F = W'W) and
+    ``solve(Y)``.
+
+    Batched Cholesky where a Gram is numerically positive definite (the fast path: D^3/3); the others
+    (rank-deficient features) get an eigendecomposition keeping eigenvalues above ``max_eig * eps * D``
+    (eps of the precision the Gram was formed in): a relative cutoff, never an absolute one.
+    """
+
+    def __init__(self, st: StandardizedStats, ridge: float | None):
+        self.ridge = ridge
+        G = st.G
+        M, D = G.shape[0], G.shape[1]
+        if ridge:
+            G = G + ridge * torch.eye(D, dtype=G.dtype, device=G.device)
+        L, info = torch.linalg.cholesky_ex(G)
+        tol = st.eps * D * G.diagonal(dim1=1, dim2=2).amax(1)
+        ok = (info == 0) & (L.diagonal(dim1=1, dim2=2).amin(1) ** 2 > tol)
+        self.L, self.ok = L, ok
+        self.eig = None
+        if not bool(ok.all()):
+            e, V = torch.linalg.eigh(G[~ok])
+            cut = 0.0 if ridge else st.eps * D * e.amax(1, keepdim=True)
+            self.eig = (V, torch.where(e > cut, 1.0 / e, torch.zeros_like(e)))
+        used = st.keep.sum(1)
+        self.methods = ["none" if int(u) == 0 else ("cholesky" if bool(k) else "eigh") for u, k in zip(used, ok)]
+        # Condition estimate per model (a lower bound: the squared pivots lie inside the spectrum), used to
+        # decide whether a float32 Gram was accurate enough. A Gram that needed the eigendecomposition is
+        # numerically singular at its precision: infinite here, so float32 ones are redone in float64.
+        piv = L.diagonal(dim1=1, dim2=2) ** 2
+        self.cond = torch.where(ok, piv.amax(1) / piv.amin(1).clamp_min(1e-300), torch.full_like(piv[:, 0], float("inf")))
+
+    def ill_conditioned(self, eps: float) -> torch.Tensor:
+        """[M] bool: models whose Gram, formed with rounding eps, is too ill-conditioned to trust (the
+        relative error of B grows like eps * cond(G))."""
+        return eps * self.cond > FLOAT32_TRUST
+
+    def _apply(self, Y: torch.Tensor, power: float) -> torch.Tensor:  # [M, D, c]
+        if self.eig is None:  # every Gram positive definite: one batched triangular / Cholesky solve
+            return (torch.linalg.solve_triangular(self.L, Y, upper=False) if power == 0.5
+                    else torch.cholesky_solve(Y, self.L))
+        out = torch.empty_like(Y)
+        if bool(self.ok.any()):
+            L, Yk = self.L[self.ok], Y[self.ok]
+            out[self.ok] = (torch.linalg.solve_triangular(L, Yk, upper=False) if power == 0.5
+                            else torch.cholesky_solve(Yk, L))
+        if self.eig is not None:
+            V, inv = self.eig
+            out[~self.ok] = (inv.sqrt()[:, :, None] * (V.transpose(1, 2) @ Y[~self.ok]) if power == 0.5
+                             else V @ (inv[:, :, None] * (V.transpose(1, 2) @ Y[~self.ok])))
+        return out
+
+    def half(self, F: torch.Tensor) -> torch.Tensor:
+        return self._apply(F, 0.5)
+
+    def ridges(self) -> list:
+        return [self.ridge] * self.L.shape[0]
+
+    def solve(self, Y: torch.Tensor) -> torch.Tensor:
+        return self._apply(Y, 1.0)
+
+
+class GCVFactor:
+    """Ridge per model chosen by generalized cross-validation on a log grid, then used like a fixed ridge.
+
+    For each lambda the ridge fit of the uniform label mixture ``Z t0`` (t0 = 1/K) leaves the residual
+    ``t0'(A - 2 B1 + B2) t0`` with ``B1 = sum_i q_i / (e_i + lambda)``, ``B2 = sum_i q_i e_i / (e_i + lambda)^2``
+    (q_i: K x K products of the label projections on eigen-direction i), and has ``df = 1 + sum_i
+    e_i / (e_i + lambda)`` degrees of freedom (the 1: the intercept that centring fits);
+    ``GCV = RSS / N / (1 - df / N)^2``. The chosen lambda is the grid's minimizer; the score is then the
+    ridge-penalized EMMS objective at that lambda. Stays finite and discriminative when D >= N.
+    """
+
+    GRID = torch.logspace(-6, 1, 29, dtype=torch.float64)  # times the mean eigenvalue (about N)
+
+    def __init__(self, st: StandardizedStats, basis: LabelBasis):
+        G = st.G
+        M, D, N, K = G.shape[0], G.shape[1], st.N, basis.K
+        e, V = torch.linalg.eigh(G)
+        e = e.clamp_min(0)
+        q = basis.B_per_row(V.transpose(1, 2) @ st.F)  # [M, D, K, K]
+        lam = e.mean(1, keepdim=True) * self.GRID.to(G.device)[None, :]  # [M, G]
+        inv = 1.0 / (e[:, None, :] + lam[:, :, None])  # [M, G, D]
+        shrink = e[:, None, :] * inv
+        B1 = torch.einsum("mgd,mdkj->mgkj", inv, q)
+        B2 = torch.einsum("mgd,mdkj->mgkj", shrink * inv, q)
+        A = basis.A.to(G.device)
+        rss = (A - 2 * B1 + B2).sum((-1, -2)) / K**2  # t0'(.)t0 with t0 = 1/K
+        # Dropped (constant) columns are decoupled unit directions with eigenvalue `fill`: not real
+        # degrees of freedom, so their shrinkage is taken back out of df.
+        diag = G.diagonal(dim1=1, dim2=2)
+        fill = torch.where(st.keep, torch.zeros_like(diag), diag)
+        dropped = (fill[:, None, :] / (fill[:, None, :] + lam[:, :, None])).sum(-1)
+        df = 1 + shrink.sum(-1) - dropped
+        gcv = torch.where(df < N, rss / N / (1 - df / N) ** 2, torch.full_like(rss, float("inf")))
+        best = gcv.argmin(1)
+        self.lam = lam.gather(1, best[:, None])[:, 0]  # [M]
+        self.gcv = gcv.gather(1, best[:, None])[:, 0]
+        self.df = df.gather(1, best[:, None])[:, 0]
+        self.e, self.V = e, V
+        self.methods = ["gcv"] * M
+        self.cond = (e.amax(1) + self.lam) / (e.amin(1) + self.lam)
+
+    def ill_conditioned(self, eps: float) -> torch.Tensor:
+        return eps * self.cond > FLOAT32_TRUST
+
+    def half(self, F: torch.Tensor) -> torch.Tensor:
+        return (self.V.transpose(1, 2) @ F) / (self.e + self.lam[:, None]).sqrt()[:, :, None]
+
+    def solve(self, Y: torch.Tensor) -> torch.Tensor:
+        return self.V @ ((self.V.transpose(1, 2) @ Y) / (self.e + self.lam[:, None])[:, :, None])
+
+    def ridges(self) -> list:
+        return self.lam.tolist()
+
+
+def make_factor(st: StandardizedStats, ridge, basis: LabelBasis):
+    """GCVFactor for ridge="gcv", else GramFactor (ridge None or a number)."""
+    return GCVFactor(st, basis) if ridge == "gcv" else GramFactor(st, ridge)
