@@ -145,7 +145,7 @@ def main() -> None:
                          f"{100 * ceiling / total:.0f}% | {100 * solver / total:.2f}% |")
                     if kind == "classes" and precision == "tf32" and M == models[-1]:
                         per_model[D] = total / M
-        del pool
+        pool = None  # free the GPU memory before the next width
         if DEVICE == "cuda":
             torch.cuda.empty_cache()
 
@@ -166,7 +166,7 @@ def main() -> None:
         ours = per_model.get(D, float("nan"))
         emit(f"| {D} | {ours:.4f} | {t_lstsq:.4f} | {t_lstsq / ours:.0f}x | {t_rel:.4f} | {t_rel / ours:.0f}x | "
              f"{t_cpu:.3f} | {t_cpu / ours:.0f}x |")
-        del pool
+        pool = None  # free the GPU memory before the next width
         if DEVICE == "cuda":
             torch.cuda.empty_cache()
     if args.out:

@@ -13,7 +13,6 @@ Python objects (scores, t, small tensors) travel between ranks; features never d
 """
 from __future__ import annotations
 
-import torch
 import torch.distributed as dist
 
 from .emms import ZooScores, emms_scores

@@ -31,7 +31,7 @@ class GramFactor:
     def __init__(self, st: StandardizedStats, ridge: float | None):
         self.ridge = ridge
         G = st.G
-        M, D = G.shape[0], G.shape[1]
+        D = G.shape[1]
         if ridge:
             G = G + ridge * torch.eye(D, dtype=G.dtype, device=G.device)
         L, info = torch.linalg.cholesky_ex(G)
@@ -96,7 +96,7 @@ class GCVFactor:
 
     def __init__(self, st: StandardizedStats, basis: LabelBasis):
         G = st.G
-        M, D, N, K = G.shape[0], G.shape[1], st.N, basis.K
+        M, N, K = G.shape[0], st.N, basis.K
         e, V = torch.linalg.eigh(G)
         e = e.clamp_min(0)
         q = basis.B_per_row(V.transpose(1, 2) @ st.F)  # [M, D, K, K]

@@ -3,7 +3,6 @@ the paper's loop, the released single step), a brute-force grid, hand-computed o
 the alternating objective, batching / strides / dtypes / non-finite models, argument errors and opcheck."""
 from __future__ import annotations
 
-import itertools
 
 import pytest
 import torch

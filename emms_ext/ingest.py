@@ -1,0 +1,116 @@
+"""From features to statistics: input validation, precision choice, batching models of equal width into
+groups that fit in memory, and streaming chunks into ``FeatureStats`` (stats.py)."""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from contextlib import contextmanager
+
+import numpy as np
+import torch
+
+from ._validate import as_float_tensor, check_finite, describe
+from .labels import LabelBasis
+from .stats import FeatureStats, StandardizedStats
+
+PRECISIONS = {"float64": (torch.float64, False), "float32": (torch.float32, False), "tf32": (torch.float32, True)}
+
+
+def resolve_precision(precision, first_dtype: torch.dtype) -> tuple[torch.dtype, bool]:
+    """(compute dtype of the Gram GEMMs, allow TF32) from the user's choice and the features' dtype."""
+    if precision is None:
+        return (torch.float64 if first_dtype == torch.float64 else torch.float32), False
+    if precision in (torch.float32, torch.float64):
+        return precision, False
+    if isinstance(precision, str) and precision in PRECISIONS:
+        return PRECISIONS[precision]
+    raise ValueError(f"precision must be one of {sorted(PRECISIONS)} or None (got {precision!r})")
+
+
+@contextmanager
+def tf32_matmul(enabled: bool):
+    """TF32 tensor-core GEMMs on CUDA for the duration (no effect on CPU)."""
+    before = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = enabled
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = before
+
+
+def check_chunk(x: torch.Tensor, name: str, seen: int, N: int, D: int | None) -> None:
+    if x.dim() != 2:
+        raise ValueError(f"{name} must be [N, D] (got {describe(x)})")
+    if x.shape[1] == 0:
+        raise ValueError(f"{name} must be [N, D] with D >= 1 (got {describe(x)})")
+    if D is not None and x.shape[1] != D:
+        raise ValueError(f"{name} chunks must all be [n_i, D={D}] (got {describe(x)} after {seen} rows)")
+    if seen + x.shape[0] > N:
+        raise ValueError(f"{name} must be [N, D] with N == {N} (the label embeddings' N); "
+                         f"got at least {seen + x.shape[0]} rows")
+    if not bool(torch.isfinite(x.sum())):  # one cheap reduction; the exact count only on failure
+        check_finite(x, name, f" in rows {seen}..{seen + x.shape[0] - 1}")
+
+
+def in_memory_features(features, name: str, N: int) -> torch.Tensor | None:
+    """Validated [N, D] float tensor for in-memory features; None for an iterable of chunks."""
+    if not (torch.is_tensor(features) or isinstance(features, np.ndarray)):
+        if not isinstance(features, Iterable):
+            raise ValueError(f"{name} must be an [N, D] tensor/array or an iterable of [n_i, D] chunks "
+                             f"(got {describe(features)})")
+        return None
+    x = as_float_tensor(features, name, "[N, D]")
+    check_chunk(x, name, 0, N, None)
+    if x.shape[0] != N:
+        raise ValueError(f"{name} must be [N, D] with N == {N} (the label embeddings' N); got {x.shape[0]} rows")
+    return x
+
+
+def stream_stats(features, basis: LabelBasis, name: str, precision, device, chunk_size: int) -> StandardizedStats:
+    """Statistics of one model whose features arrive as an iterable of [n_i, D] chunks."""
+    acc, tf32 = None, False
+    for i, chunk in enumerate(features):
+        x = as_float_tensor(chunk, f"{name} chunk {i}", "[n_i, D]")
+        check_chunk(x, f"{name} chunk {i}" if acc is None or x.dim() != 2 else name, 0 if acc is None else acc.n,
+                     basis.N, None if acc is None else acc.D)
+        if acc is None:
+            dtype, tf32 = resolve_precision(precision, x.dtype)
+            dev = torch.device(device) if device is not None else x.device
+            acc = FeatureStats(basis.to(dev), 1, x.shape[1], dtype, dev)
+        with tf32_matmul(tf32):
+            acc.update(x.to(acc.mean.device, acc.dtype).contiguous()[None])
+    if acc is None or acc.n != basis.N:
+        seen = 0 if acc is None else acc.n
+        raise ValueError(f"{name} must be [N, D] with N == {basis.N} (the label embeddings' N); got {seen} rows")
+    return acc.finalize()
+
+
+def batch_stats(xs: list[torch.Tensor], basis: LabelBasis, dtype, tf32: bool, device,
+                 chunk_size: int) -> StandardizedStats:
+    """Statistics of M in-memory models of equal D: every chunk's GEMMs batched over the models."""
+    acc = FeatureStats(basis.to(device), len(xs), xs[0].shape[1], dtype, device)
+    with tf32_matmul(tf32):
+        for start in range(0, basis.N, chunk_size):
+            rows = [x[start:start + chunk_size].to(device, dtype) for x in xs]
+            acc.update(rows[0][None].contiguous() if len(rows) == 1 else torch.stack(rows))
+    return acc.finalize()
+
+
+def batch_budget(device: torch.device) -> int:
+    """Bytes of statistics one batch of models may hold: a quarter of free GPU memory, 1 GiB on the CPU."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0] // 4
+    return 1 << 30
+
+
+def model_groups(tensors: dict, precision, device, chunk_size: int, r: int):
+    """Batches of in-memory models sharing (D, device, compute dtype), each within the memory budget."""
+    by_key: dict = {}
+    for name, x in tensors.items():
+        dtype, tf32 = resolve_precision(precision, x.dtype)
+        dev = torch.device(device) if device is not None else x.device
+        by_key.setdefault((x.shape[1], dev, dtype, tf32), []).append(name)
+    for (D, dev, dtype, tf32), names in by_key.items():
+        per_model = 8 * (4 * D * D + 3 * D * r) + 2 * chunk_size * D * torch.finfo(dtype).bits // 8
+        size = max(1, batch_budget(dev) // per_model)
+        for i in range(0, len(names), size):
+            yield names[i:i + size], dtype, tf32, dev

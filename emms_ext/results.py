@@ -1,0 +1,53 @@
+"""What the score API returns: one model's ``EMMSResult``, a zoo's ``ZooScores``, and the warning for
+the D >= N degeneracy."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+
+class EMMSDegeneracyWarning(UserWarning):
+    """Features with at least N - 1 varying columns fit any target exactly: unregularized scores tie at 0."""
+
+
+@dataclass
+class EMMSResult:
+    """Score of one model. ``score`` is ``-f(W*, t*) / (N L)`` (higher is better); in ``mode="reference"``
+    it is the released code's ``-f / N * L``."""
+
+    score: float
+    t: torch.Tensor  # [K] float64 weights of the foundation models, on the simplex
+    mode: str
+    iterations: int
+    objective: float  # unnormalized f = ||XW - Zt||^2 (+ ridge ||W||^2)
+    n_samples: int
+    n_features: int  # D of the input
+    n_used_features: int  # columns that vary (constant columns standardize to zero)
+    label_dim: int  # L
+    n_embedders: int  # K
+    ridge: float | None  # the ridge used (the GCV-chosen one with ridge="gcv")
+    solver: str  # Gram inversion: "cholesky", "eigh" (rank-deficient), "gcv" (ridge="gcv") or "none" (no columns)
+    gram_precision: str = "float64"  # the Gram's precision: "float32" / "float64" (after any automatic fallback)
+    W: torch.Tensor | None = None  # [D, L] regression weights on the standardized features, if requested
+    warnings: list[str] = field(default_factory=list)
+
+    def __float__(self) -> float:
+        return self.score
+
+
+class ZooScores(dict):
+    """name -> EMMSResult for the models that were scored, plus ``failures`` (name -> reason)."""
+
+    def __init__(self, results, failures):
+        super().__init__(results)
+        self.failures: dict = dict(failures)
+
+    @property
+    def scores(self) -> dict:
+        return {name: r.score for name, r in self.items()}
+
+    @property
+    def order(self) -> list:
+        """Model names from best to worst score."""
+        return sorted(self, key=lambda name: self[name].score, reverse=True)

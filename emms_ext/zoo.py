@@ -1,0 +1,134 @@
+"""The scoring pipeline behind ``emms_score`` / ``emms_scores``: statistics per batch of models, Gram
+factorizations (with the automatic float64 fallback), one fused K x K solve for the whole zoo, results."""
+from __future__ import annotations
+
+import warnings
+
+import torch
+
+from .factor import make_factor
+from .ingest import batch_stats, in_memory_features, model_groups, stream_stats
+from .labels import LabelBasis
+from .ops import wlsr_simplex
+from .results import EMMSDegeneracyWarning, EMMSResult, ZooScores
+from .stats import StandardizedStats
+
+
+def degeneracy_message(name: str, D: int, N: int) -> str:
+    return (f"{name}: {D} varying feature columns >= N - 1 = {N - 1} samples. Least squares then fits every "
+            "label embedding exactly, so this model scores a perfect 0 and ties with every other such model "
+            "(a known EMMS degeneracy). Pass ridge='gcv' (a ridge chosen by generalized cross-validation) or "
+            "ridge=<lambda> (sklearn Ridge's alpha on the standardized features) to get scores that "
+            "discriminate, or use more samples.")
+
+
+def score_zoo(items, basis: LabelBasis, mode: str, ridge, return_W: bool, max_iter: int, tol: float,
+               precision, device, chunk_size: int, errors: str, progress) -> ZooScores:
+    failures, tensors, streams = {}, {}, {}
+
+    def fail(name, exc):
+        if errors == "raise":
+            raise exc
+        failures[name] = str(exc)
+        warnings.warn(f"model {name!r} skipped: {exc}", stacklevel=4)
+
+    for name, features in items:
+        label = "features" if name is None else f"features[{name!r}]"
+        try:
+            x = in_memory_features(features, label, basis.N)
+            (streams if x is None else tensors)[name] = features if x is None else x
+        except ValueError as exc:
+            fail(name, exc)
+
+    prepared = []  # (names, stats, factor, B on the solve device)
+    bar = _progress(len(tensors) + len(streams), progress)
+    for names, dtype, tf32, dev in model_groups(tensors, precision, device, chunk_size, basis.r):
+        st = batch_stats([tensors[n] for n in names], basis, dtype, tf32, dev, chunk_size)
+        factor = make_factor(st, ridge, basis)
+        if precision is None and dtype != torch.float64:
+            # Automatic precision: models whose float32 Gram is too ill-conditioned are redone in float64.
+            bad = factor.ill_conditioned(st.eps)
+            if bool(bad.any()):
+                redo = [n for n, b in zip(names, bad.tolist()) if b]
+                names = [n for n, b in zip(names, bad.tolist()) if not b]
+                st64 = batch_stats([tensors[n] for n in redo], basis, torch.float64, False, dev, chunk_size)
+                f64 = make_factor(st64, ridge, basis)
+                prepared.append((redo, st64, f64, basis.to(dev).B_from_half(f64.half(st64.F))))
+                bar.update(len(redo))
+                if names:
+                    keep = ~bad
+                    st = StandardizedStats(N=st.N, D=st.D, keep=st.keep[keep], G=st.G[keep], F=st.F[keep], eps=st.eps)
+                    factor = make_factor(st, ridge, basis)
+        if names:
+            prepared.append((names, st, factor, basis.to(dev).B_from_half(factor.half(st.F))))
+        bar.update(len(names))
+    for name, features in streams.items():
+        label = "features" if name is None else f"features[{name!r}]"
+        try:
+            st = stream_stats(features, basis, label, precision, device, chunk_size)
+        except ValueError as exc:
+            fail(name, exc)
+            continue
+        factor = make_factor(st, ridge, basis)
+        if precision is None and st.eps > torch.finfo(torch.float64).eps and bool(factor.ill_conditioned(st.eps)[0]):
+            warnings.warn(f"{label}: the float32 Gram of these streamed features is ill-conditioned "
+                          f"(condition >= {float(factor.cond[0]):.1e}); its score may be off in the leading "
+                          "digits. Pass precision='float64' (streams cannot be re-read automatically).",
+                          stacklevel=3)
+        prepared.append(([name], st, factor, basis.to(st.G.device).B_from_half(factor.half(st.F))))
+        bar.update(1)
+    bar.close()
+
+    results = {}
+    if not prepared:
+        return ZooScores({}, failures)
+    # One fused solve for the whole zoo, on the device of the first batch.
+    solve_dev = prepared[0][3].device
+    B_all = torch.cat([B.to(solve_dev) for *_, B in prepared])
+    t_all, obj_all, its_all = wlsr_simplex(basis.A.to(solve_dev), B_all, mode, max_iter, tol)
+    offset = 0
+    for names, st, factor, B in prepared:
+        sl = slice(offset, offset + len(names))
+        offset += len(names)
+        t, obj, its = t_all[sl], obj_all[sl].cpu(), its_all[sl].cpu()
+        Ws = None
+        if return_W:
+            t_fit = torch.full_like(t, 1.0 / basis.K) if mode == "reference" else t
+            Ws = factor.solve(basis.to(B.device).mix(st.F, t_fit.to(B.device))).cpu()
+        t = t.cpu()
+        for i, name in enumerate(names):
+            f = float(obj[i])
+            score = -f / st.N * basis.L if mode == "reference" else -f / (st.N * basis.L)
+            notes = []
+            D_used = int(st.keep[i].sum())
+            if ridge is None and D_used >= st.N - 1:
+                notes.append(degeneracy_message("features" if name is None else f"model {name!r}", D_used, st.N))
+                warnings.warn(notes[-1], EMMSDegeneracyWarning, stacklevel=3)
+            results[name] = EMMSResult(
+                score=score, t=t[i].clone(), mode=mode, iterations=int(its[i]), objective=f, n_samples=st.N,
+                n_features=st.D, n_used_features=D_used, label_dim=basis.L, n_embedders=basis.K,
+                ridge=factor.ridges()[i],
+                solver=factor.methods[i], W=None if Ws is None else Ws[i].clone(), warnings=notes,
+                gram_precision="float64" if st.eps <= torch.finfo(torch.float64).eps else "float32")
+    order = [name for name, _ in items if name in results]
+    return ZooScores({name: results[name] for name in order}, failures)
+
+
+def _progress(total: int, progress):
+    """A tqdm bar over models when asked (progress=True) or when the zoo is large (progress=None)."""
+    show = progress if progress is not None else total >= 32
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # progress bars are optional
+        tqdm = None
+    if not show or tqdm is None:
+        return _NoBar()
+    return tqdm(total=total, desc="EMMS", unit="model")
+
+
+class _NoBar:
+    def update(self, n):
+        pass
+
+    def close(self):
+        pass
