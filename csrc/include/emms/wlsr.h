@@ -14,6 +14,22 @@
 
 namespace emms {
 
+// Whatever the arithmetic did (indefinite H, overflow, cancellation against huge b), a solver must hand
+// back a point of the simplex: keeps t if it is one (true), else replaces it by the vertex e_j (false).
+template <typename T>
+EMMS_HOST_DEVICE bool on_simplex_or_vertex(T* t, int64_t K, int64_t j) {
+  T sum = 0;
+  bool valid = true;
+  for (int64_t i = 0; i < K; ++i) {
+    valid = valid && is_finite_d(static_cast<double>(t[i])) && t[i] >= T(0);
+    sum += t[i];
+  }
+  if (valid && fabs(sum - T(1)) <= T(1e-6)) return true;
+  for (int64_t i = 0; i < K; ++i) t[i] = T(0);
+  t[j] = T(1);
+  return false;
+}
+
 // Scratch needed by simplex_qp for K unknowns.
 EMMS_HOST_DEVICE int64_t simplex_qp_workspace(int64_t K) { return K * K + 5 * K; }
 
@@ -22,7 +38,8 @@ EMMS_HOST_DEVICE int64_t simplex_qp_workspace(int64_t K) { return K * K + 5 * K;
 // at a point satisfying the KKT conditions, i.e. the exact optimum up to rounding, in a finite number of
 // steps (about K in practice). A relative jitter K*eps*max(H_ii) keeps the equality-constrained
 // subproblems solvable when H is singular (identical embedders, perfect fits); it is retried larger if a
-// pivot still fails. Returns the number of steps, or -1 if the subproblem could not be solved.
+// pivot still fails. Returns the number of steps, or -1 (with t still on the simplex) if it did not
+// converge, which only an indefinite H can cause.
 template <typename T>
 EMMS_HOST_DEVICE int simplex_qp(const T* H, const T* b, int64_t K, T* t, T* work) {
   T* chol = work;      // [K, K] Cholesky of H_SS + jitter I
@@ -60,7 +77,8 @@ EMMS_HOST_DEVICE int simplex_qp(const T* H, const T* b, int64_t K, T* t, T* work
   fr[j0] = T(1);
 
   const int max_steps = 8 * static_cast<int>(K) + 32;
-  for (int step = 0; step < max_steps; ++step) {
+  int step = 0;
+  for (; step < max_steps; ++step) {
     // Equality-constrained minimizer on the free set S: H_SS x = b_S + nu 1 with 1'x = 1, i.e.
     // x = u + nu v, u = H_SS^-1 b_S, v = H_SS^-1 1, nu = (1 - 1'u) / 1'v.
     int64_t s = 0;
@@ -82,7 +100,7 @@ EMMS_HOST_DEVICE int simplex_qp(const T* H, const T* b, int64_t K, T* t, T* work
       }
       solved = cholesky(chol, s, K);
     }
-    if (!solved) return -1;
+    if (!solved) break;
     cholesky_solve(chol, s, K, u);
     cholesky_solve(chol, s, K, v);
     T su = 0, sv = 0;
@@ -109,7 +127,7 @@ EMMS_HOST_DEVICE int simplex_qp(const T* H, const T* b, int64_t K, T* t, T* work
       for (int64_t j = 0; j < K; ++j) {
         if (fr[j] == T(0) && g[j] - mu < most_negative) { most_negative = g[j] - mu; enter = j; }
       }
-      if (enter < 0) return step + 1;
+      if (enter < 0) return on_simplex_or_vertex(t, K, j0) ? step + 1 : -1;
       fr[enter] = T(1);
     } else {
       // Step towards x until the first free coordinate hits zero; that bound becomes active.
@@ -128,7 +146,9 @@ EMMS_HOST_DEVICE int simplex_qp(const T* H, const T* b, int64_t K, T* t, T* work
       }
     }
   }
-  return max_steps;
+  // Only an indefinite H (not an EMMS problem: A - B and A are Gram-like) or overflow gets here.
+  on_simplex_or_vertex(t, K, j0);
+  return -1;
 }
 
 EMMS_HOST_DEVICE int64_t wlsr_workspace(int64_t K) { return 2 * K * K + simplex_qp_workspace(K) + 2 * K; }
