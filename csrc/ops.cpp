@@ -25,6 +25,11 @@ TORCH_LIBRARY(emms, m) {
   // x [B, N, D] (or [N, D]), order [N] int64 (samples sorted by class), offsets [C + 1] int64 ->
   // [B, C, D] (or [C, D]): per-class sums of the rows of x, accumulated in float64, in a fixed order.
   m.def("class_sums(Tensor x, Tensor order, Tensor offsets) -> Tensor");
+  // sigma [k] (eigenvalues of F'F), proj [T, k] (targets projected on F's left singular vectors), ynorm2 [T]
+  // (|y|^2 per target) -> evidence [T] (LogME, per sample), alpha [T], beta [T], iterations [T] (int64):
+  // LogME's per-target fixed point for all T targets of one model; N samples, D feature width.
+  m.def("logme_evidence(Tensor sigma, Tensor proj, Tensor ynorm2, int N, int D, int max_iter, float tol, "
+        "float eps) -> (Tensor, Tensor, Tensor, Tensor)");
 }
 
 PYBIND11_MODULE(_C, m) {

@@ -73,6 +73,41 @@ def class_order(classes: torch.Tensor, num_classes: int) -> tuple[torch.Tensor, 
     return order, offsets
 
 
+def logme_evidence(
+    sigma: torch.Tensor,
+    proj: torch.Tensor,
+    ynorm2: torch.Tensor,
+    N: int,
+    D: int,
+    max_iter: int = 11,
+    tol: float = 1e-3,
+    eps: float = 1e-5,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """LogME's per-target evidence maximization for all targets of one model, in one call.
+
+    Args:
+        sigma: ``[k]`` eigenvalues of ``F'F`` kept (rank k <= min(N, D)), F the ``[N, D]`` features.
+        proj: ``[T, k]`` every target ``y_t [N]`` projected on the matching left singular vectors of F.
+        ynorm2: ``[T]`` ``|y_t|^2`` (the part of y outside F's span enters through ``|y|^2 - |proj|^2``).
+        N, D: samples and feature width (the ``D - k`` zero eigenvalues still count in ``log|A|``).
+        max_iter, tol, eps: MacKay fixed point from alpha = beta = 1, stopped after ``max_iter`` updates or
+            when ``|t_new - t| / t <= tol`` (t = alpha / beta); ``eps`` is added to the denominators of
+            the updates. The defaults are the released LogME code's (11, 1e-3, 1e-5).
+
+    Returns:
+        ``evidence [T]`` (log evidence divided by N), ``alpha [T]``, ``beta [T]`` (in sigma's dtype, computed
+        in float64) and ``iterations [T]`` int64.
+    """
+    return torch.ops.emms.logme_evidence(sigma, proj, ynorm2, int(N), int(D), int(max_iter), float(tol),
+                                         float(eps))
+
+
+@torch.library.register_fake("emms::logme_evidence")
+def _logme_evidence_fake(sigma, proj, ynorm2, N, D, max_iter, tol, eps):
+    T = proj.shape[0]
+    return (sigma.new_empty(T), sigma.new_empty(T), sigma.new_empty(T), sigma.new_empty(T, dtype=torch.int64))
+
+
 @torch.library.register_fake("emms::simplex_project")
 def _simplex_project_fake(v):
     return v.new_empty(v.shape)

@@ -51,6 +51,51 @@ def class_sums(x: torch.Tensor, order: torch.Tensor, offsets: torch.Tensor) -> t
     return out
 
 
+def logme_evidence(sigma, proj, ynorm2, N: int, D: int, max_iter: int = 11, tol: float = 1e-3,
+                   eps: float = 1e-5, dtype: torch.dtype = torch.float64):
+    """Reference of emms::logme_evidence: sigma [k], proj [T, k], ynorm2 [T] -> (evidence, alpha, beta, it) [T].
+
+    One target at a time, written with the posterior mean m and A = alpha I + beta diag(sigma) in the
+    eigenbasis (not the op's closed-form sums). dtype: precision of the arithmetic (float32 gives 'ref32').
+    """
+    s = _f64(sigma).to(dtype)
+    X = _f64(proj).to(dtype)
+    y2 = _f64(ynorm2).to(dtype)
+    k = s.shape[0]
+    out = []
+    for t in range(X.shape[0]):
+        x = X[t]
+        outside = torch.clamp(y2[t] - (x * x).sum(), min=0)
+        alpha = torch.tensor(1.0, dtype=dtype)
+        beta = torch.tensor(1.0, dtype=dtype)
+        it = 0
+        while it < max_iter:
+            it += 1
+            lam = alpha / beta
+            A = alpha + beta * s                    # eigenvalues of A = alpha I + beta F'F
+            m = beta * s.sqrt() * x / A             # posterior mean in the eigenbasis: beta A^-1 F'y
+            fitted = s.sqrt() * m                   # F m in the left singular basis
+            gamma = (beta * s / A).sum()
+            m2 = (m * m).sum()
+            res2 = ((x - fitted) ** 2).sum() + outside
+            alpha = gamma / (m2 + eps)
+            beta = (N - gamma) / (res2 + eps)
+            if not bool(torch.abs(alpha / beta - lam) / lam > tol):  # NaN stops too
+                break
+        # log p(y) = D/2 log alpha + ... - 1/2 log|A|, log|A| = sum log(alpha + beta s) + (D - k) log alpha
+        logdet = torch.log(alpha + beta * s).sum() + ((D - k) * torch.log(alpha) if k < D else 0.0)
+        prior = D / 2 * torch.log(alpha) if k > 0 else 0.0  # k = 0: the two log(alpha -> 0) terms cancel
+        if k == 0:
+            logdet = torch.log(alpha + beta * s).sum()
+        ev = (prior + N / 2 * torch.log(beta) - logdet / 2 - beta / 2 * res2 - alpha / 2 * m2
+              - N / 2 * np.log(2 * np.pi)) / N
+        out.append((float(ev), float(alpha), float(beta), it))
+    ev, al, be, its = zip(*out) if out else ((), (), (), ())
+    f = torch.float64
+    return (torch.tensor(ev, dtype=f), torch.tensor(al, dtype=f), torch.tensor(be, dtype=f),
+            torch.tensor(its, dtype=torch.int64))
+
+
 def simplex_qp(H: torch.Tensor, b: torch.Tensor | None = None) -> torch.Tensor:
     """argmin over the simplex of t'Ht - 2b't by enumerating every support (K <= 14).
 

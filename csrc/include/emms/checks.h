@@ -7,6 +7,7 @@
 #include <sstream>
 #include <string>
 
+#include "emms/logme.h"
 #include "emms/macros.h"
 #include "emms/params.h"
 
@@ -84,6 +85,33 @@ inline void check_class_index_values(const at::Tensor& order_cpu, const at::Tens
   for (int64_t i = 0; i < N; ++i)
     TORCH_CHECK_VALUE(ord[i] >= 0 && ord[i] < N, op, ": order values must lie in [0, N = ", N, ") (got ", ord[i],
                       " at position ", i, ")");
+}
+
+// sigma [k], proj [T, k], ynorm2 [T]: one float32 / float64 dtype, one device; 1 <= N, k <= min(N, D).
+inline void check_logme_inputs(const at::Tensor& sigma, const at::Tensor& proj, const at::Tensor& ynorm2, int64_t N,
+                               int64_t D, int64_t max_iter, double tol, double eps, const char* op) {
+  TORCH_CHECK_TYPE(sigma.scalar_type() == at::kFloat || sigma.scalar_type() == at::kDouble, op,
+                   ": sigma must be float32 or float64 (got ", shape_str(sigma), ")");
+  TORCH_CHECK_VALUE(sigma.dim() == 1, op, ": sigma must be [k] (got ", shape_str(sigma), ")");
+  const int64_t k = sigma.size(0);
+  TORCH_CHECK_VALUE(proj.dim() == 2 && proj.size(1) == k, op, ": proj must be [T, k] with k = ", k,
+                    " from sigma (got ", shape_str(proj), ")");
+  const int64_t T = proj.size(0);
+  TORCH_CHECK_VALUE(ynorm2.dim() == 1 && ynorm2.size(0) == T, op, ": ynorm2 must be [T] with T = ", T,
+                    " from proj (got ", shape_str(ynorm2), ")");
+  TORCH_CHECK_TYPE(proj.scalar_type() == sigma.scalar_type() && ynorm2.scalar_type() == sigma.scalar_type(), op,
+                   ": sigma, proj and ynorm2 must share a dtype (got ", sigma.scalar_type(), ", ",
+                   proj.scalar_type(), ", ", ynorm2.scalar_type(), ")");
+  TORCH_CHECK_VALUE(proj.device() == sigma.device() && ynorm2.device() == sigma.device(), op,
+                    ": sigma, proj and ynorm2 must be on one device (got ", sigma.device(), ", ", proj.device(),
+                    ", ", ynorm2.device(), ")");
+  TORCH_CHECK_VALUE(N >= 1, op, ": N must be >= 1 (got ", N, ")");
+  TORCH_CHECK_VALUE(D >= k && N >= k, op, ": the rank k = ", k, " from sigma must be <= min(N, D) (got N = ", N,
+                    ", D = ", D, ")");
+  TORCH_CHECK_VALUE(max_iter >= 1 && max_iter <= (int64_t(1) << 30), op,
+                    ": max_iter must be in [1, 2^30] (got ", max_iter, ")");
+  TORCH_CHECK_VALUE(tol >= 0.0, op, ": tol must be >= 0 (got ", tol, ")");
+  TORCH_CHECK_VALUE(eps >= 0.0, op, ": eps must be >= 0 (got ", eps, ")");
 }
 
 // Solver parameters for B's dtype. Reference mode mirrors lstsq in the released code, which drops

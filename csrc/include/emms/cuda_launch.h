@@ -6,6 +6,7 @@
 
 #include <cstdint>
 
+#include "emms/logme.h"
 #include "emms/params.h"
 
 namespace emms {
@@ -30,6 +31,11 @@ cudaError_t launch_wlsr_simplex(const WlsrParams& p, const T* A, int64_t a_strid
 template <typename T>
 cudaError_t launch_class_sums(const T* x, const int64_t* order, const int64_t* offsets, T* out, int64_t B,
                               int64_t N, int64_t C, int64_t D, cudaStream_t stream);
+
+// sigma: [k], proj: [T, k], ynorm2: [T] (T = float or double) -> evidence, alpha, beta: [T], iterations: [T].
+template <typename T>
+cudaError_t launch_logme_evidence(const LogmeParams& p, const T* sigma, const T* proj, const T* ynorm2, T* evidence,
+                                  T* alpha, T* beta, int64_t* iterations, int64_t targets, cudaStream_t stream);
 
 }  // namespace cuda
 }  // namespace emms
