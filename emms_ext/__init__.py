@@ -9,6 +9,8 @@ from . import _C  # registers the emms::* operators
 from .emms import EMMSDegeneracyWarning, EMMSResult, ZooScores, emms_score, emms_scores
 from .labels import ClassLabels
 from .ops import class_order, class_sums, simplex_project, wlsr_simplex
+from .ranker import rank
+from .ranking import Ranking
 
 __version__ = _C.build_info()["version"]
 
@@ -20,5 +22,5 @@ def build_info() -> dict:
 
 __all__ = [
     "ClassLabels", "EMMSDegeneracyWarning", "class_order", "class_sums", "EMMSResult", "ZooScores", "build_info", "emms_score",
-    "emms_scores", "simplex_project", "wlsr_simplex", "__version__",
+    "emms_scores", "rank", "Ranking", "simplex_project", "wlsr_simplex", "__version__",
 ]

@@ -53,14 +53,22 @@ def register_metric(name: str, fn: Callable, *, relative: bool = False, needs: t
     return metric
 
 
+def _load_builtins() -> None:
+    """The field's baselines register themselves when emms_ext.baselines is imported: on first lookup, so
+    that ``import emms_ext`` stays light."""
+    from . import baselines  # noqa: F401
+
+
 def get_metric(name: str) -> Metric:
     """The metric registered under ``name``; a ValueError listing the known names otherwise."""
+    _load_builtins()
     if name not in _REGISTRY:
         raise ValueError(f"unknown metric {name!r}; known metrics: {', '.join(sorted(_REGISTRY))}")
     return _REGISTRY[name]
 
 
 def available_metrics() -> list[str]:
+    _load_builtins()
     return sorted(_REGISTRY)
 
 

@@ -1,0 +1,324 @@
+"""``rank(zoo, target)``: score every model of a zoo on one target task and sort them.
+
+    from emms_ext import rank
+    r = rank({"resnet": feats_a, "vit": "vit.npy", "effnet": model}, labels, class_names=names,
+             dataloader=loader)
+    print(r); r.to_json("ranking.json"); r.plot("ranking.png")
+
+Features come from memory, files, chunk iterators or ``nn.Module``s (``emms_ext.features``); the target
+becomes a ``metrics.Target`` and, when the metric needs them, F-labels through ``emms_ext.embed`` (imported
+only then). EMMS metrics score the whole zoo in one ``emms_scores`` call; other registered metrics run per
+model. A model that cannot be scored lands in ``Ranking.failures``; the others are ranked.
+"""
+from __future__ import annotations
+
+import os
+import time
+import warnings
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from ._validate import as_float_tensor, check_finite, describe
+from .features import check_dataloader, extract_features, load_features, materialize
+from .labels import ClassLabels
+from .metrics import Target, get_metric
+from .ranking import Ranking
+
+# Registry names whose scores come from one batched emms_scores call, and the EMMS mode of each.
+EMMS_METRICS = {"emms": "exact", "emms_alternating": "alternating", "emms_reference": "reference"}
+TASKS = ("classification", "multilabel", "regression", "captioning", "free_text", "text_qa", "vqa", "referring")
+_LABEL_OPTIONS = ("templates", "label_cache")  # metric_options keys that go to the F-label adapters
+
+
+# ------------------------------------------------------------------------------------------ target
+def _is_f_labels(x) -> bool:
+    from_embed = type(x).__name__ == "FreeTextLabels"
+    if isinstance(x, ClassLabels) or from_embed:
+        return True
+    if (torch.is_tensor(x) or isinstance(x, np.ndarray)) and x.ndim == 3:
+        return True
+    return (isinstance(x, (list, tuple)) and len(x) > 0
+            and all((torch.is_tensor(z) or isinstance(z, np.ndarray)) and z.ndim == 2 for z in x))
+
+
+def _label_rows(fl) -> int:
+    if isinstance(fl, ClassLabels):
+        return len(fl.indices)
+    if type(fl).__name__ == "FreeTextLabels":
+        return int(fl.n_samples)
+    return int(fl[0].shape[0]) if isinstance(fl, (list, tuple)) else int(fl.shape[0])
+
+
+def _texts(target, texts, what: str):
+    x = texts if texts is not None else target
+    if x is None or isinstance(x, str) or not isinstance(x, Sequence):
+        raise ValueError(f"task {what!r} needs the texts: a list of N strings (target=... or texts=...)")
+    return list(x)
+
+
+def build_target(target, task: str = "classification", *, class_names=None, texts=None, embedders=None,
+                 need_embeddings: bool = True, templates=None, label_cache="default") -> tuple[Target, torch.Tensor | None]:
+    """``(Target, repeat)``: the target as metrics see it, with F-labels when ``need_embeddings``;
+    ``repeat [M]`` (or None) gives the sample of each label row when a sample has several texts."""
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {', '.join(TASKS)} (got {task!r})")
+    if isinstance(target, Target):
+        if need_embeddings and target.label_embeddings is None and target.labels is not None:
+            fl, _ = build_target(target.labels, "classification", class_names=class_names, embedders=embedders,
+                                 templates=templates, label_cache=label_cache)
+            target = Target(labels=target.labels, targets=target.targets, label_embeddings=fl.label_embeddings,
+                            source_probs=target.source_probs, task=target.task)
+        return target, _repeat_of(target.label_embeddings)
+    if target is not None and _is_f_labels(target):
+        labels = torch.as_tensor(target.indices).to(torch.int64) if isinstance(target, ClassLabels) else None
+        return Target(labels=labels, label_embeddings=target, task=task), _repeat_of(target)
+
+    from . import embed as E  # lazy: transformers loads only with the first text model
+
+    kw = {"cache": label_cache}
+    tpl = {} if templates is None else {"templates": templates}
+    if task == "classification":
+        if target is None:
+            raise ValueError("task 'classification' needs the labels: [N] class indices or N class names")
+        idx, names = _class_indices(target, class_names)
+        fl = None
+        if need_embeddings:
+            if names is None:
+                raise ValueError("class_names must be given (a list of C names) when labels are class indices; "
+                                 "EMMS embeds the class names as F-labels")
+            fl = E.classification_labels(idx, names, embedders, **tpl, **kw)
+        return Target(labels=idx, label_embeddings=fl, task=task), None
+    if task == "regression":
+        fl = E.regression_labels(target)
+        return Target(targets=fl[:, :, 0], label_embeddings=fl, task=task), None
+    if task == "multilabel":
+        if class_names is None:
+            raise ValueError("task 'multilabel' needs class_names (C names) and an [N, C] 0/1 target")
+        m = torch.as_tensor(np.asarray(target))
+        fl = E.multilabel_labels(m, class_names, embedders, **tpl, **kw) if need_embeddings else None
+        return Target(targets=m.to(torch.float64), label_embeddings=fl, task=task), None
+    if task == "vqa":
+        fl = E.vqa_labels(_texts(target, texts, task), embedders, **kw)
+        return Target(labels=torch.as_tensor(fl.indices), label_embeddings=fl, task=task), None
+    if task == "text_qa":
+        return Target(label_embeddings=E.text_qa_labels(_texts(target, texts, task), embedders, **kw), task=task), None
+    if task in ("captioning", "free_text"):
+        fl = E.free_text_labels(_texts(target, texts, task), embedders, **kw)
+        return Target(label_embeddings=fl.labels, task=task), _repeat_of(fl)
+    raise ValueError("task 'referring' needs boxes and image sizes: build the F-labels with "
+                     "emms_ext.embed.referring_expression_labels(expressions, boxes, image_sizes) and pass them "
+                     "as the target")
+
+
+def _repeat_of(fl):
+    if type(fl).__name__ == "FreeTextLabels":
+        idx = fl.sample_index
+        return None if len(idx) == fl.n_samples and bool((idx == torch.arange(len(idx))).all()) else idx
+    return None
+
+
+def _class_indices(labels, class_names):
+    """([N] int64 indices, class names or None) from int or string labels."""
+    if isinstance(labels, (torch.Tensor, np.ndarray)):
+        t = torch.as_tensor(labels) if not (isinstance(labels, np.ndarray) and labels.dtype.kind in "USO") else None
+        if t is not None:
+            if t.dim() != 1 or t.dtype.is_floating_point or t.dtype == torch.bool:
+                raise ValueError(f"labels must be [N] integer class indices or N class names (got {describe(labels)})")
+            idx = t.to(torch.int64)
+            names = None if class_names is None else [str(c) for c in class_names]
+            if names is not None and idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= len(names)):
+                raise ValueError(f"labels must be class indices in [0, C={len(names)}) matching class_names "
+                                 f"(got values in [{int(idx.min())}, {int(idx.max())}])")
+            return idx, names
+        labels = labels.tolist()
+    if isinstance(labels, str) or not isinstance(labels, Sequence) or len(labels) == 0:
+        raise ValueError(f"labels must be a non-empty list of N class indices or names (got {describe(labels)})")
+    if all(isinstance(x, (int, np.integer)) and not isinstance(x, bool) for x in labels):
+        return _class_indices(torch.tensor([int(x) for x in labels]), class_names)
+    labels = [str(x) for x in labels]
+    names = [str(c) for c in class_names] if class_names is not None else sorted(set(labels))
+    pos = {n: i for i, n in enumerate(names)}
+    unknown = sorted({x for x in labels if x not in pos})
+    if unknown:
+        raise ValueError(f"labels must be names in class_names (got {len(unknown)} unknown, e.g. {unknown[:5]})")
+    return torch.tensor([pos[x] for x in labels], dtype=torch.int64), names
+
+
+def _target_rows(target: Target) -> int | None:
+    for t in (target.labels, target.targets):
+        if t is not None:
+            return int(len(t))
+    return None if target.label_embeddings is None else _label_rows(target.label_embeddings)
+
+
+# ------------------------------------------------------------------------------------------- zoo
+def _prepare(name, entry, *, dataloader, layer, cache_dir, device, progress, stream_ok: bool):
+    """Features of one zoo entry: a tensor / array, or (when stream_ok) an iterable of chunks."""
+    if isinstance(entry, nn.Module):
+        dl = dataloader.get(name) if isinstance(dataloader, Mapping) else dataloader
+        if dl is None:
+            raise ValueError(f"model {name!r} is an nn.Module: pass dataloader=... (the target inputs, in the "
+                             "order of the labels) to extract its features")
+        lay = layer.get(name) if isinstance(layer, Mapping) else layer
+        return extract_features(entry, dl, lay, device=device, cache_dir=cache_dir, progress=progress, name=str(name))
+    if isinstance(entry, (str, os.PathLike)):
+        return load_features(entry)
+    if torch.is_tensor(entry) or isinstance(entry, np.ndarray) or stream_ok:
+        return entry
+    return materialize(entry, str(name))
+
+
+def _validated(x, name, N: int) -> torch.Tensor:
+    """[N, D] finite float tensor, or a ValueError saying what is wrong."""
+    label = f"features[{name!r}]"
+    x = as_float_tensor(x, label, "[N, D]")
+    if x.dim() != 2 or x.shape[1] == 0:
+        raise ValueError(f"{label} must be [N, D] with D >= 1 (got {describe(x)})")
+    if x.shape[0] != N:
+        raise ValueError(f"{label} must be [N, D] with N == {N} (the target's N); got {x.shape[0]} rows")
+    check_finite(x, label)
+    return x
+
+
+def _one_shot(dl) -> bool:
+    return dl is not None and not isinstance(dl, Mapping) and iter(dl) is dl
+
+
+# ------------------------------------------------------------------------------------------ rank
+def rank(zoo, target=None, metric="emms", *, task: str = "classification", class_names=None, texts=None,
+         embedders=None, dataloader=None, layer=None, cache_dir=None, device=None, progress=None,
+         errors: str = "skip", **metric_options) -> Ranking:
+    """Rank a zoo of models by predicted transferability to one target task (higher score = better).
+
+    Args:
+        zoo: dict name -> features: an ``[N, D]`` tensor / numpy array; a feature file path (``.npy``,
+            ``.pt`` / ``.pth``, ``.safetensors``); an iterable of ``[n_i, D]`` chunks (streamed by EMMS); or
+            an ``nn.Module`` whose features are extracted from ``dataloader`` (``emms_ext.features``).
+        target: the task's labels: ``[N]`` class indices or names (classification, with ``class_names``),
+            ``[N]`` / ``[N, T]`` floats (regression), ``[N, C]`` 0/1 (multilabel), answers or texts (vqa,
+            text_qa, captioning — or ``texts=``); or ready F-labels (``[N, L, K]``, a list of K ``[N, L_k]``,
+            ``ClassLabels``, ``FreeTextLabels``); or a ``metrics.Target``.
+        metric: a registered metric name (``metrics.available_metrics()``; default "emms" = EMMS exact),
+            or a function ``fn(features [N, D], target: Target, **options) -> float``.
+        task: how to read ``target`` (see ``TASKS``).
+        class_names: the C class names (classification / multilabel).
+        texts: per-sample texts for free-text tasks.
+        embedders: text models for the F-labels (names or embedders; default ``embed.default_embedders()``).
+        dataloader: the target inputs for ``nn.Module`` entries (not shuffled; batches are tensors,
+            ``(inputs, labels)`` tuples or dicts); a dict name -> dataloader for per-model inputs.
+        layer: which activations are the features (default: the input of the last ``nn.Linear``); a
+            module name / module (its output), ``(layer, "input"|"output")``, or a dict name -> layer.
+        cache_dir: feature cache folder (default ``$EMMS_EXT_FEATURE_CACHE`` or
+            ``~/.cache/emms_ext/features``; False: no cache).
+        device: where models run and scores are computed (default: where the model / features are).
+        progress: progress bars (None: automatic).
+        errors: "skip" (a model that fails lands in ``Ranking.failures``) or "raise".
+        metric_options: passed to the metric (for EMMS: ``ridge``, ``mode``, ``precision``, ...);
+            ``templates`` and ``label_cache`` go to the F-label adapters instead.
+
+    Returns a ``Ranking``.
+    """
+    start = time.perf_counter()
+    if errors not in ("raise", "skip"):
+        raise ValueError(f"errors must be 'raise' or 'skip' (got {errors!r})")
+    if not isinstance(zoo, Mapping):
+        raise ValueError(f"zoo must be a dict name -> features / file / nn.Module (got {describe(zoo)})")
+    if not zoo:
+        raise ValueError("zoo must hold at least one model (got an empty dict)")
+    label_opts = {k: metric_options.pop(k) for k in _LABEL_OPTIONS if k in metric_options}
+    if callable(metric) and not isinstance(metric, str):
+        fn, name, relative, needs = metric, getattr(metric, "__name__", "custom"), False, ()
+    else:
+        spec = _lookup(metric)
+        fn, name, relative, needs = spec.fn, spec.name, spec.relative, spec.needs
+    emms_mode = EMMS_METRICS.get(name) if isinstance(metric, str) else None
+    if emms_mode is not None:
+        emms_mode = metric_options.pop("mode", emms_mode)
+
+    t0 = time.perf_counter()
+    need_emb = emms_mode is not None or "label_embeddings" in needs
+    tgt, repeat = build_target(target, task, class_names=class_names, texts=texts, embedders=embedders,
+                               need_embeddings=need_emb, templates=label_opts.get("templates"),
+                               label_cache=label_opts.get("label_cache", "default"))
+    for field_name in needs:
+        if getattr(tgt, field_name, None) in (None, {}):
+            raise ValueError(f"metric {name!r} needs target.{field_name}, which this target does not have "
+                             f"(task {task!r}); pass it in a metrics.Target")
+    N = _target_rows(tgt)
+    label_s = time.perf_counter() - t0
+    if any(isinstance(m, nn.Module) for m in zoo.values()):
+        if _one_shot(dataloader):
+            dataloader = list(dataloader)  # every model needs its own pass over the same batches
+        for dl in (dataloader.values() if isinstance(dataloader, Mapping) else [dataloader]):
+            if dl is not None:
+                check_dataloader(dl)
+
+    failures, per_model, feats, recorded = {}, {}, {}, []
+
+    def fail(model, exc):
+        if errors == "raise":
+            raise exc
+        failures[model] = str(exc) or type(exc).__name__
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for mname, entry in zoo.items():
+            t = time.perf_counter()
+            try:
+                x = _prepare(mname, entry, dataloader=dataloader, layer=layer, cache_dir=cache_dir, device=device,
+                             progress=progress, stream_ok=emms_mode is not None and repeat is None)
+                if repeat is not None:
+                    x = _validated(materialize(x, str(mname)), mname, int(N))[repeat]
+                feats[mname] = x
+            except (ValueError, FileNotFoundError, RuntimeError, TypeError) as exc:
+                fail(mname, exc)
+            per_model[mname] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        scores, details = {}, {}
+        if emms_mode is not None:
+            from .emms import emms_scores
+
+            res = emms_scores(feats, tgt.label_embeddings, mode=emms_mode, errors=errors, progress=progress,
+                              device=device, **metric_options)
+            failures.update(res.failures)
+            scores = res.scores
+            details = dict(res)
+        else:
+            for mname, x in feats.items():
+                tm = time.perf_counter()
+                try:
+                    xv = _validated(materialize(x, str(mname)), mname, int(N))
+                    if device is not None:
+                        xv = xv.to(device)
+                    s = float(fn(xv, tgt, **metric_options))
+                    if not np.isfinite(s):
+                        raise ValueError(f"metric {name!r} returned a non-finite score ({s})")
+                    scores[mname] = s
+                except (ValueError, RuntimeError, TypeError, np.linalg.LinAlgError) as exc:
+                    fail(mname, exc)
+                per_model[mname] += time.perf_counter() - tm
+        scoring_s = time.perf_counter() - t
+        recorded = list(caught)
+
+    if emms_mode is not None and feats:
+        share = scoring_s / len(feats)  # one batched call: each model gets an equal share
+        for mname in feats:
+            per_model[mname] += share
+    messages = []
+    for w in recorded:
+        msg = str(w.message)
+        if not (msg.startswith("model ") and " skipped: " in msg):
+            messages.append(msg)
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    timings = {"per_model": per_model, "labels": label_s, "scoring": scoring_s,
+               "total": time.perf_counter() - start}
+    return Ranking(scores=scores, metric=name, relative=relative, timings=timings, warnings=messages,
+                   failures={k: failures[k] for k in zoo if k in failures}, details=details)
+
+
+def _lookup(metric: str):
+    return get_metric(metric)
