@@ -77,6 +77,9 @@ class GramFactor:
     def ridges(self) -> list:
         return [self.ridge] * self.L.shape[0]
 
+    def extras(self, i: int) -> dict:
+        return {}
+
     def solve(self, Y: torch.Tensor) -> torch.Tensor:
         return self._apply(Y, 1.0)
 
@@ -92,24 +95,29 @@ class GCVFactor:
     ridge-penalized EMMS objective at that lambda. Stays finite and discriminative when D >= N.
     """
 
-    GRID = torch.logspace(-6, 1, 29, dtype=torch.float64)  # times the mean eigenvalue (about N)
+    GRID = torch.logspace(-6, 1, 29, dtype=torch.float64)  # times the mean eigenvalue per column (about N)
 
     def __init__(self, st: StandardizedStats, basis: LabelBasis):
         G = st.G
         M, N, K = G.shape[0], st.N, basis.K
         e, V = torch.linalg.eigh(G)
-        e = e.clamp_min(0)
+        # Eigenvalues under the Gram's rounding level are null directions, not tiny real ones: left in, a
+        # float32 Gram's noise would count as degrees of freedom.
+        e = torch.where(e > st.eps * G.shape[1] * e.amax(1, keepdim=True), e, torch.zeros_like(e))
         q = basis.B_per_row(V.transpose(1, 2) @ st.F)  # [M, D, K, K]
-        lam = e.mean(1, keepdim=True) * self.GRID.to(G.device)[None, :]  # [M, G]
+        # Grid scale: the mean eigenvalue over the varying feature columns (about N), the same whether the
+        # Gram is D x D or the kernel form's principal components.
+        diag = G.diagonal(dim1=1, dim2=2)
+        scale = (diag * st.keep).sum(1, keepdim=True) / st.used_columns()[:, None].clamp_min(1)
+        lam = scale * self.GRID.to(G.device)[None, :]  # [M, G]
         inv = 1.0 / (e[:, None, :] + lam[:, :, None])  # [M, G, D]
         shrink = e[:, None, :] * inv
         B1 = torch.einsum("mgd,mdkj->mgkj", inv, q)
         B2 = torch.einsum("mgd,mdkj->mgkj", shrink * inv, q)
         A = basis.A.to(G.device)
-        rss = (A - 2 * B1 + B2).sum((-1, -2)) / K**2  # t0'(.)t0 with t0 = 1/K
+        rss = (A - 2 * B1 + B2).sum((-1, -2)) / K**2 / basis.L  # t0'(.)t0 with t0 = 1/K, per label dim
         # Dropped (constant) columns are decoupled unit directions with eigenvalue `fill`: not real
         # degrees of freedom, so their shrinkage is taken back out of df.
-        diag = G.diagonal(dim1=1, dim2=2)
         fill = torch.where(st.keep, torch.zeros_like(diag), diag)
         dropped = (fill[:, None, :] / (fill[:, None, :] + lam[:, :, None])).sum(-1)
         df = 1 + shrink.sum(-1) - dropped
@@ -133,6 +141,9 @@ class GCVFactor:
 
     def ridges(self) -> list:
         return self.lam.tolist()
+
+    def extras(self, i: int) -> dict:
+        return {"gcv": float(self.gcv[i]), "df": float(self.df[i])}
 
 
 def make_factor(st: StandardizedStats, ridge, basis: LabelBasis):

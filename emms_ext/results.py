@@ -27,9 +27,15 @@ class EMMSResult:
     label_dim: int  # L
     n_embedders: int  # K
     ridge: float | None  # the ridge used (the GCV-chosen one with ridge="gcv")
-    solver: str  # Gram inversion: "cholesky", "eigh" (rank-deficient), "gcv" (ridge="gcv") or "none" (no columns)
+    # Gram inversion: "cholesky", "eigh" (rank-deficient), "gcv" (ridge="gcv") or "none" (no columns);
+    # prefixed "kernel/" when D > N and the N x N kernel form was used.
+    solver: str
     gram_precision: str = "float64"  # the Gram's precision: "float32" / "float64" (after any automatic fallback)
     W: torch.Tensor | None = None  # [D, L] regression weights on the standardized features, if requested
+    # ridge="gcv" only: the GCV estimate of the out-of-sample mean squared error per label dimension of the
+    # uniform label mixture at the chosen ridge, and the fit's effective degrees of freedom.
+    gcv: float | None = None
+    df: float | None = None
     warnings: list[str] = field(default_factory=list)
 
     def __float__(self) -> float:

@@ -31,6 +31,48 @@ class StandardizedStats:
     G: torch.Tensor  # [M, D, D] Gram of the standardized columns
     F: torch.Tensor  # [M, D, r] cross-product of the standardized columns with the label basis
     eps: float  # machine epsilon of the precision the Grams were formed in
+    # Kernel form (D > N, kernel_stats): the columns above are the model's principal components, at most
+    # N of them; `back` [M, D, N] maps their regression weights to the standardized features' and
+    # `used` [M] counts the features' varying columns.
+    back: torch.Tensor | None = None
+    used: torch.Tensor | None = None
+
+    def used_columns(self) -> torch.Tensor:
+        """[M] varying feature columns of each model."""
+        return self.used if self.used is not None else self.keep.sum(1)
+
+
+def kernel_stats(xs: list[torch.Tensor], basis: LabelBasis, device) -> StandardizedStats:
+    """Statistics of M in-memory models with more columns than samples (D > N), in the N x N kernel form.
+
+    Only the column space of the standardized features matters, and with ridge also their singular
+    values: X_s = U S V' can be replaced by its principal components U S (N x rank) without changing any
+    least-squares or ridge fit. So the work is one N x N Gram X_s X_s' per model (N^2 D) and its
+    eigendecomposition (N^3) instead of a D x D Gram (N D^2) and a D x D factorization (D^3).
+    Float64 throughout (N is small here).
+    """
+    x = torch.stack([t.to(device, torch.float64) for t in xs])  # [M, N, D]
+    M, N, D = x.shape
+    mean = x.mean(1, keepdim=True)
+    std = (x - mean).pow(2).mean(1, keepdim=True).sqrt()
+    eps64 = torch.finfo(torch.float64).eps
+    keep_cols = (std > eps64 * mean.abs()) & (std > 0)  # [M, 1, D]
+    xs_std = torch.where(keep_cols, (x - mean) / (std + EPS_STD), torch.zeros_like(x))
+    e, Uk = torch.linalg.eigh(xs_std @ xs_std.transpose(1, 2))  # [M, N], [M, N, N]
+    keep = e > eps64 * max(N, D) * e.amax(1, keepdim=True).clamp_min(1e-300)
+    root = torch.where(keep, e.clamp_min(0).sqrt(), torch.zeros_like(e))
+    comps = Uk * root[:, None, :]  # principal components U S [M, N, N] (columns orthogonal, centred)
+    if basis.is_vocabulary:
+        order, offsets = class_order(basis.classes.to(device), basis.r)
+        F = class_sums(comps, order, offsets).transpose(1, 2)  # [M, N, C]
+    else:
+        F = comps.transpose(1, 2) @ basis.dense.to(device)  # [M, N, K*L]
+    fill = e.amax(1, keepdim=True).clamp_min(1.0).expand_as(e)
+    G = torch.diag_embed(torch.where(keep, e, fill))  # dropped directions: decoupled, F rows zero
+    inv_root = torch.where(keep, 1.0 / root.clamp_min(1e-300), torch.zeros_like(root))
+    back = xs_std.transpose(1, 2) @ (Uk * inv_root[:, None, :])  # [M, D, N]: V = X_s' U S^-1
+    return StandardizedStats(N=N, D=D, keep=keep, G=G, F=F * keep[:, :, None], eps=eps64, back=back,
+                             used=keep_cols.sum((1, 2)))
 
 
 def symmetric_gram(x: torch.Tensor, block: int = 512) -> torch.Tensor:

@@ -11,7 +11,7 @@ from .ingest import batch_stats, in_memory_features, model_groups, stream_stats
 from .labels import LabelBasis
 from .ops import wlsr_simplex
 from .results import EMMSDegeneracyWarning, EMMSResult, ZooScores
-from .stats import StandardizedStats
+from .stats import StandardizedStats, kernel_stats
 
 
 def degeneracy_message(name: str, D: int, N: int) -> str:
@@ -43,6 +43,12 @@ def score_zoo(items, basis: LabelBasis, mode: str, ridge, return_W: bool, max_it
     prepared = []  # (names, stats, factor, B on the solve device)
     bar = _progress(len(tensors) + len(streams), progress)
     for names, dtype, tf32, dev in model_groups(tensors, precision, device, chunk_size, basis.r):
+        if tensors[names[0]].shape[1] > basis.N:  # more columns than samples: the N x N kernel form
+            st = kernel_stats([tensors[n] for n in names], basis, dev)
+            factor = make_factor(st, ridge, basis)
+            prepared.append((names, st, factor, basis.to(dev).B_from_half(factor.half(st.F))))
+            bar.update(len(names))
+            continue
         st = batch_stats([tensors[n] for n in names], basis, dtype, tf32, dev, chunk_size)
         factor = make_factor(st, ridge, basis)
         if precision is None and dtype != torch.float64:
@@ -94,21 +100,25 @@ def score_zoo(items, basis: LabelBasis, mode: str, ridge, return_W: bool, max_it
         Ws = None
         if return_W:
             t_fit = torch.full_like(t, 1.0 / basis.K) if mode == "reference" else t
-            Ws = factor.solve(basis.to(B.device).mix(st.F, t_fit.to(B.device))).cpu()
+            Ws = factor.solve(basis.to(B.device).mix(st.F, t_fit.to(B.device)))
+            if st.back is not None:  # principal-component weights -> standardized-feature weights
+                Ws = st.back @ Ws
+            Ws = Ws.cpu()
         t = t.cpu()
         for i, name in enumerate(names):
             f = float(obj[i])
             score = -f / st.N * basis.L if mode == "reference" else -f / (st.N * basis.L)
             notes = []
-            D_used = int(st.keep[i].sum())
-            if ridge is None and D_used >= st.N - 1:
+            D_used = int(st.used_columns()[i])
+            if ridge is None and int(st.keep[i].sum()) >= st.N - 1:  # rank: columns, or components
                 notes.append(degeneracy_message("features" if name is None else f"model {name!r}", D_used, st.N))
                 warnings.warn(notes[-1], EMMSDegeneracyWarning, stacklevel=3)
             results[name] = EMMSResult(
                 score=score, t=t[i].clone(), mode=mode, iterations=int(its[i]), objective=f, n_samples=st.N,
                 n_features=st.D, n_used_features=D_used, label_dim=basis.L, n_embedders=basis.K,
                 ridge=factor.ridges()[i],
-                solver=factor.methods[i], W=None if Ws is None else Ws[i].clone(), warnings=notes,
+                solver=factor.methods[i] if st.back is None else f"kernel/{factor.methods[i]}",
+                W=None if Ws is None else Ws[i].clone(), warnings=notes, **factor.extras(i),
                 gram_precision="float64" if st.eps <= torch.finfo(torch.float64).eps else "float32")
     order = [name for name, _ in items if name in results]
     return ZooScores({name: results[name] for name in order}, failures)

@@ -373,7 +373,7 @@ def _gcv_brute_force(X, Z, grid):
     out = []
     for lam in grid:
         H = Xs @ torch.linalg.solve(G + lam * torch.eye(G.shape[0], dtype=torch.float64), Xs.T)
-        rss = float((((torch.eye(N, dtype=torch.float64) - H) @ y) ** 2).sum()) / L
+        rss = float((((torch.eye(N, dtype=torch.float64) - H) @ y) ** 2).sum()) / L  # per label dimension
         df = 1 + float(torch.trace(H))
         out.append(rss / N / (1 - df / N) ** 2 if df < N else float("inf"))
     return out
@@ -390,8 +390,10 @@ def test_gcv_ridge_matches_brute_force(N, D):
     eig = torch.linalg.eigvalsh(Xs.T @ Xs).clamp_min(0)
     grid = (eig.mean() * emms_ext.factor.GCVFactor.GRID).tolist()
     brute = _gcv_brute_force(X, Z, grid)
-    assert res.solver == "gcv" and res.ridge == pytest.approx(grid[int(np.argmin(brute))], rel=1e-9)
+    assert res.solver == ("gcv" if D < N else "kernel/gcv")
+    assert res.ridge == pytest.approx(grid[int(np.argmin(brute))], rel=1e-9)
     assert rel_err(res.score, reference.emms_score(X, Z, "exact", ridge=res.ridge)["score"]) < 1e-8
+    assert res.gcv == pytest.approx(min(brute), rel=1e-8) and 1 < res.df < N
     alt = emms_ext.emms_score(X, Z, "alternating", ridge="gcv", tol=0.0)
     assert alt.ridge == res.ridge and rel_err(alt.score, res.score) < 1e-7
 
@@ -406,3 +408,23 @@ def test_gcv_keeps_wide_models_apart():
     assert all(out[n].ridge > 0 for n in zoo)
     const = torch.cat([zoo["w60"], torch.full((N, 2), 3.0, dtype=torch.float64)], 1)
     assert rel_err(emms_ext.emms_score(const, Z, ridge="gcv").score, out["w60"].score) < 1e-9
+
+
+@pytest.mark.parametrize("vocab", [False, True])
+def test_kernel_form_for_wide_features_equals_the_gram_form(vocab):
+    """D > N in memory: the N x N kernel form; streamed (always the D x D Gram) gives the same scores."""
+    N, D, L, K = 50, 90, 4, 2
+    X = make_features(210, N, D)
+    X[:, 5] = 2.5  # a constant column
+    Z = make_class_labels(210, N, 7, L, K) if vocab else make_dense_labels(210, N, L, K, X)
+    for ridge in (1.5, "gcv"):
+        wide = emms_ext.emms_score(X, Z, ridge=ridge, return_W=True)
+        gram = emms_ext.emms_score(iter([X]), Z, ridge=ridge, return_W=True)
+        assert wide.solver.startswith("kernel/") and not gram.solver.startswith("kernel/")
+        assert rel_err(wide.score, gram.score) < 1e-9 and wide.ridge == pytest.approx(gram.ridge, rel=1e-12)
+        assert torch.allclose(wide.W, gram.W, atol=1e-8 * float(gram.W.abs().max()))
+        assert wide.n_used_features == gram.n_used_features == D - 1
+    ref = reference.emms_score(X, Z[0][Z[1]] if vocab else Z, "exact", ridge=1.5)
+    assert rel_err(emms_ext.emms_score(X, Z, ridge=1.5).score, ref["score"]) < 1e-9
+    with pytest.warns(emms_ext.EMMSDegeneracyWarning):
+        assert abs(emms_ext.emms_score(X, Z).score) < 1e-9
