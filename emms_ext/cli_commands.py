@@ -1,0 +1,189 @@
+"""The ``emms`` subcommands: ``rank``, ``embed``, ``evaluate`` (with ``agreement``) and ``demo``; each takes
+the parsed arguments and returns an exit code (``emms_ext.cli`` builds the parser and runs them)."""
+from __future__ import annotations
+
+import json
+import sys
+
+from .cli_inputs import EXIT_OK, EXIT_USAGE, UsageError, _need_file, read_json, read_labels, read_lines
+
+
+# -------------------------------------------------------------------------------------- subcommands
+def cmd_rank(args) -> int:
+    import numpy as np
+
+    from .features import feature_files
+    from .ranker import rank
+
+    try:
+        files = feature_files(args.features)
+    except FileNotFoundError as exc:
+        raise UsageError(f"--features: {exc}") from exc
+    except ValueError as exc:
+        raise UsageError(f"--features: {exc}") from exc
+    class_names = read_lines(args.class_names, "class names") if args.class_names else None
+    if args.label_embeddings:
+        arr = np.load(_need_file(args.label_embeddings, "label embeddings"), allow_pickle=False)
+        if arr.ndim == 2:
+            arr = arr[:, :, None]
+        if args.labels:  # class-table form: [C, L, K] rows indexed by the labels
+            y = read_labels(args.labels)
+            if isinstance(y, list):
+                if class_names is None:
+                    raise UsageError("--labels holds class names: give --class-names to index --label-embeddings")
+                pos = {n: i for i, n in enumerate(class_names)}
+                y = np.array([pos[v] for v in y])
+            from .labels import ClassLabels
+
+            target = ClassLabels(arr, np.asarray(y, dtype=np.int64)) if len(arr) != len(y) else arr
+        else:
+            target = arr
+    else:
+        if not args.labels:
+            raise UsageError("give --labels FILE (or --label-embeddings FILE.npy with ready F-labels)")
+        target = read_labels(args.labels, regression=args.task == "regression")
+        if args.task == "classification" and class_names is None and not isinstance(target, list):
+            raise UsageError("--labels holds class indices: give --class-names FILE (one class name per line, "
+                             "in index order) so the names can be embedded as F-labels")
+    options = {}
+    if args.ridge is not None:
+        options["ridge"] = args.ridge
+    if args.templates:
+        options["templates"] = tuple(args.templates)
+    progress = False if args.quiet else None
+    result = rank({name: str(path) for name, path in files.items()}, target, args.metric, task=args.task,
+                  class_names=class_names, embedders=args.embedders or None, device=args.device,
+                  progress=progress, **options)
+    if not args.quiet:
+        print(result)
+    if args.out:
+        result.to_json(args.out)
+    if args.csv:
+        result.to_csv(args.csv)
+    if args.plot:
+        truth = read_json(args.truth, "truth") if args.truth else None
+        result.plot(args.plot, truth={k: float(v) for k, v in truth.items()} if truth else None)
+    if not result.scores:
+        print(f"error: no model could be scored ({len(result.failures)} failed; reasons above); fix the feature "
+              "files so that each is a finite float [N, D] matrix with N = the number of labels", file=sys.stderr)
+        return EXIT_USAGE
+    return EXIT_OK
+
+
+def cmd_embed(args) -> int:
+    import numpy as np
+
+    from .embed import embed_texts
+
+    texts = read_lines(args.texts, "texts")
+    blocks = embed_texts(texts, args.embedders or None, cache=False if args.no_cache else "default")
+    L = max(b.shape[1] for b in blocks)
+    out = np.zeros((len(texts), L, len(blocks)), dtype=np.float32)
+    for k, b in enumerate(blocks):
+        out[:, :b.shape[1], k] = b.numpy()
+    np.save(args.out, out)
+    if not args.quiet:
+        print(f"{len(texts)} texts x K={len(blocks)} models (widths {[b.shape[1] for b in blocks]}, zero-padded "
+              f"to {L}) -> {args.out} [N, L, K]")
+    return EXIT_OK
+
+
+def agreement(scores: dict, truth: dict, top_k=(1, 3)) -> dict:
+    """tau_w (scipy.stats.weightedtau, defaults), Kendall tau, Pearson and Rel@k of scores vs truth over
+    the models both name (Rel@k: best truth among the top-k by score / best truth overall)."""
+    try:
+        from .evaluate import evaluate  # the project's evaluation module, when present
+    except ImportError:
+        evaluate = None
+    if evaluate is not None:
+        try:
+            return evaluate(scores, truth, ks=top_k)
+        except ValueError as exc:
+            raise UsageError(f"{exc}; check that the model names in --scores and --truth match") from exc
+    import numpy as np
+    from scipy.stats import kendalltau, pearsonr, weightedtau
+
+    names = [n for n in scores if n in truth]
+    if len(names) < 2:
+        raise UsageError(f"need at least 2 models present in both --scores and --truth (got {len(names)}: "
+                         f"{names}); check that the model names match")
+    s = np.array([float(scores[n]) for n in names])
+    t = np.array([float(truth[n]) for n in names])
+    out = {"weighted_tau": float(weightedtau(s, t)[0]),
+           "kendall_tau": float(kendalltau(s, t)[0]), "pearson": float(pearsonr(s, t)[0])}
+    order = np.argsort(-s)
+    for k in top_k:
+        if k <= len(names) and t.max() > 0:
+            out[f"rel@{k}"] = float(t[order[:k]].max() / t.max())
+    out["models"] = len(names)
+    return out
+
+
+def cmd_evaluate(args) -> int:
+    data = read_json(args.scores, "scores")
+    scores = data["scores"] if isinstance(data.get("scores"), dict) else data
+    truth = read_json(args.truth, "truth")
+    try:
+        scores = {k: float(v) for k, v in scores.items()}
+        truth = {k: float(v) for k, v in truth.items()}
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"--scores / --truth must map model names to numbers ({exc})") from exc
+    res = agreement(scores, truth, tuple(args.top_k))
+    if args.json:
+        print(json.dumps(res, indent=2))
+    else:
+        for k, v in res.items():
+            print(f"{k:>14}: {v:.4f}" if isinstance(v, float) else f"{k:>14}: {v}")
+    return EXIT_OK
+
+
+DIGITS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+
+
+def cmd_demo(args) -> int:
+    """A small version of benchmarks/demo_digits.py: scikit-learn digits, a zoo of six feature extractors,
+    F-labels from the offline text models, EMMS vs a logistic-regression probe's held-out accuracy."""
+    import numpy as np
+
+    try:
+        from sklearn.datasets import load_digits
+        from sklearn.decomposition import PCA
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.model_selection import train_test_split
+        from sklearn.preprocessing import StandardScaler
+    except ImportError as exc:
+        raise ImportError("emms demo needs scikit-learn: pip install scikit-learn scipy") from exc
+    from .ranker import rank
+
+    X, y = load_digits(return_X_y=True)
+    Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=0.5, random_state=0, stratify=y)
+    rng = np.random.default_rng(0)
+    zoo = {"pixels-64": (Xtr, Xte)}
+    for k in (4, 16):
+        pca = PCA(k, random_state=0).fit(Xtr)
+        zoo[f"PCA-{k}"] = (pca.transform(Xtr), pca.transform(Xte))
+    pool = lambda A: A.reshape(-1, 4, 2, 4, 2).mean((2, 4)).reshape(len(A), 16)  # noqa: E731
+    zoo["2x2-pool-16"] = (pool(Xtr), pool(Xte))
+    P = rng.standard_normal((64, 6))
+    zoo["random-proj-6"] = (Xtr @ P, Xte @ P)
+    zoo["noisy-pixels"] = (Xtr + 6 * rng.standard_normal(Xtr.shape), Xte + 6 * rng.standard_normal(Xte.shape))
+
+    def probe(a, b):
+        sc = StandardScaler().fit(a)
+        return float(LogisticRegression(max_iter=2000).fit(sc.transform(a), ytr).score(sc.transform(b), yte))
+
+    truth = {n: probe(a, b) for n, (a, b) in zoo.items()}
+    result = rank({n: a for n, (a, _) in zoo.items()}, ytr, "emms", class_names=DIGITS,
+                  embedders=args.embedders or None, templates=("a photo of the handwritten digit {}.",),
+                  progress=False if args.quiet else None)
+    print(f"EMMS on scikit-learn digits (N={len(ytr)} training images, {len(zoo)} feature extractors)")
+    print(result)
+    print("\nground truth: held-out accuracy of a logistic-regression probe")
+    for n in result.order:
+        print(f"  {n:<16} {truth[n]:.3f}")
+    res = agreement(result.scores, truth)
+    print(f"\nweighted Kendall tau {res['weighted_tau']:+.3f}   Kendall tau {res['kendall_tau']:+.3f}")
+    if args.plot:
+        result.plot(args.plot, truth=truth)
+        print(f"plot written to {args.plot}")
+    return EXIT_OK
