@@ -1,0 +1,118 @@
+"""Ground truth of the vision zoo: how well each candidate really transfers, measured two ways.
+
+* fine-tune: the whole candidate network plus a linear head, trained on the target's training split with
+  a small fixed grid (AdamW learning rates x epochs, fixed seed); the best held-out accuracy counts;
+* probe: a logistic-regression probe on the frozen features (held-out accuracy).
+
+One command computes it and stores JSON with this script's version, so the demo and the benchmark never
+re-train:
+
+    python -m benchmarks.zoo.ground_truth --target fashion --out benchmarks/zoo/truth_fashion.json
+    python -m benchmarks.zoo.ground_truth --target digits  --out benchmarks/zoo/truth_digits.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import vision
+
+VERSION = 1  # bump when the protocol changes: stored truth files then say which protocol made them
+
+
+def load_target(target: str, n_train: int, n_test: int, seed: int = 0):
+    """(train images [n, H, W] float 0..255, train labels, test images, test labels, class names)."""
+    if target == "fashion":
+        from .data import FASHION_CLASSES, balanced_subset, fashion_mnist
+
+        xtr, ytr = fashion_mnist("train")
+        xte, yte = fashion_mnist("test")
+        itr = balanced_subset(ytr, n_train // 10, seed)
+        ite = balanced_subset(yte, n_test // 10, seed + 1)
+        return (torch.from_numpy(xtr[itr]).float(), torch.from_numpy(ytr[itr]), torch.from_numpy(xte[ite]).float(),
+                torch.from_numpy(yte[ite]), FASHION_CLASSES)
+    if target == "digits":
+        from sklearn.datasets import load_digits
+
+        from .data import balanced_subset
+
+        d = load_digits()
+        x, y = d.images * (255.0 / 16.0), d.target.astype(np.int64)
+        itr = balanced_subset(y, n_train // 10, seed)
+        ite = balanced_subset(y, n_test // 10, seed + 1, exclude=itr)
+        names = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+        return (torch.tensor(x[itr], dtype=torch.float32), torch.from_numpy(y[itr]),
+                torch.tensor(x[ite], dtype=torch.float32), torch.from_numpy(y[ite]), names)
+    raise ValueError(f"target must be 'fashion' or 'digits' (got {target!r})")
+
+
+def probe_accuracy(ftr: np.ndarray, ytr: np.ndarray, fte: np.ndarray, yte: np.ndarray) -> float:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    sc = StandardScaler().fit(ftr)
+    clf = LogisticRegression(max_iter=2000, C=1.0).fit(sc.transform(ftr), ytr)
+    return float(clf.score(sc.transform(fte), yte))
+
+
+def finetune_accuracy(name: str, xtr, ytr, xte, yte, n_classes: int, lrs, epochs: int, batch: int = 64,
+                      seed: int = 0) -> dict:
+    """Best held-out accuracy over the grid (learning rate x epoch) of fine-tuning the whole candidate."""
+    grid = {}
+    for lr in lrs:
+        torch.manual_seed(seed)
+        body = vision.build(name, seed=seed)
+        model = nn.Sequential(body, nn.Linear(body.out_features, n_classes))
+        opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+        g = torch.Generator().manual_seed(seed)
+        for epoch in range(1, epochs + 1):
+            model.train()
+            for idx in torch.randperm(len(xtr), generator=g).split(batch):
+                loss = nn.functional.cross_entropy(model(xtr[idx][:, None]), ytr[idx])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+            model.eval()
+            with torch.inference_mode():
+                pred = torch.cat([model(xte[i:i + 256][:, None]).argmax(1) for i in range(0, len(xte), 256)])
+            grid[f"lr={lr:g},epoch={epoch}"] = float((pred == yte).float().mean())
+    return {"best": max(grid.values()), "grid": grid}
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--target", choices=["fashion", "digits"], required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--n-train", type=int, default=2000)
+    ap.add_argument("--n-test", type=int, default=2000)
+    ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--lrs", type=float, nargs="+", default=[1e-3, 3e-4])
+    ap.add_argument("--candidates", nargs="+", default=None, help="default: all of vision.candidates()")
+    ap.add_argument("--no-finetune", action="store_true", help="linear probes only (minutes, not an hour)")
+    args = ap.parse_args(argv)
+    xtr, ytr, xte, yte, names = load_target(args.target, args.n_train, args.n_test)
+    out = {"version": VERSION, "target": args.target, "class_names": names, "n_train": len(ytr),
+           "n_test": len(yte), "epochs": args.epochs, "lrs": args.lrs, "torch": torch.__version__,
+           "candidates": {}}
+    for name in args.candidates or vision.candidates():
+        start = time.perf_counter()
+        model = vision.build(name)
+        ftr, fte = vision.extract(model, xtr).numpy(), vision.extract(model, xte).numpy()
+        row = {"probe": probe_accuracy(ftr, ytr.numpy(), fte, yte.numpy()), "dim": int(ftr.shape[1])}
+        if not args.no_finetune:
+            ft = finetune_accuracy(name, xtr, ytr, xte, yte, len(names), args.lrs, args.epochs)
+            row["finetune"], row["finetune_grid"] = ft["best"], ft["grid"]
+        row["seconds"] = round(time.perf_counter() - start, 1)
+        out["candidates"][name] = row
+        print(f"{name:24s} " + "  ".join(f"{k}={v}" for k, v in row.items() if k != "finetune_grid"), flush=True)
+        with open(args.out, "w") as f:  # rewritten after every candidate: a long run can be resumed/inspected
+            json.dump(out, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
