@@ -326,3 +326,12 @@ def test_leep_bad_probs():
         bl.leep(np.full((4, 2), 0.7), np.array([0, 1, 0, 1]))
     with pytest.raises(ValueError, match=r"labels must be \[N\] with N = 4"):
         bl.leep(np.full((4, 2), 0.5), np.array([0, 1, 0]))
+
+
+def test_sfda_survives_more_features_than_samples():
+    """D > N - C with a large top eigenvalue (no shrinkage): the scatter is singular; SFDA must still score."""
+    g = torch.Generator().manual_seed(77)
+    X = 50 * torch.randn(40, 120, generator=g, dtype=torch.float64)
+    y = torch.arange(40) % 4
+    s = bl.sfda(X, y)
+    assert 0 < s <= 1

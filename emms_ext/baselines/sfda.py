@@ -36,7 +36,11 @@ def _fda_probs(X: torch.Tensor, idx: torch.Tensor, C: int, shrinkage: float | No
         shrinkage = float(torch.exp(-5 * _power_top_eig(Sw)))
     mu = float(Sw.diagonal().sum()) / D
     Sw_shrunk = (1 - shrinkage) * Sw + shrinkage * mu * torch.eye(D, dtype=X.dtype, device=X.device)
-    coef = torch.cholesky_solve(means.T, torch.linalg.cholesky(Sw_shrunk)).T  # [C, D]
+    L, info = torch.linalg.cholesky_ex(Sw_shrunk)
+    if int(info) == 0:
+        coef = torch.cholesky_solve(means.T, L).T  # [C, D]
+    else:  # D > N - C with negligible shrinkage: singular scatter, use the pseudo-inverse (min-norm)
+        coef = (torch.linalg.pinv(Sw_shrunk, hermitian=True) @ means.T).T
     intercept = -0.5 * (means * coef).sum(1) + torch.log(priors)
     probs = torch.softmax(X @ coef.T + intercept, dim=1)
     return probs, shrinkage, means
