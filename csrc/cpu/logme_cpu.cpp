@@ -8,6 +8,7 @@
 
 #include "emms/checks.h"
 #include "emms/logme.h"
+#include "emms/logme_glue.h"
 
 namespace emms {
 namespace {
@@ -16,12 +17,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> logme_evidence_cpu(
     const at::Tensor& sigma, const at::Tensor& proj, const at::Tensor& ynorm2, int64_t N, int64_t D,
     int64_t max_iter, double tol, double eps) {  // [k], [T, k], [T] -> 3 x [T], [T] int64
   check_logme_inputs(sigma, proj, ynorm2, N, D, max_iter, tol, eps, "logme_evidence");
-  const at::Tensor sc = sigma.contiguous(), pc = proj.contiguous(), yc = ynorm2.contiguous();
+  LogmeCall c = prepare_logme(sigma, proj, ynorm2, N, D, max_iter, tol, eps);
+  const at::Tensor &sc = c.sigma, &pc = c.proj, &yc = c.ynorm2;
+  at::Tensor &evidence = c.evidence, &alpha = c.alpha, &beta = c.beta, &iterations = c.iterations;
   const int64_t k = sc.size(0), T = pc.size(0);
-  const LogmeParams p{N, D, k, static_cast<int>(max_iter), tol, eps};
-  at::Tensor evidence = at::empty({T}, sc.options()), alpha = at::empty({T}, sc.options()),
-             beta = at::empty({T}, sc.options());
-  at::Tensor iterations = at::empty({T}, sc.options().dtype(at::kLong));
+  const LogmeParams& p = c.params;
   AT_DISPATCH_FLOATING_TYPES(sc.scalar_type(), "logme_evidence_cpu", [&] {
     const scalar_t* s = sc.const_data_ptr<scalar_t>();
     const scalar_t* x = pc.const_data_ptr<scalar_t>();

@@ -10,6 +10,7 @@
 
 #include "emms/checks.h"
 #include "emms/cuda_launch.h"
+#include "emms/logme_glue.h"
 
 namespace emms {
 namespace {
@@ -28,12 +29,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> logme_evidence_cuda(
     int64_t max_iter, double tol, double eps) {  // [k], [T, k], [T] -> 3 x [T], [T] int64
   check_logme_inputs(sigma, proj, ynorm2, N, D, max_iter, tol, eps, "logme_evidence");
   const c10::cuda::CUDAGuard guard(sigma.device());
-  const at::Tensor sc = sigma.contiguous(), pc = proj.contiguous(), yc = ynorm2.contiguous();
-  const int64_t k = sc.size(0), T = pc.size(0);
-  const LogmeParams p{N, D, k, static_cast<int>(max_iter), tol, eps};
-  at::Tensor evidence = at::empty({T}, sc.options()), alpha = at::empty({T}, sc.options()),
-             beta = at::empty({T}, sc.options());
-  at::Tensor iterations = at::empty({T}, sc.options().dtype(at::kLong));
+  LogmeCall c = prepare_logme(sigma, proj, ynorm2, N, D, max_iter, tol, eps);
+  const at::Tensor &sc = c.sigma, &pc = c.proj, &yc = c.ynorm2;
+  at::Tensor &evidence = c.evidence, &alpha = c.alpha, &beta = c.beta, &iterations = c.iterations;
+  const LogmeParams& p = c.params;
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   if (sc.scalar_type() == at::kDouble) {
     launch<double>(p, sc, pc, yc, evidence, alpha, beta, iterations, stream);
