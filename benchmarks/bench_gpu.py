@@ -19,7 +19,7 @@ import time
 import torch
 
 import emms_ext
-from emms_ext.reference import simplex_project as sparsemax_ref
+from emms_ext.reference import released_emms_torch
 
 POOL = 16
 DEVICE = "cuda"  # --device cpu runs the same script small, as a smoke test without a GPU
@@ -47,18 +47,6 @@ def make_pool(N: int, D: int, classes: torch.Tensor, seed: int) -> list[torch.Te
     centers = torch.randn(int(classes.max()) + 1, D, device=DEVICE, generator=g)
     means = centers[classes.to(DEVICE)]
     return [torch.randn(N, D, device=DEVICE, generator=g) + (0.2 + 0.05 * i) * means for i in range(POOL)]
-
-
-def released_torch(X: torch.Tensor, Z: torch.Tensor) -> float:
-    """The released algorithm ported to torch (float32 on the GPU): the per-model loop baseline."""
-    N, L, K = Z.shape
-    x = (X - X.mean(0)) / (X.std(0, unbiased=False) + 1e-8)
-    z = (Z - Z.mean(0)) / (Z.std(0, unbiased=False) + 1e-8)
-    T = z.mean(2)
-    w = torch.linalg.lstsq(x, T).solution
-    lam = torch.linalg.lstsq(z.reshape(N * L, K), (x @ w).reshape(-1, 1)).solution[:, 0]
-    t1 = sparsemax_ref(lam.cpu()).to(z)
-    return -float(((x @ w - (z * t1).sum(2)) ** 2).sum()) / N * L
 
 
 def lstsq_torch(X: torch.Tensor, Z: torch.Tensor) -> float:
@@ -158,7 +146,7 @@ def main() -> None:
     for D in dims:
         pool = make_pool(N, D, classes, D + 1)[:3]
         t_lstsq = sync_time(lambda: [lstsq_torch(x, Zd) for x in pool]) / len(pool)
-        t_rel = sync_time(lambda: [released_torch(x, Zd) for x in pool]) / len(pool)
+        t_rel = sync_time(lambda: [released_emms_torch(x, Zd) for x in pool]) / len(pool)
         cpu_zoo = {f"c{i}": x.cpu() for i, x in enumerate(pool[:2])}
         start = time.perf_counter()
         emms_ext.emms_scores(cpu_zoo, labels)

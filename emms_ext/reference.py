@@ -262,6 +262,19 @@ def released_emms(features, label_embeddings, dtype: torch.dtype = torch.float64
     return {"score": -res / N * L, "t": t1, "objective": res, "W": W, "iterations": 1}
 
 
+def released_emms_torch(X: torch.Tensor, Z: torch.Tensor) -> float:
+    """The released algorithm ported naively to torch, in the inputs' dtype and on their device (CPU or
+    GPU): X [N, D], Z [N, L, K] -> the released score. The per-model loop baseline of the speed
+    benchmarks (torch.linalg.lstsq's default driver, so it also runs on CUDA)."""
+    N, L, K = Z.shape
+    x = (X - X.mean(0)) / (X.std(0, unbiased=False) + EPS_STD)
+    z = (Z - Z.mean(0)) / (Z.std(0, unbiased=False) + EPS_STD)
+    w = torch.linalg.lstsq(x, z.mean(2)).solution
+    lam = torch.linalg.lstsq(z.reshape(N * L, K), (x @ w).reshape(-1, 1)).solution[:, 0]
+    t1 = simplex_project(lam).to(z)
+    return -float(((x @ w - (z * t1).sum(2)) ** 2).sum()) / N * L
+
+
 def released_emms_numpy(X: np.ndarray, Y: np.ndarray) -> tuple[float, np.ndarray]:
     """A numpy port of the released EMMS code: X [N, D], Y [N, L, K] -> (score, t).
 

@@ -49,6 +49,7 @@ def test_reference_mode_reproduces_released_code(seed, K, vocab):
     score_np, t_np = reference.released_emms_numpy(X.numpy(), Z.numpy())
     res = emms_ext.emms_score(X, Z, "reference", return_W=True)
     assert rel_err(res.score, score_np) < 1e-8
+    assert rel_err(reference.released_emms_torch(X, Z), score_np) < 1e-8  # the benchmarks' torch port
     assert np.allclose(res.t.numpy(), t_np, rtol=1e-8, atol=1e-10)
     ref = reference.released_emms(X, Z)
     assert torch.allclose(res.W, ref["W"], atol=1e-8 * float(ref["W"].abs().max()))
