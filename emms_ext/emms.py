@@ -10,18 +10,37 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
+import torch
+
 from ._validate import describe
 from .labels import prepare_labels
 from .ops import MODES
+from .out_of_sample import OUT_OF_SAMPLE_MODES
 from .results import EMMSDegeneracyWarning, EMMSResult, ZooScores
 from .zoo import score_zoo
 
 __all__ = ["EMMSDegeneracyWarning", "EMMSResult", "ZooScores", "emms_score", "emms_scores"]
 
 
-def _check_options(mode: str, ridge, max_iter: int, tol: float) -> float | None:
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {sorted(MODES)} (got {mode!r})")
+def _ridge_grid(ridge, mode: str) -> torch.Tensor | None:
+    """The out-of-sample modes' ridge grid: None (the default relative grid) or positive finite ridges."""
+    if ridge is None:
+        return None
+    try:
+        grid = torch.as_tensor(ridge if not isinstance(ridge, (int, float)) else [ridge], dtype=torch.float64)
+    except (TypeError, ValueError):
+        grid = None
+    if grid is None or grid.dim() != 1 or grid.numel() == 0 or not bool((torch.isfinite(grid) & (grid > 0)).all()):
+        raise ValueError(f"with mode={mode!r}, ridge must be None (a default grid) or a sequence of finite ridges "
+                         f"> 0 to choose from (got {ridge!r})")
+    return grid
+
+
+def _check_options(mode: str, ridge, max_iter: int, tol: float):
+    if mode not in MODES and mode not in OUT_OF_SAMPLE_MODES:
+        raise ValueError(f"mode must be one of {sorted(MODES) + list(OUT_OF_SAMPLE_MODES)} (got {mode!r})")
+    if mode in OUT_OF_SAMPLE_MODES:
+        return _ridge_grid(ridge, mode)
     if isinstance(ridge, str):
         if ridge != "gcv":
             raise ValueError(f"ridge must be None, a finite number >= 0 or 'gcv' (got {ridge!r})")
@@ -44,10 +63,15 @@ def _check_options(mode: str, ridge, max_iter: int, tol: float) -> float | None:
 
 _COMMON_ARGS = """
         mode: ``"exact"`` (the WLSR optimum), ``"alternating"`` (the paper's Algorithm 1 to convergence) or
-            ``"reference"`` (the released code's single step and scaling).
+            ``"reference"`` (the released code's single step and scaling): the paper's in-sample score.
+            Out of sample: ``"gcv"`` (minus the generalized cross-validation error of the ridge fit of the
+            label mixture, minimized jointly over t and a ridge grid) or ``"loo"`` (the same with exact
+            leave-one-out residuals; in-memory features only). See out_of_sample.py.
         ridge: None for the paper's least squares; lambda > 0 to minimize ``||XW - Zt||^2 + lambda ||W||^2``
             (sklearn Ridge's alpha on the standardized features), which keeps D >= N models apart; or
             ``"gcv"`` to choose lambda per model by generalized cross-validation (reported in ``.ridge``).
+            With mode "gcv" / "loo": None (29 ridges from 1e-6 to 10 times the mean eigenvalue of the
+            standardized Gram) or the sequence of ridges to choose from.
         return_W: also return the regression weights ``W [D, L]`` acting on the standardized features.
         max_iter, tol: stopping rule of ``mode="alternating"``.
         precision: the Gram GEMMs' precision: ``"float64"``, ``"float32"`` or ``"tf32"`` (TF32 tensor cores

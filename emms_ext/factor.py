@@ -97,7 +97,7 @@ class GCVFactor:
 
     GRID = torch.logspace(-6, 1, 29, dtype=torch.float64)  # times the mean eigenvalue per column (about N)
 
-    def __init__(self, st: StandardizedStats, basis: LabelBasis):
+    def __init__(self, st: StandardizedStats, basis: LabelBasis, grid: torch.Tensor | None = None):
         G = st.G
         M, N, K = G.shape[0], st.N, basis.K
         e, V = torch.linalg.eigh(G)
@@ -105,30 +105,43 @@ class GCVFactor:
         # float32 Gram's noise would count as degrees of freedom.
         e = torch.where(e > st.eps * G.shape[1] * e.amax(1, keepdim=True), e, torch.zeros_like(e))
         q = basis.B_per_row(V.transpose(1, 2) @ st.F)  # [M, D, K, K]
-        # Grid scale: the mean eigenvalue over the varying feature columns (about N), the same whether the
-        # Gram is D x D or the kernel form's principal components.
         diag = G.diagonal(dim1=1, dim2=2)
-        scale = (diag * st.keep).sum(1, keepdim=True) / st.used_columns()[:, None].clamp_min(1)
-        lam = scale * self.GRID.to(G.device)[None, :]  # [M, G]
+        if grid is None:
+            # Grid scale: the mean eigenvalue over the varying feature columns (about N), the same whether
+            # the Gram is D x D or the kernel form's principal components.
+            scale = (diag * st.keep).sum(1, keepdim=True) / st.used_columns()[:, None].clamp_min(1)
+            lam = scale * self.GRID.to(G.device)[None, :]  # [M, G]
+        else:  # the caller's absolute ridges, the same for every model
+            lam = grid.to(G.device, torch.float64)[None, :].expand(M, -1)
         inv = 1.0 / (e[:, None, :] + lam[:, :, None])  # [M, G, D]
         shrink = e[:, None, :] * inv
-        B1 = torch.einsum("mgd,mdkj->mgkj", inv, q)
-        B2 = torch.einsum("mgd,mdkj->mgkj", shrink * inv, q)
+        # Per ridge: B1 = Z'H Z and B2 = Z'H^2 Z (K x K), so the ridge residual of Z t is t'(A - 2 B1 + B2)t.
+        self.B1 = torch.einsum("mgd,mdkj->mgkj", inv, q)
+        self.B2 = torch.einsum("mgd,mdkj->mgkj", shrink * inv, q)
         A = basis.A.to(G.device)
-        rss = (A - 2 * B1 + B2).sum((-1, -2)) / K**2 / basis.L  # t0'(.)t0 with t0 = 1/K, per label dim
+        rss = (A - 2 * self.B1 + self.B2).sum((-1, -2)) / K**2 / basis.L  # t0'(.)t0, t0 = 1/K, per label dim
         # Dropped (constant) columns are decoupled unit directions with eigenvalue `fill`: not real
         # degrees of freedom, so their shrinkage is taken back out of df.
         fill = torch.where(st.keep, torch.zeros_like(diag), diag)
         dropped = (fill[:, None, :] / (fill[:, None, :] + lam[:, :, None])).sum(-1)
-        df = 1 + shrink.sum(-1) - dropped
-        gcv = torch.where(df < N, rss / N / (1 - df / N) ** 2, torch.full_like(rss, float("inf")))
+        self.lam_grid, self.df_grid, self.N = lam, 1 + shrink.sum(-1) - dropped, N  # [M, G] each
+        gcv = self.gcv_criterion(rss)
         best = gcv.argmin(1)
-        self.lam = lam.gather(1, best[:, None])[:, 0]  # [M]
-        self.gcv = gcv.gather(1, best[:, None])[:, 0]
-        self.df = df.gather(1, best[:, None])[:, 0]
         self.e, self.V = e, V
         self.methods = ["gcv"] * M
-        self.cond = (e.amax(1) + self.lam) / (e.amin(1) + self.lam)
+        self.choose(best, gcv.gather(1, best[:, None])[:, 0])
+
+    def gcv_criterion(self, rss: torch.Tensor) -> torch.Tensor:
+        """GCV = RSS / N / (1 - df / N)^2 for residual sums [M, G] on the grid (inf where df >= N)."""
+        N, df = self.N, self.df_grid
+        return torch.where(df < N, rss / N / (1 - df / N) ** 2, torch.full_like(rss, float("inf")))
+
+    def choose(self, best: torch.Tensor, gcv: torch.Tensor) -> None:
+        """Use grid entry best [M] of each model from now on; gcv [M] is its criterion (reported)."""
+        self.lam = self.lam_grid.gather(1, best[:, None])[:, 0]  # [M]
+        self.df = self.df_grid.gather(1, best[:, None])[:, 0]
+        self.gcv = gcv
+        self.cond = (self.e.amax(1) + self.lam) / (self.e.amin(1) + self.lam)
 
     def ill_conditioned(self, eps: float) -> torch.Tensor:
         return eps * self.cond > FLOAT32_TRUST

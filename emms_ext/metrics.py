@@ -87,3 +87,5 @@ def _emms(mode: str):
 register_metric("emms", _emms("exact"), needs=("label_embeddings",))
 register_metric("emms_alternating", _emms("alternating"), needs=("label_embeddings",))
 register_metric("emms_reference", _emms("reference"), needs=("label_embeddings",))
+register_metric("emms_gcv", _emms("gcv"), needs=("label_embeddings",))
+register_metric("emms_loo", _emms("loo"), needs=("label_embeddings",))

@@ -30,7 +30,8 @@ from .rank_targets import TASKS, _target_rows, build_target  # noqa: F401 - TASK
 from .ranking import Ranking
 
 # Registry names whose scores come from one batched emms_scores call, and the EMMS mode of each.
-EMMS_METRICS = {"emms": "exact", "emms_alternating": "alternating", "emms_reference": "reference"}
+EMMS_METRICS = {"emms": "exact", "emms_alternating": "alternating", "emms_reference": "reference",
+                "emms_gcv": "gcv", "emms_loo": "loo"}
 _LABEL_OPTIONS = ("templates", "label_cache")  # metric_options keys that go to the F-label adapters
 
 

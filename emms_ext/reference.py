@@ -249,6 +249,45 @@ def emms_score(features, label_embeddings, mode: str = "exact", ridge: float | N
     return {"score": -f / (N * L), "t": t, "objective": f, "W": W, "iterations": it}
 
 
+def out_of_sample_score(features, label_embeddings, mode: str, grid) -> dict:
+    """mode="gcv" / "loo" the slow way: for every ridge of `grid`, the K x K Gram of the out-of-sample
+    residuals of the K label embeddings, from explicit N x N hat matrices (gcv) or from N explicit refits
+    that each leave one sample out (loo); then t by support enumeration, and the best (ridge, t).
+    Ridge regression with an unpenalized intercept on the standardized features. Returns {"score", "t",
+    "ridge", "df", "path"} (path: estimated error per label dimension at each ridge, min over t)."""
+    X = standardize(features)
+    Z = label_stack(label_embeddings)
+    N, L, K = Z.shape
+    ones = torch.ones(N, 1, dtype=torch.float64)
+    path, best = [], None
+    for lam in [float(v) for v in grid]:
+        if mode == "gcv":
+            Xc = X - X.mean(0)
+            H = ones @ ones.T / N + Xc @ torch.linalg.solve(Xc.T @ Xc + lam * torch.eye(X.shape[1], dtype=torch.float64), Xc.T)
+            R = torch.einsum("nm,mlk->nlk", torch.eye(N, dtype=torch.float64) - H, Z)
+            df = float(torch.trace(H))
+            denom = N * (1 - df / N) ** 2 if df < N else 0.0
+        elif mode == "loo":
+            R = torch.empty_like(Z)
+            for n in range(N):
+                rest = torch.arange(N) != n
+                Xr = torch.cat([ones[rest], X[rest]], 1)
+                pen = lam * torch.eye(Xr.shape[1], dtype=torch.float64)
+                pen[0, 0] = 0.0  # the intercept is not shrunk
+                coef = torch.linalg.solve(Xr.T @ Xr + pen, Xr.T @ Z[rest].reshape(N - 1, L * K))
+                R[n] = Z[n] - (torch.cat([ones[n], X[n]]) @ coef).reshape(L, K)
+            df, denom = None, float(N)
+        else:
+            raise ValueError(f"unknown mode {mode!r}")
+        Mmat = torch.einsum("nlk,nlj->kj", R, R)
+        t = simplex_qp((Mmat + Mmat.T) / 2)
+        err = float(t @ Mmat @ t) / denom / L if denom > 0 else float("inf")
+        path.append(err)
+        if best is None or err < best[0]:
+            best = (err, t, lam, df)
+    return {"score": -best[0], "t": best[1], "ridge": best[2], "df": best[3], "path": path}
+
+
 def released_emms(features, label_embeddings, dtype: torch.dtype = torch.float64) -> dict:
     """The released research algorithm, step by step in torch (one alternation, released scaling)."""
     X = standardize(features, dtype=dtype)

@@ -14,13 +14,14 @@ class EMMSDegeneracyWarning(UserWarning):
 @dataclass
 class EMMSResult:
     """Score of one model. ``score`` is ``-f(W*, t*) / (N L)`` (higher is better); in ``mode="reference"``
-    it is the released code's ``-f / N * L``."""
+    it is the released code's ``-f / N * L``; in ``mode="gcv"`` / ``"loo"`` minus the estimated
+    out-of-sample mean squared error per label dimension."""
 
     score: float
     t: torch.Tensor  # [K] float64 weights of the foundation models, on the simplex
     mode: str
     iterations: int
-    objective: float  # unnormalized f = ||XW - Zt||^2 (+ ridge ||W||^2)
+    objective: float  # unnormalized f = ||XW - Zt||^2 (+ ridge ||W||^2; without it in gcv / loo modes)
     n_samples: int
     n_features: int  # D of the input
     n_used_features: int  # columns that vary (constant columns standardize to zero)
@@ -32,10 +33,15 @@ class EMMSResult:
     solver: str
     gram_precision: str = "float64"  # the Gram's precision: "float32" / "float64" (after any automatic fallback)
     W: torch.Tensor | None = None  # [D, L] regression weights on the standardized features, if requested
-    # ridge="gcv" only: the GCV estimate of the out-of-sample mean squared error per label dimension of the
-    # uniform label mixture at the chosen ridge, and the fit's effective degrees of freedom.
+    # ridge="gcv": the GCV estimate of the out-of-sample mean squared error per label dimension of the
+    # uniform label mixture at the chosen ridge, and the fit's effective degrees of freedom (1 + tr H).
+    # mode="gcv" / "loo": the same estimates for the optimal mixture t (gcv or loo: minus the score), the
+    # ridge grid searched and the estimated error per label dimension at each of its ridges (min over t).
     gcv: float | None = None
     df: float | None = None
+    loo: float | None = None
+    ridge_grid: list[float] | None = None
+    error_path: list[float] | None = None
     warnings: list[str] = field(default_factory=list)
 
     def __float__(self) -> float:

@@ -42,6 +42,17 @@ class StandardizedStats:
         return self.used if self.used is not None else self.keep.sum(1)
 
 
+def standardize(x: torch.Tensor, eps: float, keep: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(z-scored columns, keep [M, 1, D]) of x [M, N, D] float64, the released code's z-score. Columns
+    varying less than the rounding (eps) of their values become zero; `keep` overrides that choice (so
+    that a second pass agrees with the statistics of the first)."""
+    mean = x.mean(1, keepdim=True)
+    std = (x - mean).pow(2).mean(1, keepdim=True).sqrt()
+    if keep is None:
+        keep = (std > eps * mean.abs()) & (std > 0)
+    return torch.where(keep, (x - mean) / (std + EPS_STD), torch.zeros_like(x)), keep
+
+
 def kernel_stats(xs: list[torch.Tensor], basis: LabelBasis, device) -> StandardizedStats:
     """Statistics of M in-memory models with more columns than samples (D > N), in the N x N kernel form.
 
@@ -53,11 +64,8 @@ def kernel_stats(xs: list[torch.Tensor], basis: LabelBasis, device) -> Standardi
     """
     x = torch.stack([t.to(device, torch.float64) for t in xs])  # [M, N, D]
     M, N, D = x.shape
-    mean = x.mean(1, keepdim=True)
-    std = (x - mean).pow(2).mean(1, keepdim=True).sqrt()
     eps64 = torch.finfo(torch.float64).eps
-    keep_cols = (std > eps64 * mean.abs()) & (std > 0)  # [M, 1, D]
-    xs_std = torch.where(keep_cols, (x - mean) / (std + EPS_STD), torch.zeros_like(x))
+    xs_std, keep_cols = standardize(x, eps64)
     e, Uk = torch.linalg.eigh(xs_std @ xs_std.transpose(1, 2))  # [M, N], [M, N, N]
     keep = e > eps64 * max(N, D) * e.amax(1, keepdim=True).clamp_min(1e-300)
     root = torch.where(keep, e.clamp_min(0).sqrt(), torch.zeros_like(e))

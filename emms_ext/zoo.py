@@ -10,6 +10,7 @@ from .factor import make_factor
 from .ingest import batch_stats, in_memory_features, model_groups, stream_stats
 from .labels import LabelBasis
 from .ops import wlsr_simplex
+from .out_of_sample import OUT_OF_SAMPLE_MODES, make_out_of_sample
 from .results import EMMSDegeneracyWarning, EMMSResult, ZooScores
 from .stats import StandardizedStats, kernel_stats
 
@@ -40,17 +41,27 @@ def score_zoo(items, basis: LabelBasis, mode: str, ridge, return_W: bool, max_it
         except ValueError as exc:
             fail(name, exc)
 
+    oos = mode in OUT_OF_SAMPLE_MODES
+
+    def factorize(st, names):
+        """(factor, B) of a batch of models; B [M, K, K], or [M * G, K, K] over an out-of-sample ridge grid."""
+        if oos:
+            xs = None if names is None else [tensors[n] for n in names]
+            factor = make_out_of_sample(mode, st, basis, ridge, xs)
+            return factor, factor.grid_B(basis).reshape(-1, basis.K, basis.K)
+        factor = make_factor(st, ridge, basis)
+        return factor, basis.to(st.G.device).B_from_half(factor.half(st.F))
+
     prepared = []  # (names, stats, factor, B on the solve device)
     bar = _progress(len(tensors) + len(streams), progress)
     for names, dtype, tf32, dev in model_groups(tensors, precision, device, chunk_size, basis.r):
         if tensors[names[0]].shape[1] > basis.N:  # more columns than samples: the N x N kernel form
             st = kernel_stats([tensors[n] for n in names], basis, dev)
-            factor = make_factor(st, ridge, basis)
-            prepared.append((names, st, factor, basis.to(dev).B_from_half(factor.half(st.F))))
+            prepared.append((names, st, *factorize(st, names)))
             bar.update(len(names))
             continue
         st = batch_stats([tensors[n] for n in names], basis, dtype, tf32, dev, chunk_size)
-        factor = make_factor(st, ridge, basis)
+        factor, B = factorize(st, names)
         if precision is None and dtype != torch.float64:
             # Automatic precision: models whose float32 Gram is too ill-conditioned are redone in float64.
             bad = factor.ill_conditioned(st.eps)
@@ -58,30 +69,29 @@ def score_zoo(items, basis: LabelBasis, mode: str, ridge, return_W: bool, max_it
                 redo = [n for n, b in zip(names, bad.tolist()) if b]
                 names = [n for n, b in zip(names, bad.tolist()) if not b]
                 st64 = batch_stats([tensors[n] for n in redo], basis, torch.float64, False, dev, chunk_size)
-                f64 = make_factor(st64, ridge, basis)
-                prepared.append((redo, st64, f64, basis.to(dev).B_from_half(f64.half(st64.F))))
+                prepared.append((redo, st64, *factorize(st64, redo)))
                 bar.update(len(redo))
                 if names:
                     keep = ~bad
                     st = StandardizedStats(N=st.N, D=st.D, keep=st.keep[keep], G=st.G[keep], F=st.F[keep], eps=st.eps)
-                    factor = make_factor(st, ridge, basis)
+                    factor, B = factorize(st, names)
         if names:
-            prepared.append((names, st, factor, basis.to(dev).B_from_half(factor.half(st.F))))
+            prepared.append((names, st, factor, B))
         bar.update(len(names))
     for name, features in streams.items():
         label = "features" if name is None else f"features[{name!r}]"
         try:
             st = stream_stats(features, basis, label, precision, device, chunk_size)
+            factor, B = factorize(st, None)
         except ValueError as exc:
             fail(name, exc)
             continue
-        factor = make_factor(st, ridge, basis)
         if precision is None and st.eps > torch.finfo(torch.float64).eps and bool(factor.ill_conditioned(st.eps)[0]):
             warnings.warn(f"{label}: the float32 Gram of these streamed features is ill-conditioned "
                           f"(condition >= {float(factor.cond[0]):.1e}); its score may be off in the leading "
                           "digits. Pass precision='float64' (streams cannot be re-read automatically).",
                           stacklevel=3)
-        prepared.append(([name], st, factor, basis.to(st.G.device).B_from_half(factor.half(st.F))))
+        prepared.append(([name], st, factor, B))
         bar.update(1)
     bar.close()
 
@@ -91,12 +101,18 @@ def score_zoo(items, basis: LabelBasis, mode: str, ridge, return_W: bool, max_it
     # One fused solve for the whole zoo, on the device of the first batch.
     solve_dev = prepared[0][3].device
     B_all = torch.cat([B.to(solve_dev) for *_, B in prepared])
-    t_all, obj_all, its_all = wlsr_simplex(basis.A.to(solve_dev), B_all, mode, max_iter, tol)
+    t_all, obj_all, its_all = wlsr_simplex(basis.A.to(solve_dev), B_all, "exact" if oos else mode, max_iter, tol)
     offset = 0
     for names, st, factor, B in prepared:
-        sl = slice(offset, offset + len(names))
-        offset += len(names)
-        t, obj, its = t_all[sl], obj_all[sl].cpu(), its_all[sl].cpu()
+        sl = slice(offset, offset + B.shape[0])
+        offset += B.shape[0]
+        t, obj, its = t_all[sl], obj_all[sl], its_all[sl]
+        if oos:  # each model's best ridge of the grid, by estimated out-of-sample error
+            G = B.shape[0] // len(names)
+            t, obj, its, oos_score = factor.pick(t.view(len(names), G, -1), obj.view(len(names), G),
+                                                 its.view(len(names), G), basis.L)
+            oos_score = oos_score.cpu()
+        obj, its = obj.cpu(), its.cpu()
         Ws = None
         if return_W:
             t_fit = torch.full_like(t, 1.0 / basis.K) if mode == "reference" else t
@@ -108,9 +124,11 @@ def score_zoo(items, basis: LabelBasis, mode: str, ridge, return_W: bool, max_it
         for i, name in enumerate(names):
             f = float(obj[i])
             score = -f / st.N * basis.L if mode == "reference" else -f / (st.N * basis.L)
+            if oos:
+                score = float(oos_score[i])
             notes = []
             D_used = int(st.used_columns()[i])
-            if ridge is None and int(st.keep[i].sum()) >= st.N - 1:  # rank: columns, or components
+            if ridge is None and not oos and int(st.keep[i].sum()) >= st.N - 1:  # rank: columns, or components
                 notes.append(degeneracy_message("features" if name is None else f"model {name!r}", D_used, st.N))
                 warnings.warn(notes[-1], EMMSDegeneracyWarning, stacklevel=3)
             results[name] = EMMSResult(

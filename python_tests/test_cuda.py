@@ -85,7 +85,7 @@ def test_opcheck_on_cuda():
 
 
 @pytest.mark.parametrize("vocab", [True, False])
-@pytest.mark.parametrize("mode", ["exact", "reference"])
+@pytest.mark.parametrize("mode", ["exact", "reference", "gcv", "loo"])
 def test_score_on_gpu_equals_cpu(vocab, mode):
     N, L, K = 3000, 16, 3
     labels = make_class_labels(300, N, 40, L, K) if vocab else make_dense_labels(300, N, L, K)
@@ -96,6 +96,19 @@ def test_score_on_gpu_equals_cpu(vocab, mode):
     for name in zoo:
         assert rel_err(gpu[name].score, cpu[name].score) < 1e-9
         assert rel_err(via_device[name].score, cpu[name].score) < 1e-9
+        assert gpu[name].ridge == cpu[name].ridge or rel_err(gpu[name].ridge, cpu[name].ridge) < 1e-12
+
+
+@pytest.mark.parametrize("mode", ["gcv", "loo"])
+def test_out_of_sample_on_gpu_matches_the_reference_for_wide_features(mode):
+    from emms_ext import reference
+
+    N, D, grid = 30, 50, [0.1, 1.0, 10.0, 100.0]
+    X = make_features(310, N, D)
+    Z = make_dense_labels(310, N, 4, 2, X)
+    res = emms_ext.emms_score(X.cuda(), Z, mode, ridge=grid)
+    ref = reference.out_of_sample_score(X, Z, mode, grid)
+    assert rel_err(res.score, ref["score"]) < 1e-9 and res.ridge == ref["ridge"]
 
 
 def test_tf32_ranking_agrees_with_float64():

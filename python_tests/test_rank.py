@@ -68,7 +68,8 @@ def test_in_memory_file_and_iterator_zoos(task, tmp_path):
 
 def test_modes_and_options(task):
     y, fl, f = task
-    for metric, mode in (("emms_reference", "reference"), ("emms_alternating", "alternating")):
+    for metric, mode in (("emms_reference", "reference"), ("emms_alternating", "alternating"), ("emms_gcv", "gcv"),
+                         ("emms_loo", "loo")):
         r = rank(f, fl, metric)
         assert r.metric == metric and all(d.mode == mode for d in r.details.values())
         assert r.scores["good"] == pytest.approx(emms_ext.emms_score(f["good"], fl, mode).score, rel=1e-9)

@@ -92,6 +92,20 @@ def finetune_accuracy(name: str, xtr, ytr, xte, yte, n_classes: int, lrs, epochs
     return {"best": max(grid.values()), "grid": grid}
 
 
+def _resumable(path: str, header: dict) -> dict:
+    """Candidates of an earlier (interrupted) run at `path` whose protocol and split equal `header`'s."""
+    try:
+        with open(path) as f:
+            old = json.load(f)
+    except FileNotFoundError:
+        return {}
+    same = ("version", "target", "n_train", "n_test", "epochs", "lrs")
+    if any(old.get(k) != header[k] for k in same):
+        raise SystemExit(f"--resume: {path} was made with a different protocol or split "
+                         f"({ {k: old.get(k) for k in same} }); use another --out")
+    return old["candidates"]
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--target", choices=["fashion", "digits"], required=True)
@@ -102,12 +116,18 @@ def main(argv=None) -> None:
     ap.add_argument("--lrs", type=float, nargs="+", default=[1e-3, 3e-4])
     ap.add_argument("--candidates", nargs="+", default=None, help="default: all of vision.candidates()")
     ap.add_argument("--no-finetune", action="store_true", help="linear probes only (minutes, not an hour)")
+    ap.add_argument("--resume", action="store_true",
+                    help="keep the candidates already in --out when it was made by the same protocol and split")
     args = ap.parse_args(argv)
     xtr, ytr, xte, yte, names = load_target(args.target, args.n_train, args.n_test)
     out = {"version": VERSION, "target": args.target, "class_names": names, "n_train": len(ytr),
            "n_test": len(yte), "epochs": args.epochs, "lrs": args.lrs, "torch": torch.__version__,
            "candidates": {}}
+    if args.resume:
+        out["candidates"] = _resumable(args.out, out)
     for name in args.candidates or vision.candidates():
+        if name in out["candidates"]:
+            continue
         start = time.perf_counter()
         model = vision.build(name)
         ftr, fte = vision.extract(model, xtr).numpy(), vision.extract(model, xte).numpy()

@@ -1,0 +1,110 @@
+"""Out-of-sample EMMS: ``mode="gcv"`` and ``mode="loo"`` (design.md section 2).
+
+EMMS's own score is an in-sample residual: it favours wide features and ties every model at a perfect fit
+once D >= N - 1. Here the label mixture ``Z t`` is fitted by ridge regression and judged on how well the
+fit would predict samples it did not see, for every ridge of a grid:
+
+* ``gcv``: generalized cross-validation, ``t'(A - 2 B1 + B2)t / N / (1 - df/N)^2`` with ``B1 = Z'H Z`` and
+  ``B2 = Z'H^2 Z`` (H: the ridge hat matrix, df = 1 + tr H counting the intercept). The denominator does not
+  depend on t, so per ridge the minimization over t is EMMS's simplex QP with ``B' = 2 B1 - B2``;
+* ``loo``: exact leave-one-out residuals ``r_n / (1 - h_nn)`` (h_nn: leverage), whose K x K Gram needs one
+  pass over the samples per ridge (in-memory features only).
+
+Every (model, ridge) pair is one K x K problem; all of them go to one call of ``emms::wlsr_simplex``. The
+ridge (and t) with the smallest estimated out-of-sample error wins, and the score is minus that error per
+label dimension (the same units as ``mode="exact"``'s ``-f / (N L)``).
+"""
+from __future__ import annotations
+
+import torch
+
+from .factor import GCVFactor
+from .labels import LabelBasis
+from .stats import StandardizedStats, standardize
+
+OUT_OF_SAMPLE_MODES = ("gcv", "loo")
+_LOO_CHUNK = 1 << 24  # float64 entries of residual rows held at once (ridges x N x r)
+
+
+class GCVMode(GCVFactor):
+    """``mode="gcv"``: the grid of (model, ridge) problems and the choice among them."""
+
+    criterion_name = "gcv"
+
+    def grid_B(self, basis: LabelBasis) -> torch.Tensor:
+        """[M, G, K, K] matrices B' with the ridge residual t'(A - B')t for every model and ridge."""
+        return 2 * self.B1 - self.B2
+
+    def criterion(self, obj: torch.Tensor) -> torch.Tensor:
+        """Estimated out-of-sample error [M, G] (total over label dims) from the residuals obj [M, G]."""
+        return self.gcv_criterion(obj)
+
+    def pick(self, t: torch.Tensor, obj: torch.Tensor, its: torch.Tensor, L: int):
+        """Choose each model's ridge from the solved grid (t [M, G, K], obj and its [M, G]).
+        Returns (t [M, K], residual [M], iterations [M], score [M])."""
+        crit = self.criterion(obj)
+        best = crit.argmin(1)
+        self.path = crit / L
+        rows = torch.arange(len(best), device=best.device)
+        self.choose(best, self.path[rows, best])
+        return t[rows, best], obj[rows, best], its[rows, best], -self.path[rows, best]
+
+    def extras(self, i: int) -> dict:
+        return {self.criterion_name: float(self.gcv[i]), "df": float(self.df[i]),
+                "ridge_grid": self.lam_grid[i].tolist(), "error_path": self.path[i].tolist()}
+
+
+class LOOMode(GCVMode):
+    """``mode="loo"``: exact leave-one-out residuals of the ridge fit with intercept, per ridge of the grid.
+
+    In the eigenbasis of the standardized Gram (G = V diag(e) V', P = X_s V) the centred hat matrix is
+    ``P diag(1/(e + lambda)) P'``; with the intercept the leverage is ``h_n = 1/N + sum_i P_ni^2 / (e_i +
+    lambda)``. The residuals are formed in the label basis U (Z = U R), so the K x K Gram of the
+    leave-one-out residuals comes out of ``LabelBasis.B_from_half`` like any B.
+    """
+
+    criterion_name = "loo"
+
+    def __init__(self, st: StandardizedStats, basis: LabelBasis, grid, xs: list[torch.Tensor]):
+        super().__init__(st, basis, grid)
+        self.methods = ["loo"] * len(self.methods)
+        x, _ = standardize(torch.stack([t.to(st.G.device, torch.float64) for t in xs]), st.eps,
+                           None if st.back is not None else st.keep[:, None, :])
+        if st.back is not None:  # kernel form: the statistics' columns are principal components
+            x = x @ st.back
+        P = x @ self.V  # [M, N, D']
+        q = self.V.transpose(1, 2) @ st.F  # [M, D', r]
+        M, N = P.shape[0], P.shape[1]
+        G = self.lam_grid.shape[1]
+        self.loo_gram = torch.empty(M, G, basis.K, basis.K, dtype=torch.float64, device=P.device)
+        self.max_leverage = torch.empty(M, G, dtype=torch.float64, device=P.device)
+        step = max(1, _LOO_CHUNK // (N * basis.r))
+        for m in range(M):
+            for g0 in range(0, G, step):
+                inv = 1.0 / (self.e[m] + self.lam_grid[m, g0:g0 + step, None])  # [g, D']
+                lev = 1.0 / N + (P[m] ** 2) @ inv.T  # [N, g]
+                res = -(P[m] @ (inv[:, :, None] * q[m])) if basis.is_vocabulary else \
+                    basis.dense.to(P.device) - P[m] @ (inv[:, :, None] * q[m])  # [g, N, r]
+                if basis.is_vocabulary:  # U is the one-hot class matrix
+                    res[:, torch.arange(N, device=P.device), basis.classes.to(P.device)] += 1.0
+                half = res / (1.0 - lev.T)[:, :, None].clamp_min(torch.finfo(torch.float64).tiny)
+                self.loo_gram[m, g0:g0 + step] = basis.to(P.device).B_from_half(half)
+                self.max_leverage[m, g0:g0 + step] = lev.amax(0)
+
+    def grid_B(self, basis: LabelBasis) -> torch.Tensor:
+        return basis.A.to(self.loo_gram.device) - self.loo_gram
+
+    def criterion(self, obj: torch.Tensor) -> torch.Tensor:
+        # A leverage of 1 (a sample fitted exactly, tiny ridge with D >= N) leaves its own prediction undefined.
+        ok = self.max_leverage.to(obj.device) < 1 - 1e-9
+        return torch.where(ok, obj / self.N, torch.full_like(obj, float("inf")))
+
+
+def make_out_of_sample(mode: str, st: StandardizedStats, basis: LabelBasis, grid, xs=None) -> GCVMode:
+    """The factor for an out-of-sample mode; ``xs`` (the models' in-memory features) is needed by "loo"."""
+    if mode == "gcv":
+        return GCVMode(st, basis, grid)
+    if xs is None:
+        raise ValueError("mode='loo' needs in-memory features [N, D] (leave-one-out residuals need every "
+                         "sample's leverage); got an iterable of chunks. mode='gcv' works on streams.")
+    return LOOMode(st, basis, grid, xs)
