@@ -1,11 +1,12 @@
 """The project's "paper table": every transferability method on every benchmark task of the real zoo,
 against both ground truths (fine-tuning and linear probe), with wall-clock.
 
-    python benchmarks/run_zoo.py [--tasks digits fashion] [--truth-dir benchmarks/zoo] [--plot docs/zoo_tau.png]
+    python benchmarks/run_zoo.py [--tasks digits fashion wordnet wordnet-words] [--readme] [--json out.json]
 
-Needs the ground-truth files made by ``python -m benchmarks.zoo.ground_truth`` (a task whose truth file is
-missing is skipped with the command to make it). Features of the training split are extracted once per
-candidate and cached under benchmarks/out/features/; F-labels come from the offline text models.
+Needs the ground-truth files made by ``benchmarks.zoo.ground_truth`` / ``benchmarks.zoo.text_truth`` (a task
+whose truth file is missing is skipped with the command that makes it). Features of the training split are
+extracted once per candidate and cached under benchmarks/out/features/; F-labels come from the offline text
+models (K = 2). ``--readme`` rewrites the generated section of benchmarks/README.md and the plots in docs/.
 """
 from __future__ import annotations
 
@@ -16,103 +17,195 @@ import time
 import warnings
 from pathlib import Path
 
-import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.zoo import ground_truth, vision  # noqa: E402
+from benchmarks.zoo import tasks as zoo_tasks  # noqa: E402
 
 import emms_ext  # noqa: E402
+from emms_ext import reference  # noqa: E402
+from emms_ext.baselines.logme import logme  # noqa: E402
 from emms_ext.evaluate import evaluate, format_table  # noqa: E402
-from emms_ext.metrics import Target, get_metric  # noqa: E402
+from emms_ext.labels import prepare_labels  # noqa: E402
+from emms_ext.metrics import get_metric  # noqa: E402
 
+DEFAULT = "EMMS (gcv)"  # the mode the conclusion in benchmarks/README.md recommends (issue: selection quality)
 EMMS_VARIANTS = {"EMMS (exact)": dict(mode="exact"), "EMMS (alternating)": dict(mode="alternating"),
-                 "EMMS (reference)": dict(mode="reference"), "EMMS (ridge=gcv)": dict(mode="exact", ridge="gcv")}
+                 "EMMS (reference)": dict(mode="reference"), "EMMS (ridge=gcv)": dict(mode="exact", ridge="gcv"),
+                 "EMMS (gcv)": dict(mode="gcv"), "EMMS (loo)": dict(mode="loo")}
 BASELINES = {"LogME": "logme", "LogME (F-labels)": "logme_flabels", "EMMS(One)": "emms_one", "H-score": "hscore",
              "H-score (regularized)": "hscore_regularized", "N-LEEP": "nleep", "TransRate": "transrate",
              "SFDA": "sfda", "GBC": "gbc", "PARC": "parc", "kNN": "knn"}
-TEMPLATES = {"digits": ("a photo of the handwritten digit {}.",), "fashion": ("a photo of a {}.",)}
+MARK = ("<!-- run_zoo:start -->", "<!-- run_zoo:end -->")
+README, DOCS = ROOT / "benchmarks" / "README.md", ROOT / "docs"  # where --readme writes
 
 
-def features(task: str, truth: dict, xtr: torch.Tensor) -> dict:
-    """Training-split features of every candidate in the truth file, cached as .npy."""
-    cache = ROOT / "benchmarks" / "out" / "features" / f"{task}-v{truth['version']}-n{len(xtr)}"
-    cache.mkdir(parents=True, exist_ok=True)
+def _timed(fn):
+    start = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - start
+
+
+def ablations(task, gcv: dict) -> dict:
+    """Variants of the out-of-sample mode (design choices measured, not assumed): one F-label embedder
+    instead of the mixture, an R^2-style normalization by the mixed target's variance, and LogME's
+    evidence of the mixed target Z t (t from mode="gcv")."""
     out = {}
-    for name in truth["candidates"]:
-        path = cache / f"{name}.npy"
-        if not path.exists():
-            np.save(path, vision.extract(vision.build(name), xtr).numpy())
-        out[name] = torch.from_numpy(np.load(path))
+    for k in range(2):
+        out[f"EMMS (gcv, embedder {k} only)"] = _timed(
+            lambda k=k: emms_ext.emms_scores(task.features, zoo_tasks.one_embedder(task.labels, k), "gcv").scores)
+    A = prepare_labels(task.labels).A
+    N = len(next(iter(task.features.values())))
+    out["EMMS (gcv, R^2)"] = ({m: 1 + r.score * r.label_dim * N / float(r.t @ A @ r.t) for m, r in gcv.items()}, 0.0)
+    Z = reference.label_stack(zoo_tasks.per_sample(task.labels))  # standardized [N, L, K]
+
+    def evidence():
+        return {m: logme(task.features[m].double(), Z @ r.t, regression=True) for m, r in gcv.items()}
+
+    out["EMMS (gcv t) + LogME evidence"] = _timed(evidence)
     return out
 
 
-def score_task(task: str, truth: dict) -> tuple[dict, dict]:
-    """(method -> {model -> score}, method -> seconds) on one task."""
-    from emms_ext.embed import classification_labels
-
-    xtr, ytr, _, _, names = ground_truth.load_target(task, truth["n_train"], truth["n_test"])
-    feats = features(task, truth, xtr)
-    labels = classification_labels(ytr, names, templates=TEMPLATES[task])
+def score_task(task) -> tuple[dict, dict]:
+    """(method -> {candidate -> score}, method -> seconds) on one task."""
     scores, seconds = {}, {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        results = {}
         for method, kw in EMMS_VARIANTS.items():
-            start = time.perf_counter()
-            res = emms_ext.emms_scores(feats, labels, **kw)
-            seconds[method] = time.perf_counter() - start
-            scores[method] = res.scores
-        target = Target(labels=ytr, label_embeddings=labels, task="classification")
-        for method, metric in BASELINES.items():
-            fn = get_metric(metric).fn
+            results[method], seconds[method] = _timed(lambda kw=kw: emms_ext.emms_scores(task.features, task.labels, **kw))
+            scores[method] = results[method].scores
+        for method, (s, sec) in ablations(task, results["EMMS (gcv)"]).items():
+            scores[method], seconds[method] = s, sec
+        for method, name in BASELINES.items():
+            metric = get_metric(name)
+            if any(getattr(task.target, need) is None for need in metric.needs) or (
+                    name == "logme" and task.target.labels is None):
+                continue  # the method does not apply to this kind of task (e.g. class-based on free text)
             start = time.perf_counter()
             scores[method] = {}
-            for name, x in feats.items():
+            for cand, x in task.features.items():
                 try:
-                    scores[method][name] = float(fn(x.double(), target))
+                    scores[method][cand] = float(metric.fn(x.double(), task.target))
                 except Exception as exc:  # noqa: BLE001 - one failing (method, model) must not stop the table
-                    print(f"  {method} failed on {name}: {exc}", file=sys.stderr)
+                    print(f"  {method} failed on {cand}: {exc}", file=sys.stderr)
             seconds[method] = time.perf_counter() - start
     return scores, seconds
 
 
-def main() -> None:
+def verdicts(tables: dict) -> list[str]:
+    """Plain sentences: per task, the default EMMS mode against LogME, LogME (F-labels) and the best method."""
+    lines = []
+    table = tables.get("finetune", {})
+    for task in sorted({t for row in table.values() for t in row}):
+        col = {m: row[task] for m, row in table.items() if task in row}
+        best = max(col, key=col.get)
+        ours = col.get(DEFAULT)
+        if ours is None:
+            continue
+        vs = ", ".join(f"{b} {col[b]:+.3f}" for b in ("LogME", "LogME (F-labels)") if b in col)
+        lines.append(f"- {task}: {DEFAULT} {ours:+.3f} ({vs}); best: {best} {col[best]:+.3f}"
+                     + ("" if best == DEFAULT else f" — {DEFAULT} loses by {col[best] - ours:.3f}"))
+    return lines
+
+
+def report(tables: dict, detail: dict, timing: dict) -> str:
+    """The markdown of the generated README section."""
+    out = []
+    for gt, title in (("finetune", "fine-tuning"), ("probe", "linear-probe")):
+        if tables.get(gt):
+            out += [f"### Weighted Kendall tau against the {title} ground truth\n", format_table(tables[gt]), ""]
+    if detail:
+        out += ["### Every measure against the fine-tuning ground truth (mean over tasks)\n",
+                "| method | tau_w | Kendall tau | Pearson | Rel@1 | Rel@3 |", "|---|---:|---:|---:|---:|---:|"]
+        methods = list(tables["finetune"])
+        for m in methods:
+            rows = [d["finetune"][m] for d in detail.values() if m in d.get("finetune", {})]
+            mean = {k: sum(r[k] for r in rows) / len(rows) for k in ("weighted_tau", "kendall_tau", "pearson",
+                                                                      "rel@1", "rel@3")}
+            out.append(f"| {m} | " + " | ".join(f"{mean[k]:.3f}" for k in mean) + " |")
+        out.append("")
+    out += ["### Verdict per task (tau_w, fine-tuning ground truth)\n", *verdicts(tables), ""]
+    out += ["### Wall-clock (seconds, all candidates of the task; features given)\n",
+            "| method | " + " | ".join(timing) + " |", "|---|" + "---:|" * len(timing)]
+    for m in dict.fromkeys(m for sec in timing.values() for m in sec):
+        out.append(f"| {m} | " + " | ".join(f"{timing[t][m]:.2f}" if m in timing[t] else "-" for t in timing) + " |")
+    return "\n".join(out) + "\n"
+
+
+def plot(tables: dict, scores: dict, truths: dict, path_tau: Path, path_scatter: Path) -> None:
+    """tau_w per method and task (fine-tuning truth); the default mode's score against fine-tuned accuracy."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    table = tables["finetune"]
+    methods, task_names = list(table), sorted({t for row in table.values() for t in row})
+    fig, ax = plt.subplots(figsize=(8, 0.32 * len(methods) * max(1, len(task_names)) / 2 + 1.5))
+    h = 0.8 / max(1, len(task_names))
+    for i, t in enumerate(task_names):
+        ys = [j + i * h for j in range(len(methods))]
+        ax.barh(ys, [table[m].get(t, float("nan")) for m in methods], height=h, label=t)
+    ax.set_yticks([j + 0.4 - h / 2 for j in range(len(methods))], methods, fontsize=8)
+    ax.invert_yaxis()
+    ax.axvline(0, color="k", lw=0.5)
+    ax.set_xlabel("weighted Kendall tau vs fine-tuned accuracy")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path_tau, dpi=120)
+    plt.close(fig)
+    fig, axes = plt.subplots(1, len(task_names), figsize=(3.6 * len(task_names), 3.4), squeeze=False)
+    for ax, t in zip(axes[0], task_names):
+        s, gt = scores[t][DEFAULT], truths[t]["finetune"]
+        names = [c for c in s if c in gt]
+        ax.scatter([s[c] for c in names], [gt[c] for c in names], s=14)
+        ax.set_title(f"{t}: tau_w {table[DEFAULT][t]:.2f}", fontsize=9)
+        ax.set_xlabel(f"{DEFAULT} score", fontsize=8)
+        ax.set_ylabel("fine-tuned accuracy", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path_scatter, dpi=120)
+    plt.close(fig)
+
+
+def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--tasks", nargs="+", default=["digits", "fashion"])
-    ap.add_argument("--truth-dir", default=str(ROOT / "benchmarks" / "zoo"))
+    ap.add_argument("--tasks", nargs="+", default=list(zoo_tasks.VISION + zoo_tasks.TEXT))
+    ap.add_argument("--truth-dir", default=None, help="where truth_<task>.json live (default benchmarks/zoo)")
     ap.add_argument("--json", default=None, help="write all numbers here")
-    args = ap.parse_args()
-    tables = {"finetune": {}, "probe": {}}
-    detail, timing = {}, {}
-    for task in args.tasks:
-        path = Path(args.truth_dir) / f"truth_{task}.json"
+    ap.add_argument("--readme", action="store_true", help="rewrite the generated section of benchmarks/README.md "
+                    "and docs/zoo_tau.png, docs/zoo_scatter.png")
+    args = ap.parse_args(argv)
+    tables, detail, timing, all_scores, truths = {"finetune": {}, "probe": {}}, {}, {}, {}, {}
+    for name in args.tasks:
+        path = zoo_tasks.truth_path(name, args.truth_dir)
         if not path.exists():
-            print(f"skipping {task}: no {path}; make it with: python -m benchmarks.zoo.ground_truth "
-                  f"--target {task} --out {path}")
+            print(f"skipping {name}: no {path}; make it with: {zoo_tasks.truth_command(name, path)}")
             continue
-        truth = json.loads(path.read_text())
-        scores, seconds = score_task(task, truth)
-        for gt in tables:
-            gt_values = {m: row[gt] for m, row in truth["candidates"].items() if gt in row}
+        task = zoo_tasks.load(name, json.loads(path.read_text()))
+        scores, seconds = score_task(task)
+        all_scores[name], truths[name], timing[name] = scores, task.truth, seconds
+        for gt, values in task.truth.items():
             for method, s in scores.items():
-                res = evaluate(s, gt_values)
-                detail.setdefault(task, {}).setdefault(gt, {})[method] = res
-                tables[gt].setdefault(method, {})[task] = res["weighted_tau"]
-        timing[task] = seconds
-    for gt, table in tables.items():
-        if not table:
-            continue
-        print(f"\n## Weighted Kendall tau against the {gt} ground truth\n")
-        print(format_table(table))
-    for task, seconds in timing.items():
-        print(f"\n## Wall-clock on {task} (all candidates, seconds)\n")
-        print("| method | seconds |\n|---|---:|")
-        for method, s in seconds.items():
-            print(f"| {method} | {s:.2f} |")
+                res = evaluate(s, values)
+                detail.setdefault(name, {}).setdefault(gt, {})[method] = res
+                tables[gt].setdefault(method, {})[name] = res["weighted_tau"]
+        print(f"{name}: {len(task.features)} candidates scored", flush=True)
+    text = report(tables, detail, timing) if timing else "no task had a ground-truth file\n"
+    print(text)
     if args.json:
-        Path(args.json).write_text(json.dumps({"detail": detail, "timing": timing}, indent=1))
+        Path(args.json).write_text(json.dumps({"detail": detail, "timing": timing, "scores": all_scores}, indent=1))
+    if args.readme and timing:
+        plot(tables, all_scores, truths, DOCS / "zoo_tau.png", DOCS / "zoo_scatter.png")
+        body = README.read_text()
+        start, end = body.find(MARK[0]), body.find(MARK[1])
+        section = f"{MARK[0]}\n{text}\n![tau_w per method](../docs/zoo_tau.png)\n\n" \
+                  f"![{DEFAULT} score vs fine-tuned accuracy](../docs/zoo_scatter.png)\n{MARK[1]}"
+        body = body[:start] + section + body[end + len(MARK[1]):] if 0 <= start < end else body + "\n" + section + "\n"
+        README.write_text(body)
+    return {"tables": tables, "detail": detail, "timing": timing}
 
 
 if __name__ == "__main__":

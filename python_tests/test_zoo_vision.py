@@ -55,3 +55,67 @@ def test_ground_truth_tiny_run_writes_versioned_json(tmp_path):
     ground_truth.main(args)
     again = json.loads(out.read_text())["candidates"]
     assert again["lite0-mid-r64"]["probe"] == rows["lite0-mid-r64"]["probe"]  # fixed seeds
+
+
+def test_resume_keeps_finished_candidates_and_refuses_another_protocol(tmp_path):
+    from benchmarks.zoo import ground_truth
+
+    out = tmp_path / "truth.json"
+    base = ["--target", "digits", "--out", str(out), "--n-train", "50", "--n-test", "50", "--no-finetune"]
+    ground_truth.main(base + ["--candidates", "lite0-mid-r64"])
+    first = json.loads(out.read_text())["candidates"]
+    first["lite0-mid-r64"]["probe"] = -1.0  # a marker: a resumed run must keep this row, not recompute it
+    out.write_text(json.dumps({**json.loads(out.read_text()), "candidates": first}))
+    ground_truth.main(base + ["--candidates", "lite0-mid-r64", "lite0-late-r64", "--resume"])
+    rows = json.loads(out.read_text())["candidates"]
+    assert rows["lite0-mid-r64"]["probe"] == -1.0 and 0 <= rows["lite0-late-r64"]["probe"] <= 1
+    with pytest.raises(SystemExit, match="different protocol"):
+        ground_truth.main(["--target", "digits", "--out", str(out), "--n-train", "60", "--n-test", "50",
+                           "--no-finetune", "--resume"])
+
+
+def _tiny_truth(tmp_path, monkeypatch):
+    """A digits truth file for three real candidates on 60 images (values: a test fixture, not measured)."""
+    from benchmarks.zoo import tasks
+
+    monkeypatch.setattr(tasks, "CACHE", tmp_path / "features")
+    acc = {"lite0-mid-r64": 0.9, "lite0-late-r64": 0.95, "random-lite0-head-r64": 0.3}
+    truth = {"version": 3, "target": "digits", "n_train": 60, "n_test": 60, "epochs": 1, "lrs": [1e-3],
+             "candidates": {c: {"finetune": a, "probe": a - 0.05, "dim": 0} for c, a in acc.items()}}
+    (tmp_path / "truth_digits.json").write_text(json.dumps(truth))
+    return truth
+
+
+def test_run_zoo_scores_every_method_and_writes_the_readme_section(tmp_path, monkeypatch):
+    import emms_ext
+    from benchmarks import run_zoo
+    from benchmarks.zoo import tasks
+
+    truth = _tiny_truth(tmp_path, monkeypatch)
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# intro\n{run_zoo.MARK[0]}\nold\n{run_zoo.MARK[1]}\ntail\n")
+    monkeypatch.setattr(run_zoo, "README", readme)
+    monkeypatch.setattr(run_zoo, "DOCS", tmp_path)
+    out = run_zoo.main(["--tasks", "digits", "fashion", "--truth-dir", str(tmp_path),
+                        "--readme", "--json", str(tmp_path / "all.json")])
+    tau = out["tables"]["finetune"]
+    for method in [*run_zoo.EMMS_VARIANTS, *run_zoo.BASELINES, "EMMS (gcv, R^2)", "EMMS (gcv t) + LogME evidence"]:
+        assert -1 <= tau[method]["digits"] <= 1, method
+    task = tasks.load("digits", truth)
+    direct = emms_ext.emms_scores(task.features, task.labels, "gcv").scores
+    saved = json.loads((tmp_path / "all.json").read_text())["scores"]["digits"]["EMMS (gcv)"]
+    assert saved == pytest.approx(direct, rel=1e-12)
+    text = readme.read_text()
+    assert text.startswith("# intro\n") and text.endswith("tail\n") and "old" not in text
+    assert "| EMMS (gcv) |" in text and (tmp_path / "zoo_tau.png").stat().st_size > 1000
+
+
+def test_demo_ranks_the_zoo_next_to_the_truth(tmp_path, monkeypatch, capsys):
+    from benchmarks import demo_zoo
+
+    _tiny_truth(tmp_path, monkeypatch)
+    out = demo_zoo.main(["--task", "digits", "--truth-dir", str(tmp_path), "--plot", str(tmp_path / "demo.png")])
+    assert set(out["taus"]) == {*demo_zoo.METHODS, "LogME"}
+    assert all(-1 <= t <= 1 for t in out["taus"].values())
+    text = capsys.readouterr().out
+    assert "lite0-late-r64" in text and "tau_w" in text and (tmp_path / "demo.png").stat().st_size > 1000

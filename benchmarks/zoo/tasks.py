@@ -1,0 +1,101 @@
+"""The benchmark's tasks as the transferability methods see them: every candidate's features of the
+training split (extracted once, cached as .npy), the target (class indices, F-labels) and the ground truth.
+
+    task = load("fashion", truth)   # truth: the JSON written by ground_truth / text_truth
+    task.features["lite0-mid-r64"]  # [N, D] float32
+    task.labels                     # F-labels in a form emms_score accepts (K embedders)
+    task.target                     # emms_ext.metrics.Target for the baselines
+
+Vision tasks (digits, fashion) use ``vision``; text tasks (wordnet: gloss -> lexicographer class;
+wordnet-words: gloss -> its head word, free text) use ``text``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from emms_ext import ClassLabels
+from emms_ext.metrics import Target
+
+ROOT = Path(__file__).resolve().parents[2]
+CACHE = ROOT / "benchmarks" / "out" / "features"  # extracted features, one .npy per (task, split, candidate)
+VISION, TEXT = ("digits", "fashion"), ("wordnet", "wordnet-words")
+# Prompts for the class names. Digits are written numerals, Fashion-MNIST items are photographed products,
+# lexicographer classes are kinds of nouns.
+TEMPLATES = {"digits": ("a photo of the handwritten digit {}.",), "fashion": ("a photo of a {}.",),
+             "wordnet": ("a word for a kind of {}.",)}
+
+
+@dataclass
+class Task:
+    name: str
+    features: dict  # candidate -> [N, D] float32 tensor (training split)
+    labels: object  # F-labels: ClassLabels (vocabulary) or a list of K [N, L_k] blocks (free text)
+    target: Target
+    truth: dict  # ground truth -> {candidate: value}, e.g. {"finetune": {...}, "probe": {...}}
+
+
+def truth_path(name: str, truth_dir: Path | None = None) -> Path:
+    return Path(truth_dir or ROOT / "benchmarks" / "zoo") / f"truth_{name}.json"
+
+
+def truth_command(name: str, path: Path) -> str:
+    module = "ground_truth --target" if name in VISION else "text_truth --task"
+    return f"python -m benchmarks.zoo.{module} {name} --out {path}"
+
+
+def _cached(name: str, truth: dict, n: int, compute) -> dict:
+    """candidate -> features, computed by compute(candidate) once and kept under benchmarks/out/features/."""
+    cache = CACHE / f"{name}-v{truth['version']}-n{n}"
+    cache.mkdir(parents=True, exist_ok=True)
+    out = {}
+    for cand in truth["candidates"]:
+        path = cache / f"{cand}.npy"
+        if not path.exists():
+            np.save(path, compute(cand))
+        out[cand] = torch.from_numpy(np.load(path))
+    return out
+
+
+def load(name: str, truth: dict, embedders=None) -> Task:
+    """The task `name` with the split and candidates recorded in its ground-truth file."""
+    from emms_ext.embed import classification_labels, free_text_labels
+
+    gts = {gt: {c: row[gt] for c, row in truth["candidates"].items() if gt in row} for gt in ("finetune", "probe")}
+    gts = {gt: values for gt, values in gts.items() if values}
+    if name in VISION:
+        from . import ground_truth, vision
+
+        xtr, ytr, _, _, classes = ground_truth.load_target(name, truth["n_train"], truth["n_test"])
+        feats = _cached(name, truth, len(ytr), lambda c: vision.extract(vision.build(c), xtr).numpy())
+    elif name in TEXT:
+        from . import text
+
+        xtr, ytr, _, _, classes = text.load_task(name, truth["n_train"], truth["n_test"])
+        feats = _cached(name, truth, len(ytr), lambda c: text.extract(text.build(c), xtr).numpy())
+    else:
+        raise ValueError(f"unknown task {name!r}; known: {', '.join(VISION + TEXT)}")
+    if classes is None:  # free text: one label text per sample
+        fl = free_text_labels(list(ytr), embedders, reduce="mean")
+        return Task(name, feats, fl.labels, Target(label_embeddings=fl.labels, task="captioning"), gts)
+    y = torch.as_tensor(np.asarray(ytr), dtype=torch.int64)
+    fl = classification_labels(y, classes, embedders, templates=TEMPLATES[name])
+    labels = ClassLabels(fl.table, fl.indices)
+    return Task(name, feats, labels, Target(labels=y, label_embeddings=labels, task="classification"), gts)
+
+
+def one_embedder(labels, k: int):
+    """The same F-labels restricted to embedder k (K = 1)."""
+    if isinstance(labels, ClassLabels):
+        return ClassLabels([labels.table[k]], labels.indices)
+    return [labels[k]]
+
+
+def per_sample(labels) -> list[torch.Tensor]:
+    """K blocks [N, L_k] of per-sample label embeddings (class tables gathered by the samples' classes)."""
+    if isinstance(labels, ClassLabels):
+        return [torch.as_tensor(t)[labels.indices] for t in labels.table]
+    return [torch.as_tensor(b) for b in labels]
