@@ -48,11 +48,25 @@ def _timed(fn):
     return out, time.perf_counter() - start
 
 
+ENSEMBLE = ("{}.", "a {}.", "an example of a {}.", "a picture of a {}.")  # generic prompts added to the task's
+
+
 def ablations(task, gcv: dict) -> dict:
     """Variants of the out-of-sample mode (design choices measured, not assumed): one F-label embedder
-    instead of the mixture, an R^2-style normalization by the mixed target's variance, and LogME's
-    evidence of the mixed target Z t (t from mode="gcv")."""
+    instead of the mixture, an R^2-style normalization by the mixed target's variance, LogME's evidence of
+    the mixed target Z t (t from mode="gcv"), and for class labels a prompt ensemble and L2-normalized
+    class embeddings."""
     out = {}
+    if isinstance(task.labels, emms_ext.ClassLabels):
+        from emms_ext.embed import classification_labels
+
+        ens = classification_labels(task.target.labels, task.classes, templates=zoo_tasks.TEMPLATES[task.name] + ENSEMBLE)
+        out["EMMS (gcv, prompt ensemble)"] = _timed(
+            lambda: emms_ext.emms_scores(task.features, emms_ext.ClassLabels(ens.table, ens.indices), "gcv").scores)
+        unit = emms_ext.ClassLabels([torch.nn.functional.normalize(torch.as_tensor(t).double(), dim=1)
+                                     for t in task.labels.table], task.labels.indices)
+        out["EMMS (gcv, L2-normalized F-labels)"] = _timed(
+            lambda: emms_ext.emms_scores(task.features, unit, "gcv").scores)
     for k in range(2):
         out[f"EMMS (gcv, embedder {k} only)"] = _timed(
             lambda k=k: emms_ext.emms_scores(task.features, zoo_tasks.one_embedder(task.labels, k), "gcv").scores)

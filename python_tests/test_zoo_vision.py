@@ -99,7 +99,8 @@ def test_run_zoo_scores_every_method_and_writes_the_readme_section(tmp_path, mon
     out = run_zoo.main(["--tasks", "digits", "fashion", "--truth-dir", str(tmp_path),
                         "--readme", "--json", str(tmp_path / "all.json")])
     tau = out["tables"]["finetune"]
-    for method in [*run_zoo.EMMS_VARIANTS, *run_zoo.BASELINES, "EMMS (gcv, R^2)", "EMMS (gcv t) + LogME evidence"]:
+    for method in [*run_zoo.EMMS_VARIANTS, *run_zoo.BASELINES, "EMMS (gcv, R^2)", "EMMS (gcv t) + LogME evidence",
+                   "EMMS (gcv, prompt ensemble)", "EMMS (gcv, L2-normalized F-labels)"]:
         assert -1 <= tau[method]["digits"] <= 1, method
     task = tasks.load("digits", truth)
     direct = emms_ext.emms_scores(task.features, task.labels, "gcv").scores

@@ -36,6 +36,7 @@ class Task:
     labels: object  # F-labels: ClassLabels (vocabulary) or a list of K [N, L_k] blocks (free text)
     target: Target
     truth: dict  # ground truth -> {candidate: value}, e.g. {"finetune": {...}, "probe": {...}}
+    classes: list | None = None  # class names (None for free-text labels)
 
 
 def truth_path(name: str, truth_dir: Path | None = None) -> Path:
@@ -84,7 +85,8 @@ def load(name: str, truth: dict, embedders=None) -> Task:
     y = torch.as_tensor(np.asarray(ytr), dtype=torch.int64)
     fl = classification_labels(y, classes, embedders, templates=TEMPLATES[name])
     labels = ClassLabels(fl.table, fl.indices)
-    return Task(name, feats, labels, Target(labels=y, label_embeddings=labels, task="classification"), gts)
+    return Task(name, feats, labels, Target(labels=y, label_embeddings=labels, task="classification"), gts,
+                list(classes))
 
 
 def one_embedder(labels, k: int):
