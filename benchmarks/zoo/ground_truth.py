@@ -106,18 +106,38 @@ def _resumable(path: str, header: dict) -> dict:
     return old["candidates"]
 
 
+def add_common_args(ap: argparse.ArgumentParser, epochs: int, lrs: list[float], n_train: int, n_test: int) -> None:
+    """The options every ground-truth command shares (this one and text_truth)."""
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--n-train", type=int, default=n_train)
+    ap.add_argument("--n-test", type=int, default=n_test)
+    ap.add_argument("--epochs", type=int, default=epochs)
+    ap.add_argument("--lrs", type=float, nargs="+", default=lrs)
+    ap.add_argument("--candidates", nargs="+", default=None, help="default: every candidate of the zoo")
+    ap.add_argument("--no-finetune", action="store_true", help="probes only (minutes, not an hour)")
+    ap.add_argument("--resume", action="store_true",
+                    help="keep the candidates already in --out when it was made by the same protocol and split")
+
+
+def run_candidates(out: dict, path: str, names: list[str], measure) -> None:
+    """Fill out["candidates"][name] = measure(name) (a row dict) for the names not there yet, timing each
+    and rewriting the JSON at `path` after every candidate (a long run can be inspected and resumed)."""
+    for name in names:
+        if name in out["candidates"]:
+            continue
+        start = time.perf_counter()
+        row = measure(name)
+        row["seconds"] = round(time.perf_counter() - start, 1)
+        out["candidates"][name] = row
+        print(f"{name:24s} " + "  ".join(f"{k}={v}" for k, v in row.items() if k != "finetune_grid"), flush=True)
+        with open(path, "w") as f:
+            json.dump(out, f, indent=1)
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--target", choices=["fashion", "digits"], required=True)
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--n-train", type=int, default=2000)
-    ap.add_argument("--n-test", type=int, default=2000)
-    ap.add_argument("--epochs", type=int, default=5)
-    ap.add_argument("--lrs", type=float, nargs="+", default=[1e-3, 3e-4])
-    ap.add_argument("--candidates", nargs="+", default=None, help="default: all of vision.candidates()")
-    ap.add_argument("--no-finetune", action="store_true", help="linear probes only (minutes, not an hour)")
-    ap.add_argument("--resume", action="store_true",
-                    help="keep the candidates already in --out when it was made by the same protocol and split")
+    add_common_args(ap, epochs=5, lrs=[1e-3, 3e-4], n_train=2000, n_test=2000)
     args = ap.parse_args(argv)
     xtr, ytr, xte, yte, names = load_target(args.target, args.n_train, args.n_test)
     out = {"version": VERSION, "target": args.target, "class_names": names, "n_train": len(ytr),
@@ -125,21 +145,17 @@ def main(argv=None) -> None:
            "candidates": {}}
     if args.resume:
         out["candidates"] = _resumable(args.out, out)
-    for name in args.candidates or vision.candidates():
-        if name in out["candidates"]:
-            continue
-        start = time.perf_counter()
+
+    def measure(name: str) -> dict:
         model = vision.build(name)
         ftr, fte = vision.extract(model, xtr).numpy(), vision.extract(model, xte).numpy()
         row = {"probe": probe_accuracy(ftr, ytr.numpy(), fte, yte.numpy()), "dim": int(ftr.shape[1])}
         if not args.no_finetune:
             ft = finetune_accuracy(name, xtr, ytr, xte, yte, len(names), args.lrs, args.epochs)
             row["finetune"], row["finetune_grid"] = ft["best"], ft["grid"]
-        row["seconds"] = round(time.perf_counter() - start, 1)
-        out["candidates"][name] = row
-        print(f"{name:24s} " + "  ".join(f"{k}={v}" for k, v in row.items() if k != "finetune_grid"), flush=True)
-        with open(args.out, "w") as f:  # rewritten after every candidate: a long run can be resumed/inspected
-            json.dump(out, f, indent=1)
+        return row
+
+    run_candidates(out, args.out, args.candidates or vision.candidates(), measure)
 
 
 if __name__ == "__main__":

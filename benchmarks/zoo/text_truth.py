@@ -30,15 +30,13 @@ to 2 (0.13 -> 0.18 at 1e-4), classification barely (0.82 -> 0.84).
 from __future__ import annotations
 
 import argparse
-import json
-import time
 
 import numpy as np
 import torch
 from torch import nn
 
 from . import text
-from .ground_truth import _resumable, probe_accuracy
+from .ground_truth import _resumable, add_common_args, probe_accuracy, run_candidates
 
 VERSION = 1  # bump when the protocol changes: stored truth files then say which protocol made them
 BATCH = 32
@@ -121,15 +119,7 @@ def finetune_score(name: str, xtr: list[str], ytr: torch.Tensor, xte: list[str],
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--task", choices=list(text.TASKS), required=True)
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--n-train", type=int, default=2000)
-    ap.add_argument("--n-test", type=int, default=1000)
-    ap.add_argument("--epochs", type=int, default=2)
-    ap.add_argument("--lrs", type=float, nargs="+", default=[3e-4, 1e-4])
-    ap.add_argument("--candidates", nargs="+", default=None, help="default: all of text.candidates()")
-    ap.add_argument("--no-finetune", action="store_true", help="probes only (minutes, not an hour)")
-    ap.add_argument("--resume", action="store_true",
-                    help="keep the candidates already in --out when it was made by the same protocol and split")
+    add_common_args(ap, epochs=2, lrs=[3e-4, 1e-4], n_train=2000, n_test=1000)
     args = ap.parse_args(argv)
     xtr, ytr, xte, yte, names = text.load_task(args.task, args.n_train, args.n_test)
     # "target" (not "task") is the key ground_truth._resumable and the vision truth files use.
@@ -143,10 +133,8 @@ def main(argv=None) -> None:
     if names is None:  # free text: the words become fixed target vectors (one pass loads the models once)
         targets = word_targets(ytr + yte)
         ytr, yte = targets[:len(ytr)], targets[len(ytr):]
-    for name in args.candidates or text.candidates():
-        if name in out["candidates"]:
-            continue
-        start = time.perf_counter()
+
+    def measure(name: str) -> dict:
         model = text.build(name)
         ftr, fte = text.extract(model, xtr).numpy(), text.extract(model, xte).numpy()
         if names is None:
@@ -157,11 +145,9 @@ def main(argv=None) -> None:
         if not args.no_finetune:
             ft = finetune_score(name, xtr, ytr, xte, yte, args.lrs, args.epochs)
             row["finetune"], row["finetune_grid"] = ft["best"], ft["grid"]
-        row["seconds"] = round(time.perf_counter() - start, 1)
-        out["candidates"][name] = row
-        print(f"{name:20s} " + "  ".join(f"{k}={v}" for k, v in row.items() if k != "finetune_grid"), flush=True)
-        with open(args.out, "w") as f:  # rewritten after every candidate: a long run can be resumed/inspected
-            json.dump(out, f, indent=1)
+        return row
+
+    run_candidates(out, args.out, args.candidates or text.candidates(), measure)
 
 
 if __name__ == "__main__":
