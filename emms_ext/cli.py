@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--label-embeddings", metavar="FILE", help="ready F-labels .npy: [N, L, K], or a class table "
                    "[C, L, K] indexed by --labels (skips the text models)")
     r.add_argument("--metric", default="emms", help="metric name (default: emms; emms_alternating, "
-                   "emms_reference, and the baselines' names)")
+                   "emms_reference, the out-of-sample emms_gcv and emms_loo, and the baselines' names)")
     r.add_argument("--embedders", nargs="+", metavar="NAME", help="text models for the F-labels (default: the "
                    "offline defaults, e.g. all-MiniLM-L6-v2 paraphrase-MiniLM-L3-v2)")
     r.add_argument("--templates", nargs="+", metavar="TEXT", help="prompt templates with one {} for the class name")

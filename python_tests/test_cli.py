@@ -148,3 +148,17 @@ def test_class_names_embed_and_demo_with_real_text_models(workdir, monkeypatch, 
     assert cli.main(["demo", "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "weighted Kendall tau" in out and "PCA-16" in out
+
+
+def test_rank_with_the_out_of_sample_metric(workdir):
+    import emms_ext
+    from emms_ext import ClassLabels
+
+    p = run_cli("rank", "--features", "feats", "--labels", "labels.npy", "--label-embeddings", "table.npy",
+                "--metric", "emms_gcv", "--out", "g.json", "--quiet", cwd=workdir)
+    assert p.returncode == 0, p.stderr
+    res = json.loads((workdir / "g.json").read_text())
+    assert res["order"] == ["good", "medium", "noise"]
+    labels = ClassLabels(np.load(workdir / "table.npy"), np.load(workdir / "labels.npy"))
+    direct = emms_ext.emms_score(np.load(workdir / "feats" / "good.npy"), labels, "gcv").score
+    assert res["scores"]["good"] == pytest.approx(direct, rel=1e-9)
