@@ -91,6 +91,9 @@ def score_task(task) -> tuple[dict, dict]:
         for method, kw in EMMS_VARIANTS.items():
             results[method], seconds[method] = _timed(lambda kw=kw: emms_ext.emms_scores(task.features, task.labels, **kw))
             scores[method] = results[method].scores
+        # The uniform label mixture t = 1/K instead of the optimized one: ridge="gcv" reports its GCV error.
+        scores["EMMS (gcv, uniform t)"] = {m: -r.gcv for m, r in results["EMMS (ridge=gcv)"].items()}
+        seconds["EMMS (gcv, uniform t)"] = seconds["EMMS (ridge=gcv)"]
         for method, (s, sec) in ablations(task, results["EMMS (gcv)"]).items():
             scores[method], seconds[method] = s, sec
         for method, name in BASELINES.items():

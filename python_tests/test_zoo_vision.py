@@ -100,12 +100,15 @@ def test_run_zoo_scores_every_method_and_writes_the_readme_section(tmp_path, mon
                         "--readme", "--json", str(tmp_path / "all.json")])
     tau = out["tables"]["finetune"]
     for method in [*run_zoo.EMMS_VARIANTS, *run_zoo.BASELINES, "EMMS (gcv, R^2)", "EMMS (gcv t) + LogME evidence",
+                   "EMMS (gcv, uniform t)",
                    "EMMS (gcv, prompt ensemble)", "EMMS (gcv, L2-normalized F-labels)"]:
         assert -1 <= tau[method]["digits"] <= 1, method
     task = tasks.load("digits", truth)
     direct = emms_ext.emms_scores(task.features, task.labels, "gcv").scores
-    saved = json.loads((tmp_path / "all.json").read_text())["scores"]["digits"]["EMMS (gcv)"]
-    assert saved == pytest.approx(direct, rel=1e-12)
+    saved = json.loads((tmp_path / "all.json").read_text())["scores"]["digits"]
+    assert saved["EMMS (gcv)"] == pytest.approx(direct, rel=1e-12)
+    # the optimized mixture is at least as good out of sample as the uniform one (same ridge grid)
+    assert all(saved["EMMS (gcv, uniform t)"][c] <= direct[c] + 1e-12 for c in direct)
     text = readme.read_text()
     assert text.startswith("# intro\n") and text.endswith("tail\n") and "old" not in text
     assert "| EMMS (gcv) |" in text and (tmp_path / "zoo_tau.png").stat().st_size > 1000
