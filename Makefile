@@ -29,7 +29,7 @@ test: install
 	$(PY) -m pytest python_tests -q
 
 demo: install
-	$(PY) benchmarks/demo_digits.py
+	$(PY) benchmarks/demo_zoo.py
 
 bench: install
 	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(PY) benchmarks/bench_emms.py

@@ -141,7 +141,7 @@ DIGITS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight"
 
 
 def cmd_demo(args) -> int:
-    """A small version of benchmarks/demo_digits.py: scikit-learn digits, a zoo of six feature extractors,
+    """A self-contained demo of the installed package: scikit-learn digits, a zoo of six feature extractors,
     F-labels from the offline text models, EMMS vs a logistic-regression probe's held-out accuracy."""
     import numpy as np
 

@@ -18,9 +18,9 @@ from .stats import StandardizedStats, kernel_stats
 def degeneracy_message(name: str, D: int, N: int) -> str:
     return (f"{name}: {D} varying feature columns >= N - 1 = {N - 1} samples. Least squares then fits every "
             "label embedding exactly, so this model scores a perfect 0 and ties with every other such model "
-            "(a known EMMS degeneracy). Pass ridge='gcv' (a ridge chosen by generalized cross-validation) or "
-            "ridge=<lambda> (sklearn Ridge's alpha on the standardized features) to get scores that "
-            "discriminate, or use more samples.")
+            "(a known EMMS degeneracy). Use mode='gcv' (the out-of-sample score: ridge fit judged by generalized "
+            "cross-validation), or ridge='gcv' / ridge=<lambda> (sklearn Ridge's alpha on the standardized "
+            "features) to get scores that discriminate, or use more samples.")
 
 
 def score_zoo(items, basis: LabelBasis, mode: str, ridge, return_W: bool, max_iter: int, tol: float,

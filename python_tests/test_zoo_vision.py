@@ -24,6 +24,19 @@ def test_candidates_cover_nets_depths_resolutions_and_a_control():
         vision.build("lite9-deep-r1")
 
 
+def test_building_a_candidate_is_deterministic_and_leaves_batchnorm_alone():
+    from benchmarks.zoo import vision
+
+    torch.manual_seed(1)
+    a = vision.build("lite1-late-r96").state_dict()
+    torch.manual_seed(2)  # another random state: drop-connect draws must not reach the network
+    b = vision.build("lite1-late-r96").state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    net = vision.pretrained(1)
+    ref = {k: v for k, v in net.state_dict().items() if "running" in k and k.startswith("_bn0")}
+    assert all(torch.equal(a[f"stem.1.{k.split('.', 1)[1]}"], v) for k, v in ref.items())
+
+
 def test_truncated_networks_equal_the_full_network_where_they_should():
     """The 'head' cut at the network's own resolution reproduces EfficientNet's pooled features."""
     from benchmarks.zoo import vision

@@ -22,6 +22,7 @@ from emms_ext.metrics import Target
 
 ROOT = Path(__file__).resolve().parents[2]
 CACHE = ROOT / "benchmarks" / "out" / "features"  # extracted features, one .npy per (task, split, candidate)
+EXTRACTION = 2  # bump when feature extraction changes (2: vision candidates built in eval mode), so caches renew
 VISION, TEXT = ("digits", "fashion"), ("wordnet", "wordnet-words")
 # Prompts for the class names. Digits are written numerals, Fashion-MNIST items are photographed products,
 # lexicographer classes are kinds of nouns.
@@ -50,7 +51,7 @@ def truth_command(name: str, path: Path) -> str:
 
 def _cached(name: str, truth: dict, n: int, compute) -> dict:
     """candidate -> features, computed by compute(candidate) once and kept under benchmarks/out/features/."""
-    cache = CACHE / f"{name}-v{truth['version']}-n{n}"
+    cache = CACHE / f"{name}-v{truth['version']}-x{EXTRACTION}-n{n}"
     cache.mkdir(parents=True, exist_ok=True)
     out = {}
     for cand in truth["candidates"]:

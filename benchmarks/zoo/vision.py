@@ -54,8 +54,11 @@ class Truncated(nn.Module):
         self.head_conv = nn.Sequential(net._conv_head, net._bn1) if self.head else None
         self.swish = net._swish
         self.drop_connect = net._global_params.drop_connect_rate or 0.0
-        probe = self.forward(torch.zeros(1, 1, 28, 28))
-        self.out_features = probe.shape[1]
+        # The width probe must run in eval mode: in training mode it would move BatchNorm's running
+        # statistics toward a blank image's, by a random amount (drop-connect), and so change the network.
+        self.eval()
+        with torch.no_grad():
+            self.out_features = self.forward(torch.zeros(1, 1, 28, 28)).shape[1]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, 1, 28, 28] (0..255) -> [B, C]
         x = nn.functional.interpolate(x, size=(self.res, self.res), mode="bilinear", align_corners=False)
