@@ -64,17 +64,22 @@ def probe_accuracy(ftr: np.ndarray, ytr: np.ndarray, fte: np.ndarray, yte: np.nd
     return float(clf.score(sc.transform(fte), yte))
 
 
+def with_new_head(body: nn.Module, out_dim: int, lr: float, **adamw) -> tuple[nn.Sequential, torch.optim.Optimizer]:
+    """(body + a new linear head to out_dim, AdamW over both): the fine-tuning set-up of every ground truth."""
+    model = nn.Sequential(body, nn.Linear(body.out_features, out_dim))
+    # The new head starts from scratch: it learns 10x faster than the pre-trained body (common practice).
+    opt = torch.optim.AdamW([{"params": body.parameters(), "lr": lr},
+                             {"params": model[1].parameters(), "lr": 10 * lr}], weight_decay=1e-4, **adamw)
+    return model, opt
+
+
 def finetune_accuracy(name: str, xtr, ytr, xte, yte, n_classes: int, lrs, epochs: int, batch: int = 64,
                       seed: int = 0) -> dict:
     """Best held-out accuracy over the grid (learning rate x epoch) of fine-tuning the whole candidate."""
     grid = {}
     for lr in lrs:
         torch.manual_seed(seed)
-        body = vision.build(name, seed=seed)
-        model = nn.Sequential(body, nn.Linear(body.out_features, n_classes))
-        # The new head starts from scratch: it learns 10x faster than the pre-trained body (common practice).
-        opt = torch.optim.AdamW([{"params": body.parameters(), "lr": lr},
-                                 {"params": model[1].parameters(), "lr": 10 * lr}], weight_decay=1e-4)
+        model, opt = with_new_head(vision.build(name, seed=seed), n_classes, lr)
         g = torch.Generator().manual_seed(seed)
         for epoch in range(1, epochs + 1):
             model.train()
