@@ -68,7 +68,13 @@ class LOOMode(GCVMode):
     def __init__(self, st: StandardizedStats, basis: LabelBasis, grid, xs: list[torch.Tensor]):
         super().__init__(st, basis, grid)
         self.methods = ["loo"] * len(self.methods)
-        x, _ = standardize(torch.stack([t.to(st.G.device, torch.float64) for t in xs]), st.eps,
+        # The pass over the samples waits for grid_B: a batch that the float32 check sends back to float64
+        # is factored again, and its first factor must not have paid for it.
+        self._st, self._xs = st, xs
+
+    def grid_B(self, basis: LabelBasis) -> torch.Tensor:
+        st = self._st
+        x, _ = standardize(torch.stack([t.to(st.G.device, torch.float64) for t in self._xs]), st.eps,
                            None if st.back is not None else st.keep[:, None, :])
         if st.back is not None:  # kernel form: the statistics' columns are principal components
             x = x @ st.back
@@ -76,23 +82,23 @@ class LOOMode(GCVMode):
         q = self.V.transpose(1, 2) @ st.F  # [M, D', r]
         M, N = P.shape[0], P.shape[1]
         G = self.lam_grid.shape[1]
-        self.loo_gram = torch.empty(M, G, basis.K, basis.K, dtype=torch.float64, device=P.device)
+        loo_gram = torch.empty(M, G, basis.K, basis.K, dtype=torch.float64, device=P.device)
         self.max_leverage = torch.empty(M, G, dtype=torch.float64, device=P.device)
         step = max(1, _LOO_CHUNK // (N * basis.r))
         for m in range(M):
             for g0 in range(0, G, step):
                 inv = 1.0 / (self.e[m] + self.lam_grid[m, g0:g0 + step, None])  # [g, D']
                 lev = 1.0 / N + (P[m] ** 2) @ inv.T  # [N, g]
-                res = -(P[m] @ (inv[:, :, None] * q[m])) if basis.is_vocabulary else \
-                    basis.dense.to(P.device) - P[m] @ (inv[:, :, None] * q[m])  # [g, N, r]
+                fit = P[m] @ (inv[:, :, None] * q[m])  # [g, N, r]: the ridge fits in the label basis U
                 if basis.is_vocabulary:  # U is the one-hot class matrix
+                    res = -fit
                     res[:, torch.arange(N, device=P.device), basis.classes.to(P.device)] += 1.0
+                else:
+                    res = basis.dense.to(P.device) - fit
                 half = res / (1.0 - lev.T)[:, :, None].clamp_min(torch.finfo(torch.float64).tiny)
-                self.loo_gram[m, g0:g0 + step] = basis.to(P.device).B_from_half(half)
+                loo_gram[m, g0:g0 + step] = basis.to(P.device).B_from_half(half)
                 self.max_leverage[m, g0:g0 + step] = lev.amax(0)
-
-    def grid_B(self, basis: LabelBasis) -> torch.Tensor:
-        return basis.A.to(self.loo_gram.device) - self.loo_gram
+        return basis.A.to(P.device) - loo_gram
 
     def criterion(self, obj: torch.Tensor) -> torch.Tensor:
         # A leverage of 1 (a sample fitted exactly, tiny ridge with D >= N) leaves its own prediction undefined.

@@ -123,9 +123,10 @@ def score_zoo(items, basis: LabelBasis, mode: str, ridge, return_W: bool, max_it
         t = t.cpu()
         for i, name in enumerate(names):
             f = float(obj[i])
-            score = -f / st.N * basis.L if mode == "reference" else -f / (st.N * basis.L)
             if oos:
                 score = float(oos_score[i])
+            else:
+                score = -f / st.N * basis.L if mode == "reference" else -f / (st.N * basis.L)
             notes = []
             D_used = int(st.used_columns()[i])
             if ridge is None and not oos and int(st.keep[i].sum()) >= st.N - 1:  # rank: columns, or components
