@@ -37,6 +37,24 @@ def test_building_a_candidate_is_deterministic_and_leaves_batchnorm_alone():
     assert all(torch.equal(a[f"stem.1.{k.split('.', 1)[1]}"], v) for k, v in ref.items())
 
 
+def test_finetuning_freezes_pretrained_batchnorm_statistics_but_trains_the_controls():
+    """Protocol v5: ImageNet statistics survive a training step; the random control's are learnt."""
+    from benchmarks.zoo import ground_truth, vision
+
+    assert vision.is_control(vision.CONTROL) and not vision.is_control("lite0-mid-r64")
+    x, y = torch.rand(8, 1, 28, 28) * 255, torch.arange(8) % 2
+    for name in ("lite0-mid-r64", vision.CONTROL):
+        model, opt = ground_truth.with_new_head(vision.build(name), 2, lr=1e-3)
+        ground_truth.training_mode(model, control=vision.is_control(name))
+        before = model[0].stem[1].running_mean.clone()
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+        moved = not torch.equal(before, model[0].stem[1].running_mean)
+        assert moved == vision.is_control(name), name
+        assert model[0].stem[1].training == vision.is_control(name)
+        assert model[1].training  # the rest of the network trains either way
+
+
 def test_truncated_networks_equal_the_full_network_where_they_should():
     """The 'head' cut at the network's own resolution reproduces EfficientNet's pooled features."""
     from benchmarks.zoo import vision

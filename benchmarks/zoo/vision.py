@@ -24,6 +24,11 @@ def candidates() -> list[str]:
     return [f"lite{k}-{d}-r{r}" for k in NETS for d in DEPTHS for r in RESOLUTIONS] + [CONTROL]
 
 
+def is_control(name: str) -> bool:
+    """True for a randomly initialised candidate (no pre-trained weights)."""
+    return _parse(name)[3]
+
+
 def _parse(name: str) -> tuple[int, str, int, bool]:
     random = name.startswith("random-")
     net, depth, res = name.removeprefix("random-").split("-")
