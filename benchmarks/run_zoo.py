@@ -22,6 +22,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.zoo import ground_truth, text_truth  # noqa: E402
 from benchmarks.zoo import tasks as zoo_tasks  # noqa: E402
 
 import emms_ext  # noqa: E402
@@ -73,7 +74,8 @@ def ablations(task, gcv: dict) -> dict:
             lambda k=k: emms_ext.emms_scores(task.features, zoo_tasks.one_embedder(task.labels, k), "gcv").scores)
     A = prepare_labels(task.labels).A
     N = len(next(iter(task.features.values())))
-    out["EMMS (gcv, R^2)"] = ({m: 1 + r.score * r.label_dim * N / float(r.t @ A @ r.t) for m, r in gcv.items()}, 0.0)
+    # A by-product of mode="gcv" (no time of its own: None).
+    out["EMMS (gcv, R^2)"] = ({m: 1 + r.score * r.label_dim * N / float(r.t @ A @ r.t) for m, r in gcv.items()}, None)
     Z = reference.label_stack(zoo_tasks.per_sample(task.labels))  # standardized [N, L, K]
 
     def evidence():
@@ -94,7 +96,7 @@ def score_task(task) -> tuple[dict, dict]:
             scores[method] = results[method].scores
         # The uniform label mixture t = 1/K instead of the optimized one: ridge="gcv" reports its GCV error.
         scores["EMMS (gcv, uniform t)"] = {m: -r.gcv for m, r in results["EMMS (ridge=gcv)"].items()}
-        seconds["EMMS (gcv, uniform t)"] = seconds["EMMS (ridge=gcv)"]
+        seconds["EMMS (gcv, uniform t)"] = None  # a by-product of ridge="gcv"
         for method, (s, sec) in ablations(task, results["EMMS (gcv)"]).items():
             scores[method], seconds[method] = s, sec
         for method, name in BASELINES.items():
@@ -113,6 +115,14 @@ def score_task(task) -> tuple[dict, dict]:
     return scores, seconds
 
 
+def describe_truth(name: str, truth: dict) -> str:
+    """One phrase: which protocol version and split made the task's truth file, flagged when it is not the
+    version the generating script is at now (the file then needs re-running)."""
+    current = (ground_truth if name in zoo_tasks.VISION else text_truth).VERSION
+    stale = "" if truth["version"] == current else f" (STALE: the script is at v{current}; re-run it)"
+    return f"{name} v{truth['version']}{stale}, {truth['n_train']} train / {truth['n_test']} test"
+
+
 def verdicts(tables: dict) -> list[str]:
     """Plain sentences: per task, the focus EMMS modes against LogME, LogME (F-labels) and the best method."""
     lines = []
@@ -127,7 +137,7 @@ def verdicts(tables: dict) -> list[str]:
     return lines
 
 
-def report(tables: dict, detail: dict, timing: dict) -> str:
+def report(tables: dict, detail: dict, timing: dict, provenance: list[str] = ()) -> str:
     """The markdown of the generated README section."""
     out = []
     for gt, title in (("finetune", "fine-tuning"), ("probe", "linear-probe")):
@@ -135,21 +145,28 @@ def report(tables: dict, detail: dict, timing: dict) -> str:
             out += [f"### Weighted Kendall tau against the {title} ground truth\n", format_table(tables[gt]),
                     "", "(-: the method does not apply — class-based methods on free-text labels; the mean is "
                     "over the tasks where it applies.)", ""]
-    if detail:
-        out += ["### Every measure against the fine-tuning ground truth (mean over tasks)\n",
+    for gt, title in (("finetune", "fine-tuning"), ("probe", "linear-probe")):
+        rows = {m: [d[gt][m] for d in detail.values() if m in d.get(gt, {})] for m in tables.get(gt, {})}
+        if not any(rows.values()):
+            continue
+        keys = ("weighted_tau", "kendall_tau", "pearson", "rel@1", "rel@3")
+        out += [f"### Every measure against the {title} ground truth (mean over tasks)\n",
                 "| method | tau_w | Kendall tau | Pearson | Rel@1 | Rel@3 |", "|---|---:|---:|---:|---:|---:|"]
-        methods = list(tables["finetune"])
-        for m in methods:
-            rows = [d["finetune"][m] for d in detail.values() if m in d.get("finetune", {})]
-            mean = {k: sum(r[k] for r in rows) / len(rows) for k in ("weighted_tau", "kendall_tau", "pearson",
-                                                                      "rel@1", "rel@3")}
-            out.append(f"| {m} | " + " | ".join(f"{mean[k]:.3f}" for k in mean) + " |")
+        for m, rs in rows.items():
+            out.append(f"| {m} | " + " | ".join(f"{sum(r[k] for r in rs) / len(rs):.3f}" for k in keys) + " |")
         out.append("")
     out += ["### Verdict per task (tau_w, fine-tuning ground truth)\n", *verdicts(tables), ""]
     out += ["### Wall-clock (seconds, all candidates of the task; features given)\n",
             "| method | " + " | ".join(timing) + " |", "|---|" + "---:|" * len(timing)]
+    def cell(sec) -> str:
+        return "-" if sec is False else "by-product" if sec is None else f"{sec:.2f}"
+
     for m in dict.fromkeys(m for sec in timing.values() for m in sec):
-        out.append(f"| {m} | " + " | ".join(f"{timing[t][m]:.2f}" if m in timing[t] else "-" for t in timing) + " |")
+        out.append(f"| {m} | " + " | ".join(cell(timing[t].get(m, False)) for t in timing) + " |")
+    out += ["", ("(by-product: computed from another row's results at no cost of its own — uniform t from "
+                 "`ridge=\"gcv\"`, R^2 from `gcv`.)")]
+    if provenance:
+        out += ["", "Ground truth scored against: " + "; ".join(provenance) + "."]
     return "\n".join(out) + "\n"
 
 
@@ -199,12 +216,15 @@ def main(argv=None) -> dict:
                     "and docs/zoo_tau.png, docs/zoo_scatter.png")
     args = ap.parse_args(argv)
     tables, detail, timing, all_scores, truths = {"finetune": {}, "probe": {}}, {}, {}, {}, {}
+    provenance = []
     for name in args.tasks:
         path = zoo_tasks.truth_path(name, args.truth_dir)
         if not path.exists():
             print(f"skipping {name}: no {path}; make it with: {zoo_tasks.truth_command(name, path)}")
             continue
-        task = zoo_tasks.load(name, json.loads(path.read_text()))
+        truth = json.loads(path.read_text())
+        provenance.append(describe_truth(name, truth))
+        task = zoo_tasks.load(name, truth)
         scores, seconds = score_task(task)
         all_scores[name], truths[name], timing[name] = scores, task.truth, seconds
         for gt, values in task.truth.items():
@@ -213,7 +233,7 @@ def main(argv=None) -> dict:
                 detail.setdefault(name, {}).setdefault(gt, {})[method] = res
                 tables[gt].setdefault(method, {})[name] = res["weighted_tau"]
         print(f"{name}: {len(task.features)} candidates scored", flush=True)
-    text = report(tables, detail, timing) if timing else "no task had a ground-truth file\n"
+    text = report(tables, detail, timing, provenance) if timing else "no task had a ground-truth file\n"
     print(text)
     if args.json:
         Path(args.json).write_text(json.dumps({"detail": detail, "timing": timing, "scores": all_scores}, indent=1))
