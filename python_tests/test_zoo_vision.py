@@ -55,6 +55,22 @@ def test_finetuning_freezes_pretrained_batchnorm_statistics_but_trains_the_contr
         assert model[1].training  # the rest of the network trains either way
 
 
+def test_batchnorm_recalibration_averages_over_the_images_and_restores_the_model():
+    from benchmarks.zoo import ground_truth, vision
+
+    model = vision.build(vision.CONTROL)
+    momentum = model.stem[1].momentum
+    images = torch.rand(8, 28, 28) * 255
+    ground_truth.recalibrate_batchnorm(model, images, batch=4)
+    # hand-computed for the first layer: the mean of the stem convolution's output over all 8 images
+    x = torch.nn.functional.interpolate(images[:, None], size=(model.res, model.res), mode="bilinear",
+                                        align_corners=False)
+    with torch.no_grad():
+        conv = model.stem[0](((x - 127.0) / 128.0).expand(-1, 3, -1, -1))
+    torch.testing.assert_close(model.stem[1].running_mean, conv.mean((0, 2, 3)), rtol=1e-4, atol=1e-5)
+    assert model.stem[1].momentum == momentum and not model.training and not model.stem[1].training
+
+
 def test_truncated_networks_equal_the_full_network_where_they_should():
     """The 'head' cut at the network's own resolution reproduces EfficientNet's pooled features."""
     from benchmarks.zoo import vision
