@@ -104,6 +104,18 @@ def test_ground_truth_tiny_run_writes_versioned_json(tmp_path):
     assert again["lite0-mid-r64"]["probe"] == rows["lite0-mid-r64"]["probe"]  # fixed seeds
 
 
+def test_committed_truth_files_are_what_the_documented_command_makes():
+    """`--target T --out F` with no other option reproduces the committed files: same protocol version,
+    split, epochs and learning rates, and every candidate of the zoo."""
+    from benchmarks.zoo import ground_truth, vision
+
+    root = Path(__file__).resolve().parents[1] / "benchmarks" / "zoo"
+    for target, split in ground_truth.SPLITS.items():
+        truth = json.loads((root / f"truth_{target}.json").read_text())
+        assert truth["version"] == ground_truth.VERSION and truth["lrs"] == [1e-3, 3e-4], target
+        assert {k: truth[k] for k in split} == split and set(truth["candidates"]) == set(vision.candidates())
+
+
 def test_resume_keeps_finished_candidates_and_refuses_another_protocol(tmp_path):
     from benchmarks.zoo import ground_truth
 
