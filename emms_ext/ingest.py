@@ -2,6 +2,7 @@
 groups that fit in memory, and streaming chunks into ``FeatureStats`` (stats.py)."""
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from contextlib import contextmanager
 
@@ -24,6 +25,32 @@ def resolve_precision(precision, first_dtype: torch.dtype) -> tuple[torch.dtype,
     if isinstance(precision, str) and precision in PRECISIONS:
         return PRECISIONS[precision]
     raise ValueError(f"precision must be one of {sorted(PRECISIONS)} or None (got {precision!r})")
+
+
+def gram_bound(dtype: torch.dtype, N: int) -> float:
+    """Largest |x| whose centred Gram over N rows cannot overflow `dtype`: a centred value is at most 2|x|
+    and a Gram entry sums N products of two of them."""
+    return math.sqrt(torch.finfo(dtype).max / (4 * max(N, 1)))
+
+
+def check_range(x: torch.Tensor, dtype: torch.dtype, name: str, N: int, hint: str = "") -> None:
+    """ValueError when x's values are too large for a `dtype` Gram over N rows (it would overflow to inf)."""
+    big = float(x.abs().max()) if x.numel() else 0.0
+    if big > gram_bound(dtype, N):
+        raise ValueError(f"{name} has values up to {big:.3g}, too large for a {str(dtype).removeprefix('torch.')} "
+                         f"Gram over N={N} rows (|x| must stay below {gram_bound(dtype, N):.3g}); rescale the "
+                         f"features{hint}")
+
+
+def compute_precision(x: torch.Tensor, precision, name: str, N: int) -> tuple[torch.dtype, bool]:
+    """resolve_precision for one in-memory model, plus a range check: with the automatic precision, float32
+    features too large for a float32 Gram are computed in float64; an explicit precision, or values too
+    large even for float64, get a clear error instead of an overflowed Gram."""
+    dtype, tf32 = resolve_precision(precision, x.dtype)
+    if precision is None and dtype != torch.float64 and float(x.abs().max()) > gram_bound(dtype, x.shape[0]):
+        dtype, tf32 = torch.float64, False
+    check_range(x, dtype, name, N, "" if dtype == torch.float64 else " or pass precision='float64'")
+    return dtype, tf32
 
 
 @contextmanager
@@ -76,6 +103,9 @@ def stream_stats(features, basis: LabelBasis, name: str, precision, device, chun
             dtype, tf32 = resolve_precision(precision, x.dtype)
             dev = torch.device(device) if device is not None else x.device
             acc = FeatureStats(basis.to(dev), 1, x.shape[1], dtype, dev)
+        # A stream's precision is fixed by its first chunk: a later chunk too large for it is an error.
+        check_range(x, acc.dtype, f"{name} chunk {i}", basis.N,
+                    "" if acc.dtype == torch.float64 else " or pass precision='float64'")
         with tf32_matmul(tf32):
             acc.update(x.to(acc.mean.device, acc.dtype).contiguous()[None])
     if acc is None or acc.n != basis.N:
@@ -102,11 +132,12 @@ def batch_budget(device: torch.device) -> int:
     return 1 << 30
 
 
-def model_groups(tensors: dict, precision, device, chunk_size: int, r: int):
-    """Batches of in-memory models sharing (D, device, compute dtype), each within the memory budget."""
+def model_groups(tensors: dict, precisions: dict, device, chunk_size: int, r: int):
+    """Batches of in-memory models sharing (D, device, compute dtype), each within the memory budget;
+    precisions: name -> (compute dtype, tf32), from compute_precision."""
     by_key: dict = {}
     for name, x in tensors.items():
-        dtype, tf32 = resolve_precision(precision, x.dtype)
+        dtype, tf32 = precisions[name]
         dev = torch.device(device) if device is not None else x.device
         by_key.setdefault((x.shape[1], dev, dtype, tf32), []).append(name)
     for (D, dev, dtype, tf32), names in by_key.items():

@@ -7,7 +7,13 @@ import warnings
 import torch
 
 from .factor import make_factor
-from .ingest import batch_stats, in_memory_features, model_groups, stream_stats
+from .ingest import (
+    batch_stats,
+    compute_precision,
+    in_memory_features,
+    model_groups,
+    stream_stats,
+)
 from .labels import LabelBasis
 from .ops import wlsr_simplex
 from .out_of_sample import OUT_OF_SAMPLE_MODES, make_out_of_sample
@@ -25,7 +31,7 @@ def degeneracy_message(name: str, D: int, N: int) -> str:
 
 def score_zoo(items, basis: LabelBasis, mode: str, ridge, return_W: bool, max_iter: int, tol: float,
                precision, device, chunk_size: int, errors: str, progress) -> ZooScores:
-    failures, tensors, streams = {}, {}, {}
+    failures, tensors, streams, precisions = {}, {}, {}, {}
 
     def fail(name, exc):
         if errors == "raise":
@@ -37,7 +43,11 @@ def score_zoo(items, basis: LabelBasis, mode: str, ridge, return_W: bool, max_it
         label = "features" if name is None else f"features[{name!r}]"
         try:
             x = in_memory_features(features, label, basis.N)
-            (streams if x is None else tensors)[name] = features if x is None else x
+            if x is None:
+                streams[name] = features
+            else:
+                precisions[name] = compute_precision(x, precision, label, basis.N)
+                tensors[name] = x
         except ValueError as exc:
             fail(name, exc)
 
@@ -54,7 +64,7 @@ def score_zoo(items, basis: LabelBasis, mode: str, ridge, return_W: bool, max_it
 
     prepared = []  # (names, stats, factor, B on the solve device)
     bar = _progress(len(tensors) + len(streams), progress)
-    for names, dtype, tf32, dev in model_groups(tensors, precision, device, chunk_size, basis.r):
+    for names, dtype, tf32, dev in model_groups(tensors, precisions, device, chunk_size, basis.r):
         if tensors[names[0]].shape[1] > basis.N:  # more columns than samples: the N x N kernel form
             st = kernel_stats([tensors[n] for n in names], basis, dev)
             prepared.append((names, st, *factorize(st, names)))

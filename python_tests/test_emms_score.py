@@ -344,6 +344,34 @@ def test_single_class_target_is_rejected_and_singleton_classes_work():
     assert rel_err(got, reference.emms_score(X, table[idx])["score"]) < 1e-10
 
 
+def test_values_too_large_for_a_float32_gram_use_float64_or_fail_clearly():
+    """A float32 column holding 1e30 would overflow a float32 Gram (1e60 > 3.4e38) into inf / NaN: the
+    automatic precision computes it in float64 and gets the float64 score; an explicit float32, a stream
+    whose later chunk overflows, or values too large even for float64 get a ValueError saying so, and in a
+    zoo only that model is skipped."""
+    N, D = 60, 5
+    X = make_features(190, N, D)
+    X[37, 1] = 1e30
+    Z = make_dense_labels(190, N, 3, 2, X.clamp(-10, 10))
+    X32 = X.float()
+    ref = reference.emms_score(X32.double(), Z)["score"]
+    auto = emms_ext.emms_score(X32, Z)
+    assert auto.gram_precision == "float64" and rel_err(auto.score, ref) < 1e-9
+    with pytest.raises(ValueError, match=r"features has values up to 1e\+30, too large for a float32 Gram over "
+                                         r"N=60 rows.*precision='float64'"):
+        emms_ext.emms_score(X32, Z, precision="float32")
+    with pytest.raises(ValueError, match=r"features chunk 1 has values up to 1e\+30.*float32"):
+        emms_ext.emms_score(iter(torch.split(X32, 30)), Z)
+    huge = X.clone()
+    huge[37, 1] = 1e200
+    with pytest.raises(ValueError, match=r"too large for a float64 Gram.*rescale the features$"):
+        emms_ext.emms_score(huge, Z)
+    with pytest.warns(UserWarning, match="'big' skipped: features\\['big'\\] has values up to 1e\\+30"):
+        zoo = emms_ext.emms_scores({"big": X32, "ok": X32.clamp(-10, 10)}, Z, precision="float32", errors="skip")
+    assert set(zoo.scores) == {"ok"} and "too large" in zoo.failures["big"]
+    assert torch.equal(X32[37, 1], torch.tensor(1e30, dtype=torch.float32))  # the input is not modified
+
+
 def test_ill_conditioned_float32_falls_back_to_float64():
     """Nearly collinear float32 features: precision=None redoes the Gram in float64 and gets the float64
     score; an explicit precision='float32' keeps float32 (and its error)."""
