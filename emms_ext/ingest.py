@@ -33,10 +33,18 @@ def gram_bound(dtype: torch.dtype, N: int) -> float:
     return math.sqrt(torch.finfo(dtype).max / (4 * max(N, 1)))
 
 
-def check_range(x: torch.Tensor, dtype: torch.dtype, name: str, N: int, hint: str = "") -> None:
-    """ValueError when x's values are too large for a `dtype` Gram over N rows (it would overflow to inf)."""
-    big = float(x.abs().max()) if x.numel() else 0.0
+def largest(x: torch.Tensor) -> float:
+    """max |x| without an |x| temporary the size of x (features can be gigabytes)."""
+    if not x.numel():
+        return 0.0
+    lo, hi = torch.aminmax(x)
+    return max(-float(lo), float(hi))
+
+
+def check_range(big: float, dtype: torch.dtype, name: str, N: int) -> None:
+    """ValueError when values up to `big` are too large for a `dtype` Gram over N rows (it would overflow)."""
     if big > gram_bound(dtype, N):
+        hint = "" if dtype == torch.float64 else " or pass precision='float64'"
         raise ValueError(f"{name} has values up to {big:.3g}, too large for a {str(dtype).removeprefix('torch.')} "
                          f"Gram over N={N} rows (|x| must stay below {gram_bound(dtype, N):.3g}); rescale the "
                          f"features{hint}")
@@ -47,9 +55,10 @@ def compute_precision(x: torch.Tensor, precision, name: str, N: int) -> tuple[to
     features too large for a float32 Gram are computed in float64; an explicit precision, or values too
     large even for float64, get a clear error instead of an overflowed Gram."""
     dtype, tf32 = resolve_precision(precision, x.dtype)
-    if precision is None and dtype != torch.float64 and float(x.abs().max()) > gram_bound(dtype, x.shape[0]):
+    big = largest(x)
+    if precision is None and big > gram_bound(dtype, N):
         dtype, tf32 = torch.float64, False
-    check_range(x, dtype, name, N, "" if dtype == torch.float64 else " or pass precision='float64'")
+    check_range(big, dtype, name, N)
     return dtype, tf32
 
 
@@ -104,8 +113,7 @@ def stream_stats(features, basis: LabelBasis, name: str, precision, device, chun
             dev = torch.device(device) if device is not None else x.device
             acc = FeatureStats(basis.to(dev), 1, x.shape[1], dtype, dev)
         # A stream's precision is fixed by its first chunk: a later chunk too large for it is an error.
-        check_range(x, acc.dtype, f"{name} chunk {i}", basis.N,
-                    "" if acc.dtype == torch.float64 else " or pass precision='float64'")
+        check_range(largest(x), acc.dtype, f"{name} chunk {i}", basis.N)
         with tf32_matmul(tf32):
             acc.update(x.to(acc.mean.device, acc.dtype).contiguous()[None])
     if acc is None or acc.n != basis.N:
