@@ -119,19 +119,19 @@ def recalibrate_batchnorm(model: nn.Module, images: torch.Tensor, batch: int = 6
 def finetune_accuracy(name: str, xtr, ytr, xte, yte, n_classes: int, lrs, epochs: int, batch: int = 64,
                       seed: int = 0) -> dict:
     """Best held-out accuracy over the grid (learning rate x epoch) of fine-tuning the whole candidate."""
-    grid = {}
+    grid, control = {}, vision.is_control(name)
     for lr in lrs:
         torch.manual_seed(seed)
         model, opt = with_new_head(vision.build(name, seed=seed), n_classes, lr)
         g = torch.Generator().manual_seed(seed)
         for epoch in range(1, epochs + 1):
-            training_mode(model, control=vision.is_control(name))
+            training_mode(model, control)
             for idx in torch.randperm(len(xtr), generator=g).split(batch):
                 loss = nn.functional.cross_entropy(model(xtr[idx][:, None]), ytr[idx])
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
-            if vision.is_control(name):
+            if control:
                 recalibrate_batchnorm(model, xtr)
             model.eval()
             with torch.inference_mode():
