@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 import emms_ext
-from emms_ext.reference import released_emms_numpy
+from emms_ext.ops.reference import released_emms_numpy
 
 
 def timed(fn, repeat: int) -> float:

@@ -19,7 +19,7 @@ import time
 import torch
 
 import emms_ext
-from emms_ext.reference import released_emms_torch
+from emms_ext.ops.reference import released_emms_torch
 
 POOL = 16
 DEVICE = "cuda"  # --device cpu runs the same script small, as a smoke test without a GPU

@@ -21,7 +21,7 @@ import torch
 
 import emms_ext
 from emms_ext.baselines import logme
-from emms_ext.reference import released_emms_numpy, released_emms_torch
+from emms_ext.ops.reference import released_emms_numpy, released_emms_torch
 
 L, K = 256, 3
 

@@ -25,8 +25,8 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.zoo import tasks as zoo_tasks  # noqa: E402
 
 import emms_ext  # noqa: E402
-from emms_ext.evaluate import weighted_tau  # noqa: E402
-from emms_ext.metrics import get_metric  # noqa: E402
+from emms_ext.selection.evaluate import weighted_tau  # noqa: E402
+from emms_ext.selection import get_metric  # noqa: E402
 
 METHODS = {"EMMS (gcv)": "gcv", "EMMS (exact, paper)": "exact"}
 

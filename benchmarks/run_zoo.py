@@ -26,11 +26,11 @@ from benchmarks.zoo import ground_truth, text_truth  # noqa: E402
 from benchmarks.zoo import tasks as zoo_tasks  # noqa: E402
 
 import emms_ext  # noqa: E402
-from emms_ext import reference  # noqa: E402
+from emms_ext.ops import reference  # noqa: E402
 from emms_ext.baselines.logme import logme  # noqa: E402
-from emms_ext.evaluate import evaluate, format_table  # noqa: E402
-from emms_ext.labels import prepare_labels  # noqa: E402
-from emms_ext.metrics import get_metric  # noqa: E402
+from emms_ext.selection.evaluate import evaluate, format_table  # noqa: E402
+from emms_ext.core.labels import prepare_labels  # noqa: E402
+from emms_ext.selection import get_metric  # noqa: E402
 
 # The API's default mode and the out-of-sample mode benchmarks/README.md recommends: verdicts and scatter plots.
 FOCUS = ("EMMS (exact)", "EMMS (gcv)")

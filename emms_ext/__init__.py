@@ -1,18 +1,27 @@
 """emms_ext: EMMS transferability scores as fused PyTorch ops.
 
 ``import emms_ext`` registers ``torch.ops.emms.*`` (CPU, and CUDA when built with it) and exposes the
-score API. Nothing on this import path touches the network.
+public API: ``emms_score`` / ``emms_scores`` (the score), ``rank`` / ``Ranking`` (choosing models), the op
+wrappers, and the subpackages ``embed`` (F-labels; imported on first use of ``emms_ext.embed``),
+``baselines`` and ``evaluate``. The folders are layers (docs/design.md §4): common <- ops <- core <-
+baselines <- selection <- cli, with embed a side wing. Nothing on this import path touches the network.
 """
-import torch  # noqa: F401  (loads libtorch before the extension that links against it)
-
-from . import _C  # registers the emms::* operators
-from .emms import EMMSDegeneracyWarning, EMMSResult, ZooScores, emms_score, emms_scores
-from .labels import ClassLabels
-from .ops import class_order, class_sums, simplex_project, wlsr_simplex
-from .ranker import rank
-from .ranking import Ranking
+from . import ops  # first: loads torch, then the compiled extension and the fake kernels
+from . import _C, baselines
+from .core import ClassLabels, EMMSDegeneracyWarning, EMMSResult, FreeTextLabels, ZooScores, emms_score, emms_scores
+from .ops import class_order, class_sums, logme_evidence, simplex_project, wlsr_simplex
+from .selection import Ranking, Target, evaluate, rank
 
 __version__ = _C.build_info()["version"]
+
+
+def __getattr__(name: str):
+    # emms_ext.embed loads on first use: it is the only subpackage that can pull in transformers.
+    if name == "embed":
+        import importlib
+
+        return importlib.import_module(".embed", __name__)
+    raise AttributeError(f"module 'emms_ext' has no attribute {name!r}")
 
 
 def build_info() -> dict:
@@ -21,6 +30,7 @@ def build_info() -> dict:
 
 
 __all__ = [
-    "ClassLabels", "EMMSDegeneracyWarning", "class_order", "class_sums", "EMMSResult", "ZooScores", "build_info", "emms_score",
-    "emms_scores", "rank", "Ranking", "simplex_project", "wlsr_simplex", "__version__",
+    "ClassLabels", "EMMSDegeneracyWarning", "EMMSResult", "FreeTextLabels", "Ranking", "Target", "ZooScores",
+    "__version__", "baselines", "build_info", "class_order", "class_sums", "emms_score", "emms_scores", "evaluate",
+    "logme_evidence", "rank", "simplex_project", "wlsr_simplex",
 ]

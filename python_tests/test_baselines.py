@@ -10,7 +10,7 @@ import torch
 
 import emms_ext
 from emms_ext import baselines as bl
-from emms_ext.metrics import Target, get_metric
+from emms_ext.selection import Target, get_metric
 
 
 def problem(seed, N, D, C, sep=1.5):
@@ -267,7 +267,7 @@ def test_knn(k, cosine):
 
 # -------------------------------------------------------------------------------------------- EMMS(One)
 def test_emms_one():
-    from emms_ext import reference
+    from emms_ext.ops import reference
 
     X, y = problem(6, 80, 6, 5)
     g = torch.Generator().manual_seed(6)

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 import emms_ext
-from emms_ext import ops, reference
+from emms_ext import ops
+from emms_ext.ops import reference
 from emms_ext.baselines import logme, logme_flabels
 
 

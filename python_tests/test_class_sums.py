@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import emms_ext
-from emms_ext import reference
+from emms_ext.ops import reference
 
 
 def problem(seed, N, D, C, B=None, dtype=torch.float64):

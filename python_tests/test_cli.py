@@ -13,6 +13,7 @@ import torch
 from embed_models import defaults_installed  # sets HF offline flags before transformers loads
 
 from emms_ext import cli
+from emms_ext.cli.inputs import read_labels
 
 N, C = 120, 4
 ROOT = Path(__file__).resolve().parents[1]
@@ -20,8 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(autouse=True)
 def _private_caches(tmp_path, monkeypatch):
-    monkeypatch.setenv("EMMS_EXT_CACHE", str(tmp_path / "embed_cache"))
-    monkeypatch.setenv("EMMS_EXT_FEATURE_CACHE", str(tmp_path / "feature_cache"))
+    monkeypatch.setenv("EMMS_EXT_CACHE", str(tmp_path / "cache"))  # never the user's home
 
 
 @pytest.fixture
@@ -113,12 +113,12 @@ def test_help_everywhere_and_entry_point(capsys):
 
 
 def test_other_failures_exit_1_without_traceback(workdir, monkeypatch, capsys):
-    import emms_ext.ranker  # noqa: F401 - the module that holds rank()
+    from emms_ext.cli import commands
 
     def boom(*a, **k):
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(sys.modules["emms_ext.ranker"], "rank", boom)
+    monkeypatch.setattr(commands, "rank", boom)
     monkeypatch.chdir(workdir)
     code = cli.main(["rank", "--features", "feats", "--labels", "labels.npy", "--label-embeddings", "table.npy"])
     err = capsys.readouterr().err
@@ -127,13 +127,13 @@ def test_other_failures_exit_1_without_traceback(workdir, monkeypatch, capsys):
 
 def test_labels_files(tmp_path):
     (tmp_path / "a.csv").write_text("id,label\n0,cat\n1,dog\n")
-    assert cli.read_labels(str(tmp_path / "a.csv")) == ["cat", "dog"]
+    assert read_labels(str(tmp_path / "a.csv")) == ["cat", "dog"]
     (tmp_path / "b.csv").write_text("3\n1\n2\n")
-    assert cli.read_labels(str(tmp_path / "b.csv")).tolist() == [3, 1, 2]
+    assert read_labels(str(tmp_path / "b.csv")).tolist() == [3, 1, 2]
     (tmp_path / "c.txt").write_text("0.5\n1.5\n")
-    assert cli.read_labels(str(tmp_path / "c.txt"), regression=True).tolist() == [0.5, 1.5]
+    assert read_labels(str(tmp_path / "c.txt"), regression=True).tolist() == [0.5, 1.5]
     np.save(tmp_path / "d.npy", np.array(["x", "y"]))
-    assert cli.read_labels(str(tmp_path / "d.npy")) == ["x", "y"]
+    assert read_labels(str(tmp_path / "d.npy")) == ["x", "y"]
 
 
 @pytest.mark.skipif(not defaults_installed(), reason="the offline text models (emms_ext[embed]) are not installed")

@@ -101,7 +101,7 @@ def test_score_on_gpu_equals_cpu(vocab, mode):
 
 @pytest.mark.parametrize("mode", ["gcv", "loo"])
 def test_out_of_sample_on_gpu_matches_the_reference_for_wide_features(mode):
-    from emms_ext import reference
+    from emms_ext.ops import reference
 
     N, D, grid = 30, 50, [0.1, 1.0, 10.0, 100.0]
     X = make_features(310, N, D)

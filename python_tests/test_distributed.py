@@ -12,13 +12,13 @@ import torch
 from conftest import make_class_labels, make_features
 
 import emms_ext
-from emms_ext.distributed import emms_scores_distributed, shard
+from emms_ext.core.distributed import emms_scores_distributed, shard
 
 SCRIPT = textwrap.dedent("""
     import json, sys, torch, torch.distributed as dist
     sys.path.insert(0, sys.argv[2])
     from conftest import make_class_labels, make_features
-    from emms_ext.distributed import emms_scores_distributed
+    from emms_ext.core.distributed import emms_scores_distributed
     dist.init_process_group("gloo")
     N = 300
     labels = make_class_labels(400, N, 12, 5, 2)

@@ -11,6 +11,7 @@ from embed_models import build_bert, defaults_installed
 pytest.importorskip("transformers", reason="the embed extra (transformers) is not installed")
 
 import emms_ext.embed as E  # noqa: E402
+from emms_ext.common.cache import default_cache_dir  # noqa: E402
 
 TEXTS = ["a photo of a cat.", "a photo of a dog.", "the man on the left", "a photo of a cat."]
 
@@ -64,13 +65,14 @@ def test_keys_separate_models_and_poolings(tmp_path, bert_dir):
 
 def test_cached_embedder_and_env_folder(tmp_path, bert_dir, monkeypatch):
     monkeypatch.setenv("EMMS_EXT_CACHE", str(tmp_path / "envcache"))
-    assert E.default_cache_dir() == tmp_path / "envcache"
+    assert default_cache_dir("embeddings") == tmp_path / "envcache" / "embeddings"
+    assert default_cache_dir("features") == tmp_path / "envcache" / "features"
     ce = E.CachedEmbedder(E.HFEncoder(bert_dir))
-    assert ce.cache.directory == tmp_path / "envcache"
+    assert ce.cache.directory == tmp_path / "envcache" / "embeddings"
     v1 = ce.encode(TEXTS)
     v2 = ce.encode(TEXTS)
     assert ce.cache.last_hits == len(TEXTS) and torch.equal(v1, v2)
-    assert (tmp_path / "envcache" / "embeddings.sqlite").is_file()
+    assert (tmp_path / "envcache" / "embeddings" / "embeddings.sqlite").is_file()
     # task adapters take the cache too, and a second labelling of the same classes hits it
     cache = E.EmbeddingCache(tmp_path / "tasks")
     lab1 = E.classification_labels([0, 1, 1], ["cat", "dog"], [ce.embedder], cache=cache)

@@ -83,7 +83,7 @@ def test_minilm_l6_is_unit_norm_and_deterministic(defaults):
 @needs_defaults
 def test_onnx_port_matches_onnxruntime(defaults):
     ort = pytest.importorskip("onnxruntime", reason="onnxruntime (test-only) is not installed")
-    from emms_ext.embed.onnx_minilm import paraphrase_minilm_onnx_path
+    from emms_ext.embed.models.onnx_minilm import paraphrase_minilm_onnx_path
 
     e = next(x for x in defaults if x.name == "paraphrase-MiniLM-L3-v2")
     texts = PROMPTS + ["a much longer sentence about " + " ".join(WORDS)]
@@ -102,7 +102,7 @@ def test_onnx_port_matches_onnxruntime(defaults):
 @needs_defaults
 def test_hf_encoder_matches_sentence_transformers(defaults):
     pytest.importorskip("sentence_transformers", reason="sentence-transformers is not installed")
-    from emms_ext.embed.registry import minilm_l6_dir
+    from emms_ext.embed.models.registry import minilm_l6_dir
 
     st = E.load_embedder(minilm_l6_dir(), progress=False)  # a folder with modules.json -> its pipeline
     assert isinstance(st, E.SentenceTransformerEmbedder)

@@ -13,7 +13,7 @@ pytest.importorskip("transformers", reason="the embed extra (transformers) is no
 
 import emms_ext  # noqa: E402
 import emms_ext.embed as E  # noqa: E402
-from emms_ext.labels import ClassLabels  # noqa: E402
+from emms_ext.core.labels import ClassLabels  # noqa: E402
 
 ANIMALS = ["cat", "dog", "bird", "horse"]
 COLORS = ["red", "blue", "green"]
@@ -198,7 +198,7 @@ def test_adapters_default_embedders_and_default_cache(tmp_path):
         pytest.skip("default offline models are not installed")
     lab = E.classification_labels([0, 1, 0, 1], ["cat", "dog"])  # embedders=None, cache="default"
     assert len(lab.table) >= 2
-    assert (tmp_path / "default_cache" / "embeddings.sqlite").is_file()  # EMMS_EXT_CACHE honoured
+    assert (tmp_path / "default_cache" / "embeddings" / "embeddings.sqlite").is_file()  # EMMS_EXT_CACHE honoured
 
 
 # --------------------------------------------------------------------------------------- errors

@@ -10,9 +10,9 @@ import torch
 from conftest import make_class_labels, make_dense_labels, make_features, rel_err
 
 import emms_ext
-import emms_ext.factor
-from emms_ext import reference
-from emms_ext.labels import prepare_labels
+import emms_ext.core.factor
+from emms_ext.ops import reference
+from emms_ext.core.labels import prepare_labels
 
 
 @pytest.mark.parametrize("seed,K,vocab", [(0, 1, False), (1, 2, False), (2, 3, True), (3, 4, True), (4, 3, False)])
@@ -417,7 +417,7 @@ def test_gcv_ridge_matches_brute_force(N, D):
         res = emms_ext.emms_score(X, Z, ridge="gcv")
     Xs = reference.standardize(X)
     eig = torch.linalg.eigvalsh(Xs.T @ Xs).clamp_min(0)
-    grid = (eig.mean() * emms_ext.factor.GCVFactor.GRID).tolist()
+    grid = (eig.mean() * emms_ext.core.factor.GCVFactor.GRID).tolist()
     brute = _gcv_brute_force(X, Z, grid)
     assert res.solver == ("gcv" if D < N else "kernel/gcv")
     assert res.ridge == pytest.approx(grid[int(np.argmin(brute))], rel=1e-9)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from emms_ext.evaluate import evaluate, format_table, kendall_tau, pearson, rel_at_k, weighted_tau
+from emms_ext.selection.evaluate import evaluate, format_table, kendall_tau, pearson, rel_at_k, weighted_tau
 
 
 @pytest.mark.parametrize("seed", range(4))

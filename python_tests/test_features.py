@@ -6,7 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from emms_ext import features as F
+from emms_ext.common.cache import CACHE_ENV
+from emms_ext.selection import features as F
 
 
 class Net(nn.Module):
@@ -97,13 +98,13 @@ def test_shuffling_loader_is_rejected():
 
 
 def test_cache_hits_and_invalidates(tmp_path, monkeypatch):
-    monkeypatch.setenv(F.CACHE_ENV, str(tmp_path / "env_cache"))
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "env_cache"))
     net = Net()
     _, dl = loader()
     first = F.extract_features(net, dl, progress=False)  # default cache dir: the env variable
     n_batches = len(dl)
     assert net.calls == n_batches
-    assert len(list((tmp_path / "env_cache").glob("*.pt"))) == 1
+    assert len(list((tmp_path / "env_cache" / "features").glob("*.pt"))) == 1
     again = F.extract_features(net, dl, progress=False)
     assert net.calls == n_batches  # served from the cache: no forward pass
     torch.testing.assert_close(again, first)
@@ -121,7 +122,7 @@ def test_cache_hits_and_invalidates(tmp_path, monkeypatch):
     assert net.calls == 4 * n_batches
     F.extract_features(net, dl, cache_dir=False, progress=False)  # cache off
     assert net.calls == 5 * n_batches
-    assert len(list((tmp_path / "env_cache").glob("*.pt"))) == 4
+    assert len(list((tmp_path / "env_cache" / "features").glob("*.pt"))) == 4
 
 
 def test_load_feature_files(tmp_path):

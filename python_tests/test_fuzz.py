@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import emms_ext
-from emms_ext import reference
+from emms_ext.ops import reference
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 FLOATS = st.sampled_from([torch.float32, torch.float64])

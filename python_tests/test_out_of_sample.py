@@ -9,8 +9,8 @@ import torch
 from conftest import make_class_labels, make_dense_labels, make_features, rel_err
 
 import emms_ext
-from emms_ext import reference
-from emms_ext.factor import GCVFactor
+from emms_ext.ops import reference
+from emms_ext.core.factor import GCVFactor
 
 GRID = [0.05, 0.5, 3.0, 20.0, 150.0]
 

@@ -16,13 +16,13 @@ from torch import nn
 from embed_models import defaults_installed
 
 import emms_ext
-from emms_ext import ClassLabels, Ranking, metrics, rank
+from emms_ext import ClassLabels, Ranking, rank
+from emms_ext.selection import metrics
 
 
 @pytest.fixture(autouse=True)
 def _private_caches(tmp_path, monkeypatch):
-    monkeypatch.setenv("EMMS_EXT_CACHE", str(tmp_path / "embed_cache"))  # never the user's home
-    monkeypatch.setenv("EMMS_EXT_FEATURE_CACHE", str(tmp_path / "feature_cache"))
+    monkeypatch.setenv("EMMS_EXT_CACHE", str(tmp_path / "cache"))  # never the user's home
 
 
 N, C = 150, 4

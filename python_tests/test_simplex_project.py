@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import emms_ext
-from emms_ext import reference
+from emms_ext.ops import reference
 
 F64 = torch.float64
 

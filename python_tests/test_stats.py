@@ -5,8 +5,8 @@ import pytest
 import torch
 from conftest import make_class_labels, make_dense_labels, make_features
 
-from emms_ext.labels import EPS_STD, prepare_labels
-from emms_ext.stats import FeatureStats
+from emms_ext.core.labels import EPS_STD, prepare_labels
+from emms_ext.core.stats import FeatureStats
 
 
 def direct(X: torch.Tensor, basis):

@@ -4,7 +4,7 @@ training split (extracted once, cached as .npy), the target (class indices, F-la
     task = load("fashion", truth)   # truth: the JSON written by ground_truth / text_truth
     task.features["lite0-mid-r64"]  # [N, D] float32
     task.labels                     # F-labels in a form emms_score accepts (K embedders)
-    task.target                     # emms_ext.metrics.Target for the baselines
+    task.target                     # emms_ext.selection.Target for the baselines
 
 Vision tasks (digits, fashion) use ``vision``; text tasks (wordnet: gloss -> lexicographer class;
 wordnet-words: gloss -> its head word, free text) use ``text``.
@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from emms_ext import ClassLabels
-from emms_ext.metrics import Target
+from emms_ext.selection import Target
 
 ROOT = Path(__file__).resolve().parents[2]
 CACHE = ROOT / "benchmarks" / "out" / "features"  # extracted features, one .npy per (task, split, candidate)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .._validate import as_float_tensor, check_finite, describe
+from ..common.validate import as_float_tensor, check_finite, describe
 
 
 def features64(features, name: str = "features", min_rows: int = 2) -> torch.Tensor:
@@ -66,7 +66,7 @@ def one_hot(idx: torch.Tensor, C: int) -> torch.Tensor:
 
 def class_means(x: torch.Tensor, idx: torch.Tensor, C: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(means [C, D], counts [C]) of the rows of x [N, D] per class, through the class_sums op."""
-    from ..ops import class_order, class_sums
+    from ..ops.operators import class_order, class_sums
 
     order, offsets = class_order(idx, C)
     counts = (offsets[1:] - offsets[:-1]).to(torch.float64)

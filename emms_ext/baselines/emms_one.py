@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from ..labels import ClassLabels
+from ..core.labels import ClassLabels
 
 
 def _select(label_embeddings, k: int):
@@ -55,7 +55,7 @@ def emms_one(features, label_embeddings, embedder: int | str = "best", mode: str
         embedder: an index k in [0, K), or ``"best"`` (max over k) / ``"mean"`` (mean over k).
         mode, options: passed to ``emms_score``.
     """
-    from ..emms import emms_score
+    from ..core.score import emms_score
 
     K = _count(label_embeddings)
     if isinstance(embedder, str):

@@ -33,7 +33,7 @@ def nce(source_probs, labels) -> float:
         source_probs: ``[N, C_s]`` probabilities (or scores: only the argmax is used).
         labels: ``[N]`` integer target classes.
     """
-    from .._validate import as_float_tensor, describe
+    from ..common.validate import as_float_tensor, describe
 
     theta = as_float_tensor(source_probs, "source_probs", "[N, C_s]")
     if theta.dim() != 2 or theta.shape[1] == 0:

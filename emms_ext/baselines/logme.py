@@ -20,7 +20,7 @@ class _Targets:
     def __init__(self, dense=None, classes=None, table=None):
         self.dense, self.classes, self.table = dense, classes, table
         if dense is None:
-            from ..ops import class_order
+            from ..ops.operators import class_order
 
             C = table.shape[0]
             self.order, self.offsets = class_order(classes, C)
@@ -85,7 +85,7 @@ def logme(features, labels, regression: bool = False, *, max_iter: int = 11, tol
 def flabel_targets(label_embeddings, device=None) -> _Targets:
     """F-labels (any form ``prepare_labels`` accepts) -> standardized regression targets [N, T] over the label
     dimensions of all K embedders, as EMMS standardizes them; padding and constant columns are dropped."""
-    from ..labels import prepare_labels
+    from ..core.labels import prepare_labels
 
     basis = prepare_labels(label_embeddings)
     if basis.is_vocabulary:

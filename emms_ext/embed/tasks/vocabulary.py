@@ -10,8 +10,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from .base import check_texts
-from .tasks_common import NamedClassLabels, clean_label, embed_texts, resolve_embedders
+from ...common.validate import check_texts
+from .common import NamedClassLabels, clean_label, embed_texts, resolve_embedders
 
 DEFAULT_TEMPLATES = ("a photo of a {}.",)
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+import numpy as np
 import torch
 
-from ._validate import as_float_tensor, check_finite, describe
+from ..common.validate import as_float_tensor, check_finite, describe
 
 EPS_STD = 1e-8  # the released code's z-score: (z - mean) / (population std + 1e-8)
 _PAIR_LIMIT = 1 << 24  # store R_k R_l' [K, K, C, C] when it has at most this many entries
@@ -26,6 +27,25 @@ class ClassLabels:
 
     table: object
     indices: object
+
+
+@dataclass
+class FreeTextLabels:
+    """Several texts per sample. ``labels``: K blocks ``[M, L_k]``, one row per text (M >= N) or per sample
+    (averaged, M = N); ``sample_index [M]`` (int64): the sample each row belongs to.
+
+    Score with ``emms_score(labels.features(X), labels.labels)``: the features are repeated to match."""
+
+    labels: list
+    sample_index: torch.Tensor
+    n_samples: int
+
+    def features(self, X):
+        """Rows of ``X [N, D]`` (tensor or array) repeated to ``[M, D]``, one per label row."""
+        if len(X) != self.n_samples:
+            raise ValueError(f"X must be [N, D] with N == {self.n_samples} samples (got {len(X)} rows)")
+        idx = self.sample_index
+        return X[idx] if torch.is_tensor(X) else np.asarray(X)[idx.numpy()]
 
 
 @dataclass

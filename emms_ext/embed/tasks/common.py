@@ -10,9 +10,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..labels import ClassLabels
-from .base import TextEmbedder, check_texts
-from .cache import EmbeddingCache
+from ...common.cache import EmbeddingCache
+from ...common.validate import check_texts
+from ...core.labels import ClassLabels, FreeTextLabels
+from ..models.base import TextEmbedder
 
 
 @dataclass
@@ -22,36 +23,17 @@ class NamedClassLabels(ClassLabels):
     names: list = field(default_factory=list)
 
 
-@dataclass
-class FreeTextLabels:
-    """Several texts per sample. ``labels``: K blocks ``[M, L_k]``, one row per text (M >= N) or per sample
-    (averaged, M = N); ``sample_index [M]`` (int64): the sample each row belongs to.
-
-    Score with ``emms_score(labels.features(X), labels.labels)``: the features are repeated to match."""
-
-    labels: list
-    sample_index: torch.Tensor
-    n_samples: int
-
-    def features(self, X):
-        """Rows of ``X [N, D]`` (tensor or array) repeated to ``[M, D]``, one per label row."""
-        if len(X) != self.n_samples:
-            raise ValueError(f"X must be [N, D] with N == {self.n_samples} samples (got {len(X)} rows)")
-        idx = self.sample_index
-        return X[idx] if torch.is_tensor(X) else np.asarray(X)[idx.numpy()]
-
-
 # --------------------------------------------------------------------------------------- plumbing
 @functools.lru_cache(maxsize=1)
 def _shared_defaults() -> tuple:
-    from .registry import default_embedders
+    from ..models.registry import default_embedders
 
     return tuple(default_embedders())
 
 
 def resolve_embedders(embedders) -> list[TextEmbedder]:
     """None -> the defaults (loaded once per process); a name/embedder -> [it]; a list -> each resolved."""
-    from .registry import load_embedder
+    from ..models.registry import load_embedder
 
     if embedders is None:
         return list(_shared_defaults())

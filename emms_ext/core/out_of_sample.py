@@ -1,4 +1,4 @@
-"""Out-of-sample EMMS: ``mode="gcv"`` and ``mode="loo"`` (design.md section 2).
+"""Out-of-sample EMMS: ``mode="gcv"`` and ``mode="loo"`` (docs/design.md §3).
 
 EMMS's own score is an in-sample residual: it favours wide features and ties every model at a perfect fit
 once D >= N - 1. Here the label mixture ``Z t`` is fitted by ridge regression and judged on how well the
@@ -26,8 +26,9 @@ OUT_OF_SAMPLE_MODES = ("gcv", "loo")
 _LOO_CHUNK = 1 << 24  # float64 entries of residual rows held at once (ridges x N x r)
 
 
-class GCVMode(GCVFactor):
-    """``mode="gcv"``: the grid of (model, ridge) problems and the choice among them."""
+class OutOfSampleFactor(GCVFactor):
+    """The factor of ``mode="gcv"``: besides the ``Factor`` interface, the grid of (model, ridge) problems
+    (``grid_B``) and the choice among their solutions (``pick``). ``LOOFactor`` changes the criterion."""
 
     criterion_name = "gcv"
 
@@ -50,11 +51,12 @@ class GCVMode(GCVFactor):
         return t[rows, best], obj[rows, best], its[rows, best], -self.path[rows, best]
 
     def extras(self, i: int) -> dict:
+        """The criterion and degrees of freedom at model i's ridge, the grid and the error along it."""
         return {self.criterion_name: float(self.gcv[i]), "df": float(self.df[i]),
                 "ridge_grid": self.lam_grid[i].tolist(), "error_path": self.path[i].tolist()}
 
 
-class LOOMode(GCVMode):
+class LOOFactor(OutOfSampleFactor):
     """``mode="loo"``: exact leave-one-out residuals of the ridge fit with intercept, per ridge of the grid.
 
     In the eigenbasis of the standardized Gram (G = V diag(e) V', P = X_s V) the centred hat matrix is
@@ -73,6 +75,7 @@ class LOOMode(GCVMode):
         self._st, self._xs = st, xs
 
     def grid_B(self, basis: LabelBasis) -> torch.Tensor:
+        """[M, G, K, K] B' = A - (K x K Gram of the leave-one-out residuals) per model and ridge."""
         st = self._st
         x, _ = standardize(torch.stack([t.to(st.G.device, torch.float64) for t in self._xs]), st.eps,
                            None if st.back is not None else st.keep[:, None, :])
@@ -101,16 +104,17 @@ class LOOMode(GCVMode):
         return basis.A.to(P.device) - loo_gram
 
     def criterion(self, obj: torch.Tensor) -> torch.Tensor:
+        """Mean leave-one-out squared residual [M, G]; inf where a sample's leverage reaches 1."""
         # A leverage of 1 (a sample fitted exactly, tiny ridge with D >= N) leaves its own prediction undefined.
         ok = self.max_leverage.to(obj.device) < 1 - 1e-9
         return torch.where(ok, obj / self.N, torch.full_like(obj, float("inf")))
 
 
-def make_out_of_sample(mode: str, st: StandardizedStats, basis: LabelBasis, grid, xs=None) -> GCVMode:
+def make_out_of_sample(mode: str, st: StandardizedStats, basis: LabelBasis, grid, xs=None) -> OutOfSampleFactor:
     """The factor for an out-of-sample mode; ``xs`` (the models' in-memory features) is needed by "loo"."""
     if mode == "gcv":
-        return GCVMode(st, basis, grid)
+        return OutOfSampleFactor(st, basis, grid)
     if xs is None:
         raise ValueError("mode='loo' needs in-memory features [N, D] (leave-one-out residuals need every "
                          "sample's leverage); got an iterable of chunks. mode='gcv' works on streams.")
-    return LOOMode(st, basis, grid, xs)
+    return LOOFactor(st, basis, grid, xs)

@@ -1,23 +1,42 @@
-"""How ``rank`` reads a target: labels, texts or ready F-labels of a task (``TASKS``) -> a ``metrics.Target``,
+"""How ``rank`` reads a target: labels, texts or ready F-labels of a task (``TASKS``) -> a ``Target``,
 with F-labels from ``emms_ext.embed`` (imported only then) when the metric needs them (``build_target``)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from ._validate import describe
-from .labels import ClassLabels
-from .metrics import Target
+from ..common.validate import describe
+from ..core.labels import ClassLabels, FreeTextLabels
 
 TASKS = ("classification", "multilabel", "regression", "captioning", "free_text", "text_qa", "vqa", "referring")
 
 
+@dataclass
+class Target:
+    """What a metric may see of the target task (fields a task does not have are None).
+
+    labels: ``[N]`` int64 class indices (classification-like tasks).
+    targets: ``[N, T]`` float regression targets.
+    label_embeddings: F-labels in any form ``emms_score`` accepts (``[N, L, K]``, list of K ``[N, L_k]``,
+        ``ClassLabels``).
+    source_probs: model name -> ``[N, C_s]`` probabilities of that model's source head on the target
+        samples (for LEEP / NCE / N-LEEP-style metrics).
+    task: "classification" | "multilabel" | "regression" | "captioning" | "referring" | "vqa" | "text_qa".
+    """
+
+    labels: torch.Tensor | None = None
+    targets: torch.Tensor | None = None
+    label_embeddings: object | None = None
+    source_probs: dict = field(default_factory=dict)
+    task: str = "classification"
+
+
 # ------------------------------------------------------------------------------------------ target
 def _is_f_labels(x) -> bool:
-    from_embed = type(x).__name__ == "FreeTextLabels"
-    if isinstance(x, ClassLabels) or from_embed:
+    if isinstance(x, (ClassLabels, FreeTextLabels)):
         return True
     if (torch.is_tensor(x) or isinstance(x, np.ndarray)) and x.ndim == 3:
         return True
@@ -28,7 +47,7 @@ def _is_f_labels(x) -> bool:
 def _label_rows(fl) -> int:
     if isinstance(fl, ClassLabels):
         return len(fl.indices)
-    if type(fl).__name__ == "FreeTextLabels":
+    if isinstance(fl, FreeTextLabels):
         return int(fl.n_samples)
     return int(fl[0].shape[0]) if isinstance(fl, (list, tuple)) else int(fl.shape[0])
 
@@ -57,7 +76,7 @@ def build_target(target, task: str = "classification", *, class_names=None, text
         labels = torch.as_tensor(target.indices).to(torch.int64) if isinstance(target, ClassLabels) else None
         return Target(labels=labels, label_embeddings=target, task=task), _repeat_of(target)
 
-    from . import embed as E  # lazy: transformers loads only with the first text model
+    from .. import embed as E  # lazy: transformers loads only with the first text model
 
     kw = {"cache": label_cache}
     tpl = {} if templates is None else {"templates": templates}
@@ -95,7 +114,7 @@ def build_target(target, task: str = "classification", *, class_names=None, text
 
 
 def _repeat_of(fl):
-    if type(fl).__name__ == "FreeTextLabels":
+    if isinstance(fl, FreeTextLabels):
         idx = fl.sample_index
         return None if len(idx) == fl.n_samples and bool((idx == torch.arange(len(idx))).all()) else idx
     return None
@@ -128,7 +147,8 @@ def _class_indices(labels, class_names):
     return torch.tensor([pos[x] for x in labels], dtype=torch.int64), names
 
 
-def _target_rows(target: Target) -> int | None:
+def target_rows(target: Target) -> int | None:
+    """The number of samples N the target describes (None when it holds nothing to count)."""
     for t in (target.labels, target.targets):
         if t is not None:
             return int(len(t))

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from .labels import EPS_STD, LabelBasis
-from .ops import class_order, class_sums
+from ..ops.operators import class_order, class_sums
 
 
 @dataclass

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch.distributed as dist
 
-from .emms import ZooScores, emms_scores
+from .score import ZooScores, emms_scores
 
 
 def shard(names: list, rank: int, world_size: int) -> list:

@@ -8,8 +8,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from .base import check_texts
-from .tasks_common import FreeTextLabels, embed_texts
+from ...common.validate import check_texts
+from .common import FreeTextLabels, embed_texts
 
 
 def regression_labels(targets) -> torch.Tensor:

@@ -15,6 +15,10 @@ from typing import Protocol, runtime_checkable
 
 import torch
 
+from ...common.cache import EmbeddingCache, model_key
+from ...common.progress import progress_iter
+from ...common.validate import check_texts
+
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
            "float64": torch.float64}
 
@@ -27,19 +31,6 @@ class TextEmbedder(Protocol):
     dim: int
 
     def encode(self, texts: list[str]) -> torch.Tensor: ...
-
-
-def check_texts(texts, name: str = "texts", allow_empty: bool = False) -> list[str]:
-    """Validate a list of strings (an empty string is allowed, an empty list only if asked)."""
-    if isinstance(texts, str) or not isinstance(texts, Sequence):
-        raise ValueError(f"{name} must be a list of strings (got {type(texts).__name__})")
-    texts = list(texts)
-    if not texts and not allow_empty:
-        raise ValueError(f"{name} must be a non-empty list of strings (got an empty list)")
-    for i, t in enumerate(texts):
-        if not isinstance(t, str):
-            raise ValueError(f"{name}[{i}] must be a string (got {type(t).__name__}: {t!r:.60})")
-    return texts
 
 
 def resolve_dtype(dtype) -> torch.dtype:
@@ -59,16 +50,6 @@ def fingerprint_files(paths: Iterable[str | os.PathLike]) -> str:
         st = os.stat(p)
         h.update(f"{os.path.abspath(p)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
     return h.hexdigest()[:16]
-
-
-def _progress(iterable, total: int, desc: str, enabled: bool | None):
-    """tqdm over batches; ``enabled=None`` lets tqdm decide (off when stderr is not a terminal)."""
-    if enabled is False or total <= 1:
-        return iterable
-    from tqdm.auto import tqdm
-
-    return tqdm(iterable, total=total, desc=desc, unit="batch", disable=None if enabled is None else False,
-                leave=False)
 
 
 class BaseEmbedder(ABC):
@@ -129,7 +110,7 @@ class BaseEmbedder(ABC):
         # composition (and hence every float) depends only on the list of texts: runs are reproducible.
         order = sorted(range(len(texts)), key=lambda i: self._length_key(texts[i]))
         starts = range(0, len(order), self.batch_size)
-        for s in _progress(starts, len(starts), f"embed {self.name}", self.progress):
+        for s in progress_iter(starts, len(starts), f"embed {self.name}", "batch", self.progress):
             idx = order[s:s + self.batch_size]
             vecs = self._encode_batch([texts[i] for i in idx])
             out[torch.tensor(idx)] = vecs.detach().to("cpu", torch.float32)
@@ -137,3 +118,20 @@ class BaseEmbedder(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, dim={self.dim}, pooling={self.pooling!r})"
+
+
+class CachedEmbedder:
+    """An embedder whose ``encode`` goes through an ``EmbeddingCache`` (same name, dim, identity)."""
+
+    def __init__(self, embedder: TextEmbedder, cache: EmbeddingCache | None = None):
+        self.embedder = embedder
+        self.cache = cache if cache is not None else EmbeddingCache()
+        self.name, self.dim = embedder.name, embedder.dim
+        self.identity, self.pooling = model_key(embedder)
+
+    def encode(self, texts: list[str]) -> torch.Tensor:
+        """``[len(texts), dim]`` float32, computing only the texts not cached yet."""
+        return self.cache.encode(self.embedder, texts)
+
+    def __repr__(self) -> str:
+        return f"CachedEmbedder({self.embedder!r}, {self.cache!r})"

@@ -1,12 +1,14 @@
 """Inverting each model's standardized Gram: the only per-model linear algebra after the GEMMs.
 
-``GramFactor``: (G + ridge I)^+ by batched Cholesky, with an eigendecomposition for numerically singular
-Grams. ``GCVFactor``: a ridge chosen per model by generalized cross-validation, from one eigendecomposition
-(design.md section 2: with G = V diag(e) V', every ridge of a grid costs only D K^2). Both expose
-``half(F)`` (W with F'(G + ridge I)^-1 F = W'W, which ``LabelBasis.B_from_half`` turns into B) and
-``solve(Y)`` ((G + ridge I)^-1 Y, for the regression weights).
+Every factorization of a batch of M models implements ``Factor`` (below), the interface the pipeline
+(pipeline.py) relies on. ``GramFactor``: (G + ridge I)^+ by batched Cholesky, with an eigendecomposition for
+numerically singular Grams. ``GCVFactor``: a ridge chosen per model by generalized cross-validation, from one
+eigendecomposition (docs/design.md §2: with G = V diag(e) V', every ridge of a grid costs only D K^2).
+The out-of-sample modes extend ``GCVFactor`` to ``OutOfSampleFactor`` (out_of_sample.py).
 """
 from __future__ import annotations
+
+from typing import Protocol
 
 import torch
 
@@ -17,6 +19,35 @@ from .stats import StandardizedStats
 # float64 (in-memory features; streamed ones are warned about). 1e-3 keeps float32 for well-conditioned
 # features (cond up to ~1e4), where its error in the score stays far below differences between models.
 FLOAT32_TRUST = 1e-3
+
+
+class Factor(Protocol):
+    """The factorization of M models' standardized Grams ``G [M, D, D]`` (plus a ridge), as the pipeline
+    uses it. ``D`` is the width of the statistics (features, or principal components in the kernel form)."""
+
+    methods: list[str]  # [M] how each Gram was inverted ("cholesky", "eigh", "gcv", "loo", "none")
+    cond: torch.Tensor  # [M] condition estimate of each (ridged) Gram
+
+    def ill_conditioned(self, eps: float) -> torch.Tensor:
+        """[M] bool: models whose Gram, formed with rounding ``eps``, is too ill-conditioned to trust."""
+        ...
+
+    def half(self, F: torch.Tensor) -> torch.Tensor:
+        """``F [M, D, r]`` -> ``W [M, D, r]`` with ``W'W = F'(G + ridge I)^-1 F``; ``LabelBasis.B_from_half``
+        turns it into the K x K matrix B."""
+        ...
+
+    def solve(self, Y: torch.Tensor) -> torch.Tensor:
+        """``(G + ridge I)^-1 Y`` for ``Y [M, D, c]`` (the regression weights)."""
+        ...
+
+    def ridges(self) -> list:
+        """[M] the ridge each model used (None for the paper's least squares)."""
+        ...
+
+    def extras(self, i: int) -> dict:
+        """Fields of model i's ``EMMSResult`` that only this factorization fills (e.g. ``gcv``, ``df``)."""
+        ...
 
 
 class GramFactor:
@@ -72,15 +103,19 @@ class GramFactor:
         return out
 
     def half(self, F: torch.Tensor) -> torch.Tensor:
+        """W = L^-1 F [M, D, r] (Cholesky) or diag(1/sqrt(e)) V'F (eigendecomposition): W'W = F'G^+F."""
         return self._apply(F, 0.5)
 
     def ridges(self) -> list:
+        """[M] the fixed ridge (or None) of every model."""
         return [self.ridge] * self.L.shape[0]
 
     def extras(self, i: int) -> dict:
+        """No extra result fields."""
         return {}
 
     def solve(self, Y: torch.Tensor) -> torch.Tensor:
+        """(G + ridge I)^+ Y for Y [M, D, c]."""
         return self._apply(Y, 1.0)
 
 
@@ -144,21 +179,26 @@ class GCVFactor:
         self.cond = (self.e.amax(1) + self.lam) / (self.e.amin(1) + self.lam)
 
     def ill_conditioned(self, eps: float) -> torch.Tensor:
+        """[M] bool: eps * cond(G + lambda I) above ``FLOAT32_TRUST``."""
         return eps * self.cond > FLOAT32_TRUST
 
     def half(self, F: torch.Tensor) -> torch.Tensor:
+        """diag(1/sqrt(e + lambda)) V'F [M, D, r] at each model's chosen lambda."""
         return (self.V.transpose(1, 2) @ F) / (self.e + self.lam[:, None]).sqrt()[:, :, None]
 
     def solve(self, Y: torch.Tensor) -> torch.Tensor:
+        """(G + lambda I)^-1 Y for Y [M, D, c] at each model's chosen lambda."""
         return self.V @ ((self.V.transpose(1, 2) @ Y) / (self.e + self.lam[:, None])[:, :, None])
 
     def ridges(self) -> list:
+        """[M] the chosen ridges."""
         return self.lam.tolist()
 
     def extras(self, i: int) -> dict:
+        """The GCV estimate and the degrees of freedom at model i's chosen ridge."""
         return {"gcv": float(self.gcv[i]), "df": float(self.df[i])}
 
 
-def make_factor(st: StandardizedStats, ridge, basis: LabelBasis):
+def make_factor(st: StandardizedStats, ridge, basis: LabelBasis) -> Factor:
     """GCVFactor for ridge="gcv", else GramFactor (ridge None or a number)."""
     return GCVFactor(st, basis) if ridge == "gcv" else GramFactor(st, ridge)

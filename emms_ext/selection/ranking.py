@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .evaluate import weighted_tau
+
 
 def _jsonable(x):
     """Plain JSON types for details (EMMSResult and the like): tensors become lists."""
@@ -222,11 +224,9 @@ class Ranking:
         fail = f" ({len(self.failures)} failed)" if self.failures else ""
         ax.set_title(f"Ranking by {self.metric}{rel}{fail}")
         if truth is not None:
-            from scipy.stats import weightedtau
-
             s = [self.scores[n] for n in both]
             t = [float(truth[n]) for n in both]
-            tau = weightedtau(s, t)[0]
+            tau = weighted_tau(s, t)
             ax2 = fig.add_subplot(1, ncols, 2)
             ax2.scatter(s, t, color="tab:orange")
             for n, x, y in zip(both, s, t):

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 
-from ._validate import as_float_tensor, check_finite, describe
+from ..common.validate import as_float_tensor, check_features, describe
 from .labels import LabelBasis
 from .stats import FeatureStats, StandardizedStats
 
@@ -73,20 +73,6 @@ def tf32_matmul(enabled: bool):
         torch.backends.cuda.matmul.allow_tf32 = before
 
 
-def check_chunk(x: torch.Tensor, name: str, seen: int, N: int, D: int | None) -> None:
-    if x.dim() != 2:
-        raise ValueError(f"{name} must be [N, D] (got {describe(x)})")
-    if x.shape[1] == 0:
-        raise ValueError(f"{name} must be [N, D] with D >= 1 (got {describe(x)})")
-    if D is not None and x.shape[1] != D:
-        raise ValueError(f"{name} chunks must all be [n_i, D={D}] (got {describe(x)} after {seen} rows)")
-    if seen + x.shape[0] > N:
-        raise ValueError(f"{name} must be [N, D] with N == {N} (the label embeddings' N); "
-                         f"got at least {seen + x.shape[0]} rows")
-    if not bool(torch.isfinite(x.sum())):  # one cheap reduction; the exact count only on failure
-        check_finite(x, name, f" in rows {seen}..{seen + x.shape[0] - 1}")
-
-
 def in_memory_features(features, name: str, N: int) -> torch.Tensor | None:
     """Validated [N, D] float tensor for in-memory features; None for an iterable of chunks."""
     if not (torch.is_tensor(features) or isinstance(features, np.ndarray)):
@@ -94,11 +80,7 @@ def in_memory_features(features, name: str, N: int) -> torch.Tensor | None:
             raise ValueError(f"{name} must be an [N, D] tensor/array or an iterable of [n_i, D] chunks "
                              f"(got {describe(features)})")
         return None
-    x = as_float_tensor(features, name, "[N, D]")
-    check_chunk(x, name, 0, N, None)
-    if x.shape[0] != N:
-        raise ValueError(f"{name} must be [N, D] with N == {N} (the label embeddings' N); got {x.shape[0]} rows")
-    return x
+    return check_features(features, name, N=N)
 
 
 def stream_stats(features, basis: LabelBasis, name: str, precision, device, chunk_size: int) -> StandardizedStats:
@@ -106,8 +88,8 @@ def stream_stats(features, basis: LabelBasis, name: str, precision, device, chun
     acc, tf32 = None, False
     for i, chunk in enumerate(features):
         x = as_float_tensor(chunk, f"{name} chunk {i}", "[n_i, D]")
-        check_chunk(x, f"{name} chunk {i}" if acc is None or x.dim() != 2 else name, 0 if acc is None else acc.n,
-                     basis.N, None if acc is None else acc.D)
+        check_features(x, f"{name} chunk {i}" if acc is None or x.dim() != 2 else name, N=basis.N,
+                       width=None if acc is None else acc.D, seen=0 if acc is None else acc.n)
         if acc is None:
             dtype, tf32 = resolve_precision(precision, x.dtype)
             dev = torch.device(device) if device is not None else x.device

@@ -1,7 +1,6 @@
-"""Typed Python wrappers over ``torch.ops.emms.*`` with their fake (meta) kernels and autograd.
-
-The schemas live in ``csrc/ops.cpp``; this module only makes the ops pleasant to call and lets
-``torch.compile`` / ``opcheck`` trace them.
+"""Typed Python wrappers over ``torch.ops.emms.*`` (docs/design.md §5): shapes in every signature, mode
+names instead of integer codes. The schemas live in ``csrc/ops.cpp``; fake kernels and autograd in
+``fake.py``.
 """
 from __future__ import annotations
 
@@ -100,60 +99,3 @@ def logme_evidence(
     """
     return torch.ops.emms.logme_evidence(sigma, proj, ynorm2, int(N), int(D), int(max_iter), float(tol),
                                          float(eps))
-
-
-@torch.library.register_fake("emms::logme_evidence")
-def _logme_evidence_fake(sigma, proj, ynorm2, N, D, max_iter, tol, eps):
-    T = proj.shape[0]
-    return (sigma.new_empty(T), sigma.new_empty(T), sigma.new_empty(T), sigma.new_empty(T, dtype=torch.int64))
-
-
-@torch.library.register_fake("emms::simplex_project")
-def _simplex_project_fake(v):
-    return v.new_empty(v.shape)
-
-
-def _simplex_project_setup(ctx, inputs, output):
-    ctx.save_for_backward(output)
-
-
-def _simplex_project_backward(ctx, grad):
-    (out,) = ctx.saved_tensors
-    support = (out > 0).to(grad.dtype)
-    size = support.sum(-1, keepdim=True).clamp_min(1)
-    mean = (grad * support).sum(-1, keepdim=True) / size
-    return support * (grad - mean)
-
-
-torch.library.register_autograd(
-    "emms::simplex_project", _simplex_project_backward, setup_context=_simplex_project_setup
-)
-
-
-@torch.library.register_fake("emms::wlsr_simplex")
-def _wlsr_simplex_fake(A, B, mode, max_iter, tol):
-    M, K = B.shape[0], B.shape[-1]
-    return B.new_empty(M, K), B.new_empty(M), B.new_empty(M, dtype=torch.int64)
-
-
-@torch.library.register_fake("emms::class_sums")
-def _class_sums_fake(x, order, offsets):
-    C = offsets.shape[0] - 1
-    return x.new_empty((*x.shape[:-2], C, x.shape[-1]))
-
-
-def _class_sums_setup(ctx, inputs, output):
-    x, order, offsets = inputs
-    ctx.save_for_backward(order, offsets)
-
-
-def _class_sums_backward(ctx, grad):
-    # d out[c] / d x[n] = 1 when sample n belongs to class c: gather each sample's class row of grad.
-    order, offsets = ctx.saved_tensors
-    counts = offsets[1:] - offsets[:-1]
-    cls_sorted = torch.repeat_interleave(torch.arange(counts.shape[0], device=grad.device), counts)
-    cls = torch.empty_like(cls_sorted).scatter_(0, order, cls_sorted)
-    return grad.index_select(-2, cls), None, None
-
-
-torch.library.register_autograd("emms::class_sums", _class_sums_backward, setup_context=_class_sums_setup)

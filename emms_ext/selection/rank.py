@@ -5,12 +5,12 @@
              dataloader=loader)
     print(r); r.to_json("ranking.json"); r.plot("ranking.png")
 
-Features come from memory, files, chunk iterators or ``nn.Module``s (``emms_ext.features``); the target
-becomes a ``metrics.Target`` and, when the metric needs them, F-labels through ``emms_ext.embed`` (imported
+Features come from memory, files, chunk iterators or ``nn.Module``s (``features.py``); the target
+becomes a ``Target`` and, when the metric needs them, F-labels through ``emms_ext.embed`` (imported
 only then). EMMS metrics score the whole zoo in one ``emms_scores`` call; other registered metrics run per
 model. A model that cannot be scored lands in ``Ranking.failures``; the others are ranked.
 
-Here: the rank loop over the zoo; turning the target into a ``Target`` is ``emms_ext.rank_targets``.
+Here: the rank loop over the zoo; turning the target into a ``Target`` is ``targets.py``.
 """
 from __future__ import annotations
 
@@ -23,15 +23,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._validate import as_float_tensor, check_finite, describe
+from ..common.validate import check_features, describe
+from ..core.score import emms_scores
 from .features import check_dataloader, extract_features, load_features, materialize
-from .metrics import get_metric
-from .rank_targets import TASKS, _target_rows, build_target  # noqa: F401 - TASKS, build_target: re-exported
+from .metrics import EMMS_METRICS, get_metric
 from .ranking import Ranking
+from .targets import build_target, target_rows
 
-# Registry names whose scores come from one batched emms_scores call, and the EMMS mode of each.
-EMMS_METRICS = {"emms": "exact", "emms_alternating": "alternating", "emms_reference": "reference",
-                "emms_gcv": "gcv", "emms_loo": "loo"}
 _LABEL_OPTIONS = ("templates", "label_cache")  # metric_options keys that go to the F-label adapters
 
 
@@ -52,18 +50,6 @@ def _prepare(name, entry, *, dataloader, layer, cache_dir, device, progress, str
     return materialize(entry, str(name))
 
 
-def _validated(x, name, N: int) -> torch.Tensor:
-    """[N, D] finite float tensor, or a ValueError saying what is wrong."""
-    label = f"features[{name!r}]"
-    x = as_float_tensor(x, label, "[N, D]")
-    if x.dim() != 2 or x.shape[1] == 0:
-        raise ValueError(f"{label} must be [N, D] with D >= 1 (got {describe(x)})")
-    if x.shape[0] != N:
-        raise ValueError(f"{label} must be [N, D] with N == {N} (the target's N); got {x.shape[0]} rows")
-    check_finite(x, label)
-    return x
-
-
 def _one_shot(dl) -> bool:
     return dl is not None and not isinstance(dl, Mapping) and iter(dl) is dl
 
@@ -77,11 +63,11 @@ def rank(zoo, target=None, metric="emms", *, task: str = "classification", class
     Args:
         zoo: dict name -> features: an ``[N, D]`` tensor / numpy array; a feature file path (``.npy``,
             ``.pt`` / ``.pth``, ``.safetensors``); an iterable of ``[n_i, D]`` chunks (streamed by EMMS); or
-            an ``nn.Module`` whose features are extracted from ``dataloader`` (``emms_ext.features``).
+            an ``nn.Module`` whose features are extracted from ``dataloader`` (``emms_ext.selection.features``).
         target: the task's labels: ``[N]`` class indices or names (classification, with ``class_names``),
             ``[N]`` / ``[N, T]`` floats (regression), ``[N, C]`` 0/1 (multilabel), answers or texts (vqa,
             text_qa, captioning — or ``texts=``); or ready F-labels (``[N, L, K]``, a list of K ``[N, L_k]``,
-            ``ClassLabels``, ``FreeTextLabels``); or a ``metrics.Target``.
+            ``ClassLabels``, ``FreeTextLabels``); or a ``Target``.
         metric: a registered metric name (``metrics.available_metrics()``; default "emms" = EMMS exact),
             or a function ``fn(features [N, D], target: Target, **options) -> float``.
         task: how to read ``target`` (see ``TASKS``).
@@ -92,8 +78,8 @@ def rank(zoo, target=None, metric="emms", *, task: str = "classification", class
             ``(inputs, labels)`` tuples or dicts); a dict name -> dataloader for per-model inputs.
         layer: which activations are the features (default: the input of the last ``nn.Linear``); a
             module name / module (its output), ``(layer, "input"|"output")``, or a dict name -> layer.
-        cache_dir: feature cache folder (default ``$EMMS_EXT_FEATURE_CACHE`` or
-            ``~/.cache/emms_ext/features``; False: no cache).
+        cache_dir: feature cache folder (default ``features/`` under ``$EMMS_EXT_CACHE`` or
+            ``~/.cache/emms_ext``; False: no cache).
         device: where models run and scores are computed (default: where the model / features are).
         progress: progress bars (None: automatic).
         errors: "skip" (a model that fails lands in ``Ranking.failures``) or "raise".
@@ -113,7 +99,7 @@ def rank(zoo, target=None, metric="emms", *, task: str = "classification", class
     if callable(metric) and not isinstance(metric, str):
         fn, name, relative, needs = metric, getattr(metric, "__name__", "custom"), False, ()
     else:
-        spec = _lookup(metric)
+        spec = get_metric(metric)
         fn, name, relative, needs = spec.fn, spec.name, spec.relative, spec.needs
     emms_mode = EMMS_METRICS.get(name) if isinstance(metric, str) else None
     if emms_mode is not None:
@@ -127,8 +113,8 @@ def rank(zoo, target=None, metric="emms", *, task: str = "classification", class
     for field_name in needs:
         if getattr(tgt, field_name, None) in (None, {}):
             raise ValueError(f"metric {name!r} needs target.{field_name}, which this target does not have "
-                             f"(task {task!r}); pass it in a metrics.Target")
-    N = _target_rows(tgt)
+                             f"(task {task!r}); pass it in an emms_ext.selection.Target")
+    N = target_rows(tgt)
     label_s = time.perf_counter() - t0
     if any(isinstance(m, nn.Module) for m in zoo.values()):
         if _one_shot(dataloader):
@@ -152,7 +138,7 @@ def rank(zoo, target=None, metric="emms", *, task: str = "classification", class
                 x = _prepare(mname, entry, dataloader=dataloader, layer=layer, cache_dir=cache_dir, device=device,
                              progress=progress, stream_ok=emms_mode is not None and repeat is None)
                 if repeat is not None:
-                    x = _validated(materialize(x, str(mname)), mname, int(N))[repeat]
+                    x = check_features(materialize(x, str(mname)), f"features[{mname!r}]", N=int(N), n_source="the target's N")[repeat]
                 feats[mname] = x
             except (ValueError, FileNotFoundError, RuntimeError, TypeError) as exc:
                 fail(mname, exc)
@@ -161,8 +147,6 @@ def rank(zoo, target=None, metric="emms", *, task: str = "classification", class
         t = time.perf_counter()
         scores, details = {}, {}
         if emms_mode is not None:
-            from .emms import emms_scores
-
             res = emms_scores(feats, tgt.label_embeddings, mode=emms_mode, errors=errors, progress=progress,
                               device=device, **metric_options)
             failures.update(res.failures)
@@ -172,7 +156,7 @@ def rank(zoo, target=None, metric="emms", *, task: str = "classification", class
             for mname, x in feats.items():
                 tm = time.perf_counter()
                 try:
-                    xv = _validated(materialize(x, str(mname)), mname, int(N))
+                    xv = check_features(materialize(x, str(mname)), f"features[{mname!r}]", N=int(N), n_source="the target's N")
                     if device is not None:
                         xv = xv.to(device)
                     s = float(fn(xv, tgt, **metric_options))
@@ -200,6 +184,3 @@ def rank(zoo, target=None, metric="emms", *, task: str = "classification", class
     return Ranking(scores=scores, metric=name, relative=relative, timings=timings, warnings=messages,
                    failures={k: failures[k] for k in zoo if k in failures}, details=details)
 
-
-def _lookup(metric: str):
-    return get_metric(metric)

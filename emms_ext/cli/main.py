@@ -13,10 +13,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-# the subcommands and the input readers live in their own modules; re-exported so emms_ext.cli keeps them
-from .cli_commands import DIGITS, agreement, cmd_demo, cmd_embed, cmd_evaluate, cmd_rank  # noqa: F401
-from .cli_inputs import (EXIT_FAILURE, EXIT_OK, EXIT_USAGE, UsageError, _need_file, _numeric,  # noqa: F401
-                         _parse_column, read_json, read_labels, read_lines)
+from .commands import cmd_demo, cmd_embed, cmd_evaluate, cmd_rank
+from .inputs import EXIT_FAILURE, EXIT_USAGE, UsageError
 
 
 # ------------------------------------------------------------------------------------------- parser

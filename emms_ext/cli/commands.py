@@ -5,16 +5,16 @@ from __future__ import annotations
 import json
 import sys
 
-from .cli_inputs import EXIT_OK, EXIT_USAGE, UsageError, _need_file, read_json, read_labels, read_lines
+import numpy as np
+
+from ..selection.evaluate import evaluate
+from ..selection.features import feature_files
+from ..selection.rank import rank
+from .inputs import EXIT_OK, EXIT_USAGE, UsageError, _need_file, read_json, read_labels, read_lines
 
 
 # -------------------------------------------------------------------------------------- subcommands
 def cmd_rank(args) -> int:
-    import numpy as np
-
-    from .features import feature_files
-    from .ranker import rank
-
     try:
         files = feature_files(args.features)
     except FileNotFoundError as exc:
@@ -33,7 +33,7 @@ def cmd_rank(args) -> int:
                     raise UsageError("--labels holds class names: give --class-names to index --label-embeddings")
                 pos = {n: i for i, n in enumerate(class_names)}
                 y = np.array([pos[v] for v in y])
-            from .labels import ClassLabels
+            from ..core.labels import ClassLabels
 
             target = ClassLabels(arr, np.asarray(y, dtype=np.int64)) if len(arr) != len(y) else arr
         else:
@@ -71,9 +71,8 @@ def cmd_rank(args) -> int:
 
 
 def cmd_embed(args) -> int:
-    import numpy as np
 
-    from .embed import embed_texts
+    from ..embed import embed_texts
 
     texts = read_lines(args.texts, "texts")
     blocks = embed_texts(texts, args.embedders or None, cache=False if args.no_cache else "default")
@@ -89,34 +88,12 @@ def cmd_embed(args) -> int:
 
 
 def agreement(scores: dict, truth: dict, top_k=(1, 3)) -> dict:
-    """tau_w (scipy.stats.weightedtau, defaults), Kendall tau, Pearson and Rel@k of scores vs truth over
-    the models both name (Rel@k: best truth among the top-k by score / best truth overall)."""
+    """``evaluate(scores, truth)`` (tau_w, Kendall tau, Pearson, Rel@k over the models both name), with a
+    mismatch of model names reported as a usage error."""
     try:
-        from .evaluate import evaluate  # the project's evaluation module, when present
-    except ImportError:
-        evaluate = None
-    if evaluate is not None:
-        try:
-            return evaluate(scores, truth, ks=top_k)
-        except ValueError as exc:
-            raise UsageError(f"{exc}; check that the model names in --scores and --truth match") from exc
-    import numpy as np
-    from scipy.stats import kendalltau, pearsonr, weightedtau
-
-    names = [n for n in scores if n in truth]
-    if len(names) < 2:
-        raise UsageError(f"need at least 2 models present in both --scores and --truth (got {len(names)}: "
-                         f"{names}); check that the model names match")
-    s = np.array([float(scores[n]) for n in names])
-    t = np.array([float(truth[n]) for n in names])
-    out = {"weighted_tau": float(weightedtau(s, t)[0]),
-           "kendall_tau": float(kendalltau(s, t)[0]), "pearson": float(pearsonr(s, t)[0])}
-    order = np.argsort(-s)
-    for k in top_k:
-        if k <= len(names) and t.max() > 0:
-            out[f"rel@{k}"] = float(t[order[:k]].max() / t.max())
-    out["models"] = len(names)
-    return out
+        return evaluate(scores, truth, ks=top_k)
+    except ValueError as exc:
+        raise UsageError(f"{exc}; check that the model names in --scores and --truth match") from exc
 
 
 def cmd_evaluate(args) -> int:
@@ -143,7 +120,6 @@ DIGITS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight"
 def cmd_demo(args) -> int:
     """A self-contained demo of the installed package: scikit-learn digits, a zoo of six feature extractors,
     F-labels from the offline text models, EMMS vs a logistic-regression probe's held-out accuracy."""
-    import numpy as np
 
     try:
         from sklearn.datasets import load_digits
@@ -153,7 +129,6 @@ def cmd_demo(args) -> int:
         from sklearn.preprocessing import StandardScaler
     except ImportError as exc:
         raise ImportError("emms demo needs scikit-learn: pip install scikit-learn scipy") from exc
-    from .ranker import rank
 
     X, y = load_digits(return_X_y=True)
     Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=0.5, random_state=0, stratify=y)

@@ -3,7 +3,8 @@
 Per model the work is: stream the features once into sufficient statistics (stats.py), factor the
 standardized Gram, and reduce everything to the K x K matrix ``B``; the per-task label statistics (``A``,
 the label basis) are computed once (labels.py); all models' K x K problems then go to one call of the
-fused op ``emms::wlsr_simplex``. Nothing of size N x L is formed per model.
+fused op ``emms::wlsr_simplex`` (pipeline.py). Nothing of size N x L is formed per model
+(docs/design.md §2).
 """
 from __future__ import annotations
 
@@ -12,12 +13,12 @@ from collections.abc import Mapping
 
 import torch
 
-from ._validate import describe
+from ..common.validate import describe
 from .labels import prepare_labels
-from .ops import MODES
+from ..ops.operators import MODES
 from .out_of_sample import OUT_OF_SAMPLE_MODES
 from .results import EMMSDegeneracyWarning, EMMSResult, ZooScores
-from .zoo import score_zoo
+from .pipeline import ScoreOptions, score_zoo
 
 __all__ = ["EMMSDegeneracyWarning", "EMMSResult", "ZooScores", "emms_score", "emms_scores"]
 
@@ -37,6 +38,7 @@ def _ridge_grid(ridge, mode: str) -> torch.Tensor | None:
 
 
 def _check_options(mode: str, ridge, max_iter: int, tol: float):
+    """The validated ridge for ``mode`` (None, a number > 0, "gcv", or an out-of-sample grid)."""
     if mode not in MODES and mode not in OUT_OF_SAMPLE_MODES:
         raise ValueError(f"mode must be one of {sorted(MODES) + list(OUT_OF_SAMPLE_MODES)} (got {mode!r})")
     if mode in OUT_OF_SAMPLE_MODES:
@@ -66,7 +68,7 @@ _COMMON_ARGS = """
             ``"reference"`` (the released code's single step and scaling): the paper's in-sample score.
             Out of sample: ``"gcv"`` (minus the generalized cross-validation error of the ridge fit of the
             label mixture, minimized jointly over t and a ridge grid) or ``"loo"`` (the same with exact
-            leave-one-out residuals; in-memory features only). See out_of_sample.py.
+            leave-one-out residuals; in-memory features only). See docs/design.md §3.
         ridge: None for the paper's least squares; lambda > 0 to minimize ``||XW - Zt||^2 + lambda ||W||^2``
             (sklearn Ridge's alpha on the standardized features), which keeps D >= N models apart; or
             ``"gcv"`` to choose lambda per model by generalized cross-validation (reported in ``.ridge``).
@@ -96,10 +98,9 @@ def emms_score(features, label_embeddings, mode: str = "exact", ridge: float | N
             ``table [C, L, K]`` class embeddings and ``indices [N]``. Dense labels whose rows take at most
             N/2 distinct values are detected and handled in the class basis automatically.{common}
     """
-    ridge = _check_options(mode, ridge, max_iter, tol)
-    basis = prepare_labels(label_embeddings)
-    return score_zoo([(None, features)], basis, mode, ridge, return_W, max_iter, tol, precision, device,
-                      chunk_size, "raise", progress)[None]
+    opts = ScoreOptions(mode, _check_options(mode, ridge, max_iter, tol), return_W, int(max_iter), float(tol),
+                        precision, device, chunk_size, "raise", progress)
+    return score_zoo([(None, features)], prepare_labels(label_embeddings), opts)[None]
 
 
 def emms_scores(zoo, label_embeddings, mode: str = "exact", ridge: float | None = None, *,
@@ -120,16 +121,15 @@ def emms_scores(zoo, label_embeddings, mode: str = "exact", ridge: float | None 
     """
     if errors not in ("raise", "skip"):
         raise ValueError(f"errors must be 'raise' or 'skip' (got {errors!r})")
-    ridge = _check_options(mode, ridge, max_iter, tol)
+    opts = ScoreOptions(mode, _check_options(mode, ridge, max_iter, tol), return_W, int(max_iter), float(tol),
+                        precision, device, chunk_size, errors, progress)
     if isinstance(zoo, Mapping):
         items = list(zoo.items())
     elif isinstance(zoo, (list, tuple)):
         items = list(enumerate(zoo))
     else:
         raise ValueError(f"zoo must be a dict name -> features or a list of features (got {describe(zoo)})")
-    basis = prepare_labels(label_embeddings)
-    return score_zoo(items, basis, mode, ridge, return_W, max_iter, tol, precision, device, chunk_size, errors,
-                      progress)
+    return score_zoo(items, prepare_labels(label_embeddings), opts)
 
 
 emms_score.__doc__ = emms_score.__doc__.format(common=_COMMON_ARGS)

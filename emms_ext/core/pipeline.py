@@ -1,0 +1,239 @@
+"""The scoring pipeline behind ``emms_score`` / ``emms_scores`` (docs/design.md §2, §3).
+
+    features -> statistics per batch of equal-width models (ingest.py, stats.py)
+             -> a Gram factorization per batch (factor.py; the automatic float64 fallback)
+             -> the K x K matrices B of every model (or every (model, ridge) pair out of sample)
+             -> one fused ``emms::wlsr_simplex`` call for the whole zoo
+             -> one ``EMMSResult`` per model.
+
+What differs between the in-sample modes and the out-of-sample ones lives in two small strategies
+(``_InSample``, ``_OutOfSample``); the pipeline itself does not branch on the mode.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import torch
+
+from ..common.progress import progress_bar
+from ..ops.operators import wlsr_simplex
+from .factor import Factor, make_factor
+from .ingest import batch_stats, compute_precision, in_memory_features, model_groups, stream_stats
+from .labels import LabelBasis
+from .out_of_sample import OUT_OF_SAMPLE_MODES, make_out_of_sample
+from .results import EMMSDegeneracyWarning, EMMSResult, ZooScores
+from .stats import StandardizedStats, kernel_stats
+
+
+@dataclass(frozen=True)
+class ScoreOptions:
+    """The validated options of one ``emms_score`` / ``emms_scores`` call (see their docstrings).
+
+    ``ridge``: None or a number for the in-sample modes, ``"gcv"`` for a GCV-chosen ridge, or a ``[G]``
+    float64 grid (None: the default grid) for the out-of-sample modes.
+    """
+
+    mode: str = "exact"
+    ridge: object = None
+    return_W: bool = False
+    max_iter: int = 10_000
+    tol: float = 1e-12
+    precision: str | None = None
+    device: object = None
+    chunk_size: int = 16384
+    errors: str = "raise"
+    progress: bool | None = None
+
+
+def degeneracy_message(name: str, D: int, N: int) -> str:
+    """The warning for a model whose in-sample fit is exact (D >= N - 1 varying columns)."""
+    return (f"{name}: {D} varying feature columns >= N - 1 = {N - 1} samples. Least squares then fits every "
+            "label embedding exactly, so this model scores a perfect 0 and ties with every other such model "
+            "(a known EMMS degeneracy). Use mode='gcv' (the out-of-sample score: ridge fit judged by generalized "
+            "cross-validation), or ridge='gcv' / ridge=<lambda> (sklearn Ridge's alpha on the standardized "
+            "features) to get scores that discriminate, or use more samples.")
+
+
+class _InSample:
+    """``exact`` / ``alternating`` / ``reference``: one K x K problem per model; the score is the residual."""
+
+    def __init__(self, opts: ScoreOptions, basis: LabelBasis):
+        self.opts, self.basis = opts, basis
+        self.solver_mode = opts.mode
+
+    def factorize(self, st: StandardizedStats, xs: list[torch.Tensor] | None) -> tuple[Factor, torch.Tensor]:
+        """(factor, B [M, K, K]) of a batch."""
+        factor = make_factor(st, self.opts.ridge, self.basis)
+        return factor, self.basis.to(st.G.device).B_from_half(factor.half(st.F))
+
+    def finish(self, factor: Factor, st: StandardizedStats, t, obj, its):
+        """(t [M, K], objective [M], iterations [M], score [M]) from the batch's solutions."""
+        L, N = self.basis.L, st.N
+        score = -obj / N * L if self.opts.mode == "reference" else -obj / (N * L)
+        return t, obj, its, score
+
+    def notes(self, name, st: StandardizedStats, i: int, D_used: int) -> list[str]:
+        """The degeneracy warning when model i's unregularized fit is exact."""
+        if self.opts.ridge is None and int(st.keep[i].sum()) >= st.N - 1:  # rank: columns, or components
+            return [degeneracy_message("features" if name is None else f"model {name!r}", D_used, st.N)]
+        return []
+
+
+class _OutOfSample(_InSample):
+    """``gcv`` / ``loo``: one K x K problem per (model, ridge); each model keeps its best ridge."""
+
+    def __init__(self, opts: ScoreOptions, basis: LabelBasis):
+        super().__init__(opts, basis)
+        self.solver_mode = "exact"  # per ridge, the minimization over t is EMMS's exact simplex QP
+
+    def factorize(self, st, xs):
+        """(factor, B [M * G, K, K]) over the ridge grid."""
+        factor = make_out_of_sample(self.opts.mode, st, self.basis, self.opts.ridge, xs)
+        return factor, factor.grid_B(self.basis).reshape(-1, self.basis.K, self.basis.K)
+
+    def finish(self, factor, st, t, obj, its):
+        """Each model's best ridge of the grid, by estimated out-of-sample error."""
+        M = len(factor.methods)
+        G = obj.shape[0] // M
+        return factor.pick(t.view(M, G, -1), obj.view(M, G), its.view(M, G), self.basis.L)
+
+    def notes(self, name, st, i, D_used):
+        """Out-of-sample scores do not degenerate."""
+        return []
+
+
+@dataclass
+class _Batch:
+    """Models scored together: their names, statistics, factor and K x K problems ``B``."""
+
+    names: list
+    st: StandardizedStats
+    factor: Factor
+    B: torch.Tensor
+
+
+def _label(name) -> str:
+    return "features" if name is None else f"features[{name!r}]"
+
+
+def score_zoo(items: list, basis: LabelBasis, opts: ScoreOptions) -> ZooScores:
+    """Score every ``(name, features)`` of ``items`` against one task's label ``basis``.
+
+    Features are ``[N, D]`` tensors / arrays (batched by width) or iterables of chunks (streamed one by
+    one). With ``opts.errors == "skip"`` a model with bad features is recorded in ``failures`` and the
+    others are scored; the result keeps the order of ``items``.
+    """
+    strategy = (_OutOfSample if opts.mode in OUT_OF_SAMPLE_MODES else _InSample)(opts, basis)
+    failures: dict = {}
+
+    def fail(name, exc):
+        if opts.errors == "raise":
+            raise exc
+        failures[name] = str(exc)
+        warnings.warn(f"model {name!r} skipped: {exc}", stacklevel=4)
+
+    tensors, streams, precisions = {}, {}, {}
+    for name, features in items:
+        try:
+            x = in_memory_features(features, _label(name), basis.N)
+            if x is None:
+                streams[name] = features
+            else:
+                precisions[name] = compute_precision(x, opts.precision, _label(name), basis.N)
+                tensors[name] = x
+        except ValueError as exc:
+            fail(name, exc)
+
+    bar = progress_bar(len(tensors) + len(streams), "EMMS", "model", opts.progress,
+                       auto=len(tensors) + len(streams) >= 32)
+    batches = _in_memory_batches(tensors, precisions, basis, strategy, opts, bar)
+    for name, features in streams.items():
+        try:
+            st = stream_stats(features, basis, _label(name), opts.precision, opts.device, opts.chunk_size)
+            factor, B = strategy.factorize(st, None)
+        except ValueError as exc:
+            fail(name, exc)
+            continue
+        if opts.precision is None and st.eps > torch.finfo(torch.float64).eps and bool(factor.ill_conditioned(st.eps)[0]):
+            warnings.warn(f"{_label(name)}: the float32 Gram of these streamed features is ill-conditioned "
+                          f"(condition >= {float(factor.cond[0]):.1e}); its score may be off in the leading "
+                          "digits. Pass precision='float64' (streams cannot be re-read automatically).",
+                          stacklevel=3)
+        batches.append(_Batch([name], st, factor, B))
+        bar.update(1)
+    bar.close()
+    if not batches:
+        return ZooScores({}, failures)
+
+    # One fused solve for the whole zoo, on the device of the first batch.
+    solve_dev = batches[0].B.device
+    t_all, obj_all, its_all = wlsr_simplex(basis.A.to(solve_dev), torch.cat([b.B.to(solve_dev) for b in batches]),
+                                           strategy.solver_mode, opts.max_iter, opts.tol)
+    results, offset = {}, 0
+    for b in batches:
+        sl = slice(offset, offset + b.B.shape[0])
+        offset += b.B.shape[0]
+        t, obj, its, score = strategy.finish(b.factor, b.st, t_all[sl], obj_all[sl], its_all[sl])
+        results.update(_results(b, t, obj, its, score, basis, strategy, opts))
+    return ZooScores({name: results[name] for name, _ in items if name in results}, failures)
+
+
+def _in_memory_batches(tensors: dict, precisions: dict, basis: LabelBasis, strategy: _InSample,
+                       opts: ScoreOptions, bar) -> list[_Batch]:
+    """Statistics and factors of the in-memory models, batched by width and precision. With automatic
+    precision, models whose float32 Gram is too ill-conditioned are redone in float64."""
+    batches = []
+    for names, dtype, tf32, dev in model_groups(tensors, precisions, opts.device, opts.chunk_size, basis.r):
+        xs = [tensors[n] for n in names]
+        if xs[0].shape[1] > basis.N:  # more columns than samples: the N x N kernel form
+            st = kernel_stats(xs, basis, dev)
+            batches.append(_Batch(names, st, *strategy.factorize(st, xs)))
+            bar.update(len(names))
+            continue
+        st = batch_stats(xs, basis, dtype, tf32, dev, opts.chunk_size)
+        factor, B = strategy.factorize(st, xs)
+        if opts.precision is None and dtype != torch.float64:
+            bad = factor.ill_conditioned(st.eps)
+            if bool(bad.any()):
+                redo = [n for n, b in zip(names, bad.tolist()) if b]
+                names = [n for n, b in zip(names, bad.tolist()) if not b]
+                redo_xs = [tensors[n] for n in redo]
+                st64 = batch_stats(redo_xs, basis, torch.float64, False, dev, opts.chunk_size)
+                batches.append(_Batch(redo, st64, *strategy.factorize(st64, redo_xs)))
+                bar.update(len(redo))
+                if names:
+                    keep = ~bad
+                    st = StandardizedStats(N=st.N, D=st.D, keep=st.keep[keep], G=st.G[keep], F=st.F[keep], eps=st.eps)
+                    factor, B = strategy.factorize(st, [tensors[n] for n in names])
+        if names:
+            batches.append(_Batch(names, st, factor, B))
+        bar.update(len(names))
+    return batches
+
+
+def _results(b: _Batch, t, obj, its, score, basis: LabelBasis, strategy: _InSample, opts: ScoreOptions) -> dict:
+    """name -> EMMSResult for one batch's solutions (t [M, K], obj, its, score [M])."""
+    st, factor = b.st, b.factor
+    Ws = None
+    if opts.return_W:
+        t_fit = torch.full_like(t, 1.0 / basis.K) if opts.mode == "reference" else t
+        Ws = factor.solve(basis.to(b.B.device).mix(st.F, t_fit.to(b.B.device)))
+        if st.back is not None:  # principal-component weights -> standardized-feature weights
+            Ws = st.back @ Ws
+        Ws = Ws.cpu()
+    t, obj, its, score = t.cpu(), obj.cpu(), its.cpu(), score.cpu()
+    ridges, used = factor.ridges(), st.used_columns()
+    precision = "float64" if st.eps <= torch.finfo(torch.float64).eps else "float32"
+    out = {}
+    for i, name in enumerate(b.names):
+        D_used = int(used[i])
+        notes = strategy.notes(name, st, i, D_used)
+        for note in notes:
+            warnings.warn(note, EMMSDegeneracyWarning, stacklevel=4)
+        out[name] = EMMSResult(
+            score=float(score[i]), t=t[i].clone(), mode=opts.mode, iterations=int(its[i]), objective=float(obj[i]),
+            n_samples=st.N, n_features=st.D, n_used_features=D_used, label_dim=basis.L, n_embedders=basis.K,
+            ridge=ridges[i], solver=factor.methods[i] if st.back is None else f"kernel/{factor.methods[i]}",
+            W=None if Ws is None else Ws[i].clone(), warnings=notes, gram_precision=precision, **factor.extras(i))
+    return out
