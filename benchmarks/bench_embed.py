@@ -22,7 +22,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 import torch  # noqa: E402
 
 from emms_ext.embed import EmbeddingCache, classification_labels, default_embedders  # noqa: E402
-from emms_ext.embed.models.registry import minilm_l6_dir  # noqa: E402
+from emms_ext.embed.models.locate import minilm_l6_dir  # noqa: E402
 
 
 def class_names(n: int, seed: int = 0) -> list[str]:

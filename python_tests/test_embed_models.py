@@ -102,7 +102,7 @@ def test_onnx_port_matches_onnxruntime(defaults):
 @needs_defaults
 def test_hf_encoder_matches_sentence_transformers(defaults):
     pytest.importorskip("sentence_transformers", reason="sentence-transformers is not installed")
-    from emms_ext.embed.models.registry import minilm_l6_dir
+    from emms_ext.embed.models.locate import minilm_l6_dir
 
     st = E.load_embedder(minilm_l6_dir(), progress=False)  # a folder with modules.json -> its pipeline
     assert isinstance(st, E.SentenceTransformerEmbedder)

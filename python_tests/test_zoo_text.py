@@ -46,7 +46,7 @@ def test_a_cut_at_layer_k_is_the_full_models_layer_k():
 
     from benchmarks.zoo import text
     from emms_ext.embed import load_embedder
-    from emms_ext.embed.models.registry import minilm_l6_dir
+    from emms_ext.embed.models.locate import minilm_l6_dir
 
     tok = transformers.AutoTokenizer.from_pretrained(minilm_l6_dir(), local_files_only=True)
     full = transformers.AutoModel.from_pretrained(minilm_l6_dir(), local_files_only=True).eval()

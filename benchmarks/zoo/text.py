@@ -46,7 +46,7 @@ def _parse(name: str) -> tuple[str, int, bool]:
 def _tokenizer():
     """all-MiniLM-L6-v2's uncased BERT WordPiece tokenizer; paraphrase-MiniLM-L3-v2 shares its vocabulary."""
     from emms_ext.embed.models.hf import import_transformers
-    from emms_ext.embed.models.registry import minilm_l6_dir
+    from emms_ext.embed.models.locate import minilm_l6_dir
 
     folder = minilm_l6_dir()
     if folder is None:
@@ -58,7 +58,7 @@ def pretrained(net: str) -> nn.Module:
     """The full pre-trained BertModel of "minilm6" or "minilm3" (no download)."""
     from emms_ext.embed.models.hf import import_transformers
     from emms_ext.embed.models.onnx_minilm import bert_from_onnx, paraphrase_minilm_onnx_path
-    from emms_ext.embed.models.registry import minilm_l6_dir
+    from emms_ext.embed.models.locate import minilm_l6_dir
 
     if net == "minilm6":
         return import_transformers().AutoModel.from_pretrained(minilm_l6_dir(), local_files_only=True)
@@ -98,7 +98,7 @@ def build(name: str, seed: int = 0) -> CutEncoder:
     net, layers, random = _parse(name)
     if random:
         from emms_ext.embed.models.hf import import_transformers
-        from emms_ext.embed.models.registry import minilm_l6_dir
+        from emms_ext.embed.models.locate import minilm_l6_dir
 
         transformers = import_transformers()
         config = transformers.AutoConfig.from_pretrained(minilm_l6_dir(), local_files_only=True)

@@ -26,12 +26,13 @@ def import_transformers():
 
 
 def resolve_folder(name_or_path) -> "os.PathLike":
-    """Local folder of a model name/path, or a ValueError listing the models known to work offline."""
+    """Local folder of a model name/path, or a ValueError saying where the model was looked for."""
     folder = local_model_dir(name_or_path)
     if folder is None:
-        from .registry import unknown_model_error
-
-        raise unknown_model_error(name_or_path)
+        raise ValueError(f"model {os.fspath(name_or_path)!r} is neither an existing local folder nor a hub id in "
+                         "the local Hugging Face cache (nothing is downloaded); for the models known to work offline "
+                         "(e.g. 'all-MiniLM-L6-v2', 'paraphrase-MiniLM-L3-v2') use emms_ext.embed.load_embedder "
+                         "with a name from emms_ext.embed.available_models()")
     return folder
 
 

