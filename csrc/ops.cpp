@@ -1,5 +1,6 @@
 // The extension module emms_ext._C: build facts for Python (pybind11) and the one place where every
-// emms::* operator schema is declared. Backends (cpu/, cuda/) only add implementations with m.impl.
+// emms::* operator schema is declared (the op ABI, docs/design.md §5). Backends (cpu/, cuda/) only add
+// implementations with m.impl.
 #include <pybind11/pybind11.h>
 #include <torch/library.h>
 
@@ -32,19 +33,28 @@ TORCH_LIBRARY(emms, m) {
         "float eps) -> (Tensor, Tensor, Tensor, Tensor)");
 }
 
+namespace {
+
+// emms_ext._C.build_info(): the facts fixed at build time, as a dict (its docstring is at m.def below).
+pybind11::dict build_info() {
+  pybind11::dict d;
+  d["version"] = EMMS_VERSION;
+  d["torch_version"] = EMMS_TORCH_VERSION;
+#ifdef EMMS_WITH_CUDA
+  d["cuda"] = true;
+#else
+  d["cuda"] = false;
+#endif
+  d["cuda_archs"] = EMMS_CUDA_ARCHS;
+  d["compiler"] = EMMS_COMPILER;
+  return d;
+}
+
+}  // namespace
+
 PYBIND11_MODULE(_C, m) {
   m.doc() = "emms_ext compiled core: build facts; the operators live in torch.ops.emms";
-  m.def("build_info", [] {
-    pybind11::dict d;
-    d["version"] = EMMS_VERSION;
-    d["torch_version"] = EMMS_TORCH_VERSION;
-#ifdef EMMS_WITH_CUDA
-    d["cuda"] = true;
-#else
-    d["cuda"] = false;
-#endif
-    d["cuda_archs"] = EMMS_CUDA_ARCHS;
-    d["compiler"] = EMMS_COMPILER;
-    return d;
-  }, "Facts fixed at build time: package version, torch version built against, CUDA on/off and arch list, compiler.");
+  m.def(
+      "build_info", &build_info,
+      "Facts fixed at build time: package version, torch version built against, CUDA on/off and arch list, compiler.");
 }

@@ -27,8 +27,8 @@ __global__ void class_sums_columns(const T* __restrict__ x, const int64_t* __res
 }  // namespace
 
 template <typename T>
-cudaError_t launch_class_sums(const T* x, const int64_t* order, const int64_t* offsets, T* out, int64_t B,
-                              int64_t N, int64_t C, int64_t D, cudaStream_t stream) {
+cudaError_t launch_class_sums(const T* x, const int64_t* order, const int64_t* offsets, T* out, int64_t B, int64_t N,
+                              int64_t C, int64_t D, cudaStream_t stream) {
   if (B == 0 || C == 0 || D == 0) return cudaSuccess;
   const int64_t col_blocks = (D + kThreads - 1) / kThreads;
   const int64_t rows = B * C;
@@ -42,8 +42,8 @@ cudaError_t launch_class_sums(const T* x, const int64_t* order, const int64_t* o
 
 template cudaError_t launch_class_sums<float>(const float*, const int64_t*, const int64_t*, float*, int64_t, int64_t,
                                               int64_t, int64_t, cudaStream_t);
-template cudaError_t launch_class_sums<double>(const double*, const int64_t*, const int64_t*, double*, int64_t,
-                                               int64_t, int64_t, int64_t, cudaStream_t);
+template cudaError_t launch_class_sums<double>(const double*, const int64_t*, const int64_t*, double*, int64_t, int64_t,
+                                               int64_t, int64_t, cudaStream_t);
 
 }  // namespace cuda
 }  // namespace emms

@@ -1,6 +1,5 @@
-// CUDA glue of emms::logme_evidence: checks, device guard, current stream, dtype dispatch (float / double;
-// the kernel's arithmetic is float64 either way).
-#include <ATen/ATen.h>
+// CUDA glue of emms::logme_evidence: the shared prepare step, device guard, current stream, launch
+// (float / double; the kernel's arithmetic is float64 either way).
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
@@ -8,38 +7,26 @@
 
 #include <tuple>
 
-#include "emms/checks.h"
 #include "emms/cuda_launch.h"
-#include "emms/logme_glue.h"
+#include "emms/prepare.h"
 
 namespace emms {
 namespace {
 
-template <typename T>
-void launch(const LogmeParams& p, const at::Tensor& s, const at::Tensor& x, const at::Tensor& y2, at::Tensor& ev,
-            at::Tensor& al, at::Tensor& be, at::Tensor& its, cudaStream_t stream) {
-  C10_CUDA_CHECK(cuda::launch_logme_evidence<T>(p, s.const_data_ptr<T>(), x.const_data_ptr<T>(), y2.const_data_ptr<T>(),
-                                                ev.mutable_data_ptr<T>(), al.mutable_data_ptr<T>(),
-                                                be.mutable_data_ptr<T>(), its.mutable_data_ptr<int64_t>(), x.size(0),
-                                                stream));
-}
-
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> logme_evidence_cuda(
-    const at::Tensor& sigma, const at::Tensor& proj, const at::Tensor& ynorm2, int64_t N, int64_t D,
-    int64_t max_iter, double tol, double eps) {  // [k], [T, k], [T] -> 3 x [T], [T] int64
-  check_logme_inputs(sigma, proj, ynorm2, N, D, max_iter, tol, eps, "logme_evidence");
-  const c10::cuda::CUDAGuard guard(sigma.device());
-  LogmeCall c = prepare_logme(sigma, proj, ynorm2, N, D, max_iter, tol, eps);
-  const at::Tensor &sc = c.sigma, &pc = c.proj, &yc = c.ynorm2;
-  at::Tensor &evidence = c.evidence, &alpha = c.alpha, &beta = c.beta, &iterations = c.iterations;
-  const LogmeParams& p = c.params;
+    const at::Tensor& sigma, const at::Tensor& proj, const at::Tensor& ynorm2, int64_t N, int64_t D, int64_t max_iter,
+    double tol, double eps) {  // [k], [T, k], [T] -> 3 x [T], [T] int64
+  const LogmeCall c = prepare_logme(sigma, proj, ynorm2, N, D, max_iter, tol, eps);
+  const c10::cuda::CUDAGuard guard(c.sigma.device());
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
-  if (sc.scalar_type() == at::kDouble) {
-    launch<double>(p, sc, pc, yc, evidence, alpha, beta, iterations, stream);
-  } else {
-    launch<float>(p, sc, pc, yc, evidence, alpha, beta, iterations, stream);
-  }
-  return {evidence, alpha, beta, iterations};
+  EMMS_DISPATCH_FLOAT_DOUBLE(c.sigma.scalar_type(), "logme_evidence_cuda", [&] {
+    C10_CUDA_CHECK(cuda::launch_logme_evidence<scalar_t>(
+        c.params, c.sigma.const_data_ptr<scalar_t>(), c.proj.const_data_ptr<scalar_t>(),
+        c.ynorm2.const_data_ptr<scalar_t>(), c.evidence.mutable_data_ptr<scalar_t>(),
+        c.alpha.mutable_data_ptr<scalar_t>(), c.beta.mutable_data_ptr<scalar_t>(),
+        c.iterations.mutable_data_ptr<int64_t>(), c.T, stream));
+  });
+  return c.result();
 }
 
 }  // namespace

@@ -40,8 +40,8 @@ bool wlsr_uses_shared(int64_t K) {
 }
 
 template <typename T>
-cudaError_t launch_wlsr_simplex(const WlsrParams& p, const T* A, int64_t a_stride, const T* B, T* t,
-                                T* objective, int64_t* iterations, double* work, int64_t M, cudaStream_t stream) {
+cudaError_t launch_wlsr_simplex(const WlsrParams& p, const T* A, int64_t a_stride, const T* B, T* t, T* objective,
+                                int64_t* iterations, double* work, int64_t M, cudaStream_t stream) {
   if (M == 0) return cudaSuccess;
   const int64_t bytes_per_model = wlsr_model_workspace(p.K) * static_cast<int64_t>(sizeof(double));
   int threads = 64;
@@ -57,10 +57,10 @@ cudaError_t launch_wlsr_simplex(const WlsrParams& p, const T* A, int64_t a_strid
   return cudaGetLastError();
 }
 
-template cudaError_t launch_wlsr_simplex<float>(const WlsrParams&, const float*, int64_t, const float*, float*,
-                                                float*, int64_t*, double*, int64_t, cudaStream_t);
-template cudaError_t launch_wlsr_simplex<double>(const WlsrParams&, const double*, int64_t, const double*,
-                                                 double*, double*, int64_t*, double*, int64_t, cudaStream_t);
+template cudaError_t launch_wlsr_simplex<float>(const WlsrParams&, const float*, int64_t, const float*, float*, float*,
+                                                int64_t*, double*, int64_t, cudaStream_t);
+template cudaError_t launch_wlsr_simplex<double>(const WlsrParams&, const double*, int64_t, const double*, double*,
+                                                 double*, int64_t*, double*, int64_t, cudaStream_t);
 
 }  // namespace cuda
 }  // namespace emms

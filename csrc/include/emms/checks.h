@@ -1,15 +1,12 @@
 #pragma once
-// Argument checks shared by every backend's glue. They raise ValueError / TypeError in Python and state
-// the contract next to what was seen, so a bad call never reaches a kernel.
+// Argument checks of every op, run by its prepare step (emms/prepare.h) for every backend. They raise
+// ValueError / TypeError in Python and state the contract (docs/design.md §5) next to what was seen, so a
+// bad call never reaches a kernel.
 #include <ATen/core/Tensor.h>
 #include <c10/util/Exception.h>
 
 #include <sstream>
 #include <string>
-
-#include "emms/logme.h"
-#include "emms/macros.h"
-#include "emms/params.h"
 
 namespace emms {
 
@@ -20,8 +17,8 @@ inline std::string shape_str(const at::Tensor& t) {
 }
 
 inline void check_floating(const at::Tensor& t, const char* op, const char* name) {
-  TORCH_CHECK_TYPE(at::isFloatingType(t.scalar_type()), op, ": ", name,
-                   " must be a floating-point tensor (got ", shape_str(t), ")");
+  TORCH_CHECK_TYPE(at::isFloatingType(t.scalar_type()), op, ": ", name, " must be a floating-point tensor (got ",
+                   shape_str(t), ")");
 }
 
 // v [..., K] of a floating dtype.
@@ -31,8 +28,8 @@ inline void check_simplex_input(const at::Tensor& v, const char* op) {
 }
 
 // A [K, K] or [M, K, K] and B [M, K, K] of one floating dtype on one device.
-inline void check_wlsr_inputs(const at::Tensor& A, const at::Tensor& B, int64_t mode, int64_t max_iter,
-                              double tol, const char* op) {
+inline void check_wlsr_inputs(const at::Tensor& A, const at::Tensor& B, int64_t mode, int64_t max_iter, double tol,
+                              const char* op) {
   check_floating(A, op, "A");
   check_floating(B, op, "B");
   TORCH_CHECK_VALUE(B.dim() == 3 && B.size(1) == B.size(2) && B.size(1) >= 1, op,
@@ -40,16 +37,16 @@ inline void check_wlsr_inputs(const at::Tensor& A, const at::Tensor& B, int64_t 
   const int64_t M = B.size(0), K = B.size(1);
   TORCH_CHECK_VALUE((A.dim() == 2 && A.size(0) == K && A.size(1) == K) ||
                         (A.dim() == 3 && A.size(0) == M && A.size(1) == K && A.size(2) == K),
-                    op, ": A must be [K, K] or [M, K, K] with M = ", M, ", K = ", K, " from B (got ",
-                    shape_str(A), ")");
-  TORCH_CHECK_TYPE(A.scalar_type() == B.scalar_type(), op, ": A and B must share a dtype (got ",
-                   A.scalar_type(), " and ", B.scalar_type(), ")");
-  TORCH_CHECK_VALUE(A.device() == B.device(), op, ": A and B must be on one device (got ", A.device(),
-                    " and ", B.device(), ")");
-  TORCH_CHECK_VALUE(mode >= 0 && mode <= 2, op,
-                    ": mode must be 0 (exact), 1 (alternating) or 2 (reference) (got ", mode, ")");
-  TORCH_CHECK_VALUE(max_iter >= 1 && max_iter <= (int64_t(1) << 30), op,
-                    ": max_iter must be in [1, 2^30] (got ", max_iter, ")");
+                    op, ": A must be [K, K] or [M, K, K] with M = ", M, ", K = ", K, " from B (got ", shape_str(A),
+                    ")");
+  TORCH_CHECK_TYPE(A.scalar_type() == B.scalar_type(), op, ": A and B must share a dtype (got ", A.scalar_type(),
+                   " and ", B.scalar_type(), ")");
+  TORCH_CHECK_VALUE(A.device() == B.device(), op, ": A and B must be on one device (got ", A.device(), " and ",
+                    B.device(), ")");
+  TORCH_CHECK_VALUE(mode >= 0 && mode <= 2, op, ": mode must be 0 (exact), 1 (alternating) or 2 (reference) (got ",
+                    mode, ")");
+  TORCH_CHECK_VALUE(max_iter >= 1 && max_iter <= (int64_t(1) << 30), op, ": max_iter must be in [1, 2^30] (got ",
+                    max_iter, ")");
   TORCH_CHECK_VALUE(tol >= 0.0, op, ": tol must be >= 0 (got ", tol, ")");
 }
 
@@ -62,8 +59,8 @@ inline void check_class_sums_inputs(const at::Tensor& x, const at::Tensor& order
   const int64_t N = x.size(-2);
   TORCH_CHECK_TYPE(order.scalar_type() == at::kLong && offsets.scalar_type() == at::kLong, op,
                    ": order and offsets must be int64 (got ", shape_str(order), " and ", shape_str(offsets), ")");
-  TORCH_CHECK_VALUE(order.dim() == 1 && order.size(0) == N, op, ": order must be [N] with N = ", N,
-                    " from x (got ", shape_str(order), ")");
+  TORCH_CHECK_VALUE(order.dim() == 1 && order.size(0) == N, op, ": order must be [N] with N = ", N, " from x (got ",
+                    shape_str(order), ")");
   TORCH_CHECK_VALUE(offsets.dim() == 1 && offsets.size(0) >= 1, op, ": offsets must be [C + 1] (got ",
                     shape_str(offsets), ")");
   TORCH_CHECK_VALUE(order.device() == x.device() && offsets.device() == x.device(), op,
@@ -76,8 +73,8 @@ inline void check_class_index_values(const at::Tensor& order_cpu, const at::Tens
                                      const char* op) {
   const int64_t* off = offsets_cpu.const_data_ptr<int64_t>();
   const int64_t C = offsets_cpu.size(0) - 1;
-  TORCH_CHECK_VALUE(off[0] == 0 && off[C] == N, op, ": offsets must start at 0 and end at N = ", N, " (got ",
-                    off[0], " ... ", off[C], ")");
+  TORCH_CHECK_VALUE(off[0] == 0 && off[C] == N, op, ": offsets must start at 0 and end at N = ", N, " (got ", off[0],
+                    " ... ", off[C], ")");
   for (int64_t c = 0; c < C; ++c)
     TORCH_CHECK_VALUE(off[c] <= off[c + 1], op, ": offsets must not decrease (offsets[", c, "] = ", off[c],
                       " > offsets[", c + 1, "] = ", off[c + 1], ")");
@@ -94,32 +91,24 @@ inline void check_logme_inputs(const at::Tensor& sigma, const at::Tensor& proj, 
                    ": sigma must be float32 or float64 (got ", shape_str(sigma), ")");
   TORCH_CHECK_VALUE(sigma.dim() == 1, op, ": sigma must be [k] (got ", shape_str(sigma), ")");
   const int64_t k = sigma.size(0);
-  TORCH_CHECK_VALUE(proj.dim() == 2 && proj.size(1) == k, op, ": proj must be [T, k] with k = ", k,
-                    " from sigma (got ", shape_str(proj), ")");
+  TORCH_CHECK_VALUE(proj.dim() == 2 && proj.size(1) == k, op, ": proj must be [T, k] with k = ", k, " from sigma (got ",
+                    shape_str(proj), ")");
   const int64_t T = proj.size(0);
   TORCH_CHECK_VALUE(ynorm2.dim() == 1 && ynorm2.size(0) == T, op, ": ynorm2 must be [T] with T = ", T,
                     " from proj (got ", shape_str(ynorm2), ")");
   TORCH_CHECK_TYPE(proj.scalar_type() == sigma.scalar_type() && ynorm2.scalar_type() == sigma.scalar_type(), op,
-                   ": sigma, proj and ynorm2 must share a dtype (got ", sigma.scalar_type(), ", ",
-                   proj.scalar_type(), ", ", ynorm2.scalar_type(), ")");
+                   ": sigma, proj and ynorm2 must share a dtype (got ", sigma.scalar_type(), ", ", proj.scalar_type(),
+                   ", ", ynorm2.scalar_type(), ")");
   TORCH_CHECK_VALUE(proj.device() == sigma.device() && ynorm2.device() == sigma.device(), op,
-                    ": sigma, proj and ynorm2 must be on one device (got ", sigma.device(), ", ", proj.device(),
-                    ", ", ynorm2.device(), ")");
+                    ": sigma, proj and ynorm2 must be on one device (got ", sigma.device(), ", ", proj.device(), ", ",
+                    ynorm2.device(), ")");
   TORCH_CHECK_VALUE(N >= 1, op, ": N must be >= 1 (got ", N, ")");
   TORCH_CHECK_VALUE(D >= k && N >= k, op, ": the rank k = ", k, " from sigma must be <= min(N, D) (got N = ", N,
                     ", D = ", D, ")");
-  TORCH_CHECK_VALUE(max_iter >= 1 && max_iter <= (int64_t(1) << 30), op,
-                    ": max_iter must be in [1, 2^30] (got ", max_iter, ")");
+  TORCH_CHECK_VALUE(max_iter >= 1 && max_iter <= (int64_t(1) << 30), op, ": max_iter must be in [1, 2^30] (got ",
+                    max_iter, ")");
   TORCH_CHECK_VALUE(tol >= 0.0, op, ": tol must be >= 0 (got ", tol, ")");
   TORCH_CHECK_VALUE(eps >= 0.0, op, ": eps must be >= 0 (got ", eps, ")");
-}
-
-// Solver parameters for B's dtype. Reference mode mirrors lstsq in the released code, which drops
-// singular values below eps*max(rows, cols) of the flattened labels; A holds their squares, formed in the
-// input precision, hence K * eps of that precision on A's eigenvalues.
-inline WlsrParams make_wlsr_params(int64_t K, int64_t mode, int64_t max_iter, double tol, at::ScalarType dtype) {
-  const double eps = dtype == at::kDouble ? eps_of<double>::value : eps_of<float>::value;
-  return WlsrParams{K, static_cast<int>(mode), static_cast<int>(max_iter), tol, static_cast<double>(K) * eps};
 }
 
 }  // namespace emms

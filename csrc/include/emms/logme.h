@@ -12,17 +12,9 @@
 #include <math.h>
 
 #include "emms/macros.h"
+#include "emms/params.h"
 
 namespace emms {
-
-struct LogmeParams {
-  int64_t N;       // samples
-  int64_t D;       // feature width (>= k): the D - k zero eigenvalues of F'F still enter log|A|
-  int64_t k;       // eigenvalues given (rank kept)
-  int max_iter;    // fixed-point iterations at most (the released code: 11)
-  double tol;      // stop when |t_new - t| / t <= tol (the released code: 1e-3)
-  double eps;      // added to |m|^2 and |y - Fm|^2 in the updates (the released code: 1e-5)
-};
 
 struct LogmeResult {
   double evidence;  // log p(y | F, alpha, beta) / N at the returned alpha, beta
@@ -73,8 +65,8 @@ EMMS_HOST_DEVICE LogmeResult logme_fixed_point(const scalar_t* sigma, const scal
   for (int64_t i = 0; i < p.k; ++i) logdet += log(alpha + beta * static_cast<double>(sigma[i]));
   const double prior = p.k > 0 ? 0.5 * static_cast<double>(p.k) * log(alpha) : 0.0;
   const double two_pi = 6.283185307179586;
-  const double ev = prior + 0.5 * N * log(beta) - 0.5 * logdet - 0.5 * beta * res2 - 0.5 * alpha * m2 -
-                    0.5 * N * log(two_pi);
+  const double ev =
+      prior + 0.5 * N * log(beta) - 0.5 * logdet - 0.5 * beta * res2 - 0.5 * alpha * m2 - 0.5 * N * log(two_pi);
   return LogmeResult{ev / N, alpha, beta, it};
 }
 

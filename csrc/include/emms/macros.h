@@ -12,9 +12,16 @@
 namespace emms {
 
 // Machine epsilon without <limits> (not usable in device code on every toolchain).
-template <typename T> struct eps_of;
-template <> struct eps_of<double> { static constexpr double value = 2.220446049250313e-16; };
-template <> struct eps_of<float> { static constexpr double value = 1.1920928955078125e-07; };
+template <typename T>
+struct eps_of;
+template <>
+struct eps_of<double> {
+  static constexpr double value = 2.220446049250313e-16;
+};
+template <>
+struct eps_of<float> {
+  static constexpr double value = 1.1920928955078125e-07;
+};
 
 EMMS_HOST_DEVICE bool is_finite_d(double x) { return x - x == 0.0; }  // false for NaN and +-Inf
 

@@ -1,5 +1,5 @@
 #pragma once
-// Per-class sums of feature rows (the vocabulary-label shortcut of design.md section 2: F = X'Y is the
+// Per-class sums of feature rows (the vocabulary-label shortcut of docs/design.md §2: F = X'Y is the
 // per-class sum of X, so no one-hot GEMM is needed). Samples are pre-sorted by class once per task
 // (`order`, with class c owning order[offsets[c] : offsets[c+1]]), so each sum runs over a contiguous
 // segment in a fixed order: deterministic on every backend, unlike atomics or index_add.

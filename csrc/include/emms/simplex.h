@@ -24,7 +24,10 @@ EMMS_HOST_DEVICE acc_t simplex_threshold(const scalar_t* v, int64_t K, int64_t s
     int64_t c = 0;
     for (int64_t i = 0; i < K; ++i) {
       const acc_t ui = static_cast<acc_t>(v[i * stride]) - shift;
-      if (ui > theta) { s += ui; ++c; }
+      if (ui > theta) {
+        s += ui;
+        ++c;
+      }
     }
     if (c == 0) break;  // cannot happen for finite v: the largest entry is always above theta
     theta = (s - acc_t(1)) / static_cast<acc_t>(c);

@@ -1,5 +1,5 @@
 #pragma once
-// One EMMS weighted-least-squares problem in its K x K form (design.md section 2):
+// One EMMS weighted-least-squares problem in its K x K form (docs/design.md §2):
 //
 //   min over t in the simplex of  t'(A - B)t,   A_kl = <Z_k, Z_l>,  B_kl = <Z_k, P Z_l>,
 //
@@ -42,12 +42,12 @@ EMMS_HOST_DEVICE int64_t simplex_qp_workspace(int64_t K) { return K * K + 5 * K;
 // converge, which only an indefinite H can cause.
 template <typename T>
 EMMS_HOST_DEVICE int simplex_qp(const T* H, const T* b, int64_t K, T* t, T* work) {
-  T* chol = work;      // [K, K] Cholesky of H_SS + jitter I
-  T* u = chol + K * K; // [K] compact H_SS^-1 b_S, then the compact minimizer
-  T* v = u + K;        // [K] compact H_SS^-1 1
-  T* x = v + K;        // [K] minimizer on the free set, zero elsewhere
-  T* g = x + K;        // [K] half-gradient H t - b
-  T* fr = g + K;       // [K] 1 where t_i is free (the complement of the active bounds)
+  T* chol = work;       // [K, K] Cholesky of H_SS + jitter I
+  T* u = chol + K * K;  // [K] compact H_SS^-1 b_S, then the compact minimizer
+  T* v = u + K;         // [K] compact H_SS^-1 1
+  T* x = v + K;         // [K] minimizer on the free set, zero elsewhere
+  T* g = x + K;         // [K] half-gradient H t - b
+  T* fr = g + K;        // [K] 1 where t_i is free (the complement of the active bounds)
   const T eps = T(eps_of<T>::value);
 
   // On the simplex, b and b + c 1 define the same problem (1't = 1): working with b - mean(b) keeps the
@@ -70,9 +70,15 @@ EMMS_HOST_DEVICE int simplex_qp(const T* H, const T* b, int64_t K, T* t, T* work
   T best = H[0] - T(2) * (b ? b[0] - bshift : T(0));
   for (int64_t j = 1; j < K; ++j) {
     const T phi = H[j * K + j] - T(2) * (b ? b[j] - bshift : T(0));
-    if (phi < best) { best = phi; j0 = j; }
+    if (phi < best) {
+      best = phi;
+      j0 = j;
+    }
   }
-  for (int64_t i = 0; i < K; ++i) { t[i] = T(0); fr[i] = T(0); }
+  for (int64_t i = 0; i < K; ++i) {
+    t[i] = T(0);
+    fr[i] = T(0);
+  }
   t[j0] = T(1);
   fr[j0] = T(1);
 
@@ -104,12 +110,18 @@ EMMS_HOST_DEVICE int simplex_qp(const T* H, const T* b, int64_t K, T* t, T* work
     cholesky_solve(chol, s, K, u);
     cholesky_solve(chol, s, K, v);
     T su = 0, sv = 0;
-    for (int64_t a = 0; a < s; ++a) { su += u[a]; sv += v[a]; }
+    for (int64_t a = 0; a < s; ++a) {
+      su += u[a];
+      sv += v[a];
+    }
     const T nu = (T(1) - su) / sv;
     bool feasible = true;
     for (int64_t i = 0, a = 0; i < K; ++i) {
       x[i] = fr[i] != T(0) ? u[a] + nu * v[a] : T(0);
-      if (fr[i] != T(0)) { ++a; feasible = feasible && x[i] >= T(0); }
+      if (fr[i] != T(0)) {
+        ++a;
+        feasible = feasible && x[i] >= T(0);
+      }
     }
 
     if (feasible) {
@@ -125,7 +137,10 @@ EMMS_HOST_DEVICE int simplex_qp(const T* H, const T* b, int64_t K, T* t, T* work
       int64_t enter = -1;
       T most_negative = -kkt_tol;
       for (int64_t j = 0; j < K; ++j) {
-        if (fr[j] == T(0) && g[j] - mu < most_negative) { most_negative = g[j] - mu; enter = j; }
+        if (fr[j] == T(0) && g[j] - mu < most_negative) {
+          most_negative = g[j] - mu;
+          enter = j;
+        }
       }
       if (enter < 0) return on_simplex_or_vertex(t, K, j0) ? step + 1 : -1;
       fr[enter] = T(1);
@@ -136,13 +151,19 @@ EMMS_HOST_DEVICE int simplex_qp(const T* H, const T* b, int64_t K, T* t, T* work
       for (int64_t i = 0; i < K; ++i) {
         if (fr[i] != T(0) && x[i] < T(0)) {
           const T a = t[i] / (t[i] - x[i]);
-          if (a < alpha) { alpha = a; blocking = i; }
+          if (a < alpha) {
+            alpha = a;
+            blocking = i;
+          }
         }
       }
       for (int64_t i = 0; i < K; ++i) {
         if (fr[i] == T(0)) continue;
         t[i] += alpha * (x[i] - t[i]);
-        if (i == blocking || t[i] <= T(0)) { t[i] = T(0); fr[i] = T(0); }
+        if (i == blocking || t[i] <= T(0)) {
+          t[i] = T(0);
+          fr[i] = T(0);
+        }
       }
     }
   }
@@ -170,9 +191,9 @@ EMMS_HOST_DEVICE int wlsr_solve(const WlsrParams& p, const T* A, const T* B, T* 
       return 0;
     }
   }
-  T* H = work;              // [K, K]
-  T* V = H + K * K;         // [K, K] eigenvectors (reference mode)
-  T* qp = V + K * K;        // simplex_qp scratch
+  T* H = work;                           // [K, K]
+  T* V = H + K * K;                      // [K, K] eigenvectors (reference mode)
+  T* qp = V + K * K;                     // simplex_qp scratch
   T* tp = qp + simplex_qp_workspace(K);  // [K]
   T* bt = tp + K;                        // [K]
   for (int64_t i = 0; i < K * K; ++i) H[i] = A[i] - B[i];
