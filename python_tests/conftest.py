@@ -1,8 +1,27 @@
-"""Shared problem generators. Every test draws fresh random inputs from a seed in its parametrization."""
+"""Shared problem generators (every test draws its random inputs from a seed in its parametrization) and
+the hypothesis profiles. Devices, dtypes and tolerances of the op suites live in ``testing.py``.
+
+Hypothesis profiles: ``ci`` (the default) derandomizes, so every run of the property tests draws the same
+examples and a failure reproduces; ``fuzz`` (``HYPOTHESIS_PROFILE=fuzz``, ``make fuzz``) draws new random
+examples, many more of them.
+"""
+
 from __future__ import annotations
+
+import os
 
 import pytest
 import torch
+
+try:
+    from hypothesis import HealthCheck, settings
+except ImportError:  # hypothesis is a dev dependency; test_fuzz.py skips itself without it
+    settings = None
+else:
+    _COMMON = {"deadline": None, "print_blob": True, "suppress_health_check": [HealthCheck.too_slow]}
+    settings.register_profile("ci", derandomize=True, database=None, max_examples=60, **_COMMON)
+    settings.register_profile("fuzz", derandomize=False, max_examples=2000, **_COMMON)
+    settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 def make_features(seed: int, N: int, D: int, shift: float = 0.0, dtype=torch.float64) -> torch.Tensor:
@@ -21,7 +40,8 @@ def make_dense_labels(seed: int, N: int, L: int, K: int, X: torch.Tensor | None 
     if X is not None:
         proj = torch.randn(X.shape[1], L, K, generator=g, dtype=torch.float64) / X.shape[1] ** 0.5
         Z = Z + torch.einsum("nd,dlk->nlk", X.to(torch.float64) - X.to(torch.float64).mean(0), proj) / (
-            X.to(torch.float64).std() + 1e-12)
+            X.to(torch.float64).std() + 1e-12
+        )
     return Z
 
 

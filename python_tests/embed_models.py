@@ -1,6 +1,7 @@
 """Tiny randomly initialised transformers checkpoints (BERT, GPT-2, CLIP) written to a folder, with
 tokenizers built from small vocabularies: the code paths of the paper's models, tested without weights.
 Nothing is downloaded."""
+
 from __future__ import annotations
 
 import json
@@ -10,8 +11,35 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-WORDS = ["a", "an", "the", "photo", "of", "cat", "dog", "car", "truck", "bird", "man", "left", "right", "on",
-         "at", "red", "blue", "what", "is", "color", "yes", "no", "two", "three", "or", "top", "shirt"]
+WORDS = [
+    "a",
+    "an",
+    "the",
+    "photo",
+    "of",
+    "cat",
+    "dog",
+    "car",
+    "truck",
+    "bird",
+    "man",
+    "left",
+    "right",
+    "on",
+    "at",
+    "red",
+    "blue",
+    "what",
+    "is",
+    "color",
+    "yes",
+    "no",
+    "two",
+    "three",
+    "or",
+    "top",
+    "shirt",
+]
 
 
 def _bytes_to_unicode() -> dict[int, str]:
@@ -36,8 +64,14 @@ def build_bert(folder: Path, seed: int = 0) -> Path:
     (folder / "vocab.txt").write_text("\n".join(dict.fromkeys(vocab)) + "\n")
     tok = BertTokenizer(str(folder / "vocab.txt"))
     torch.manual_seed(seed)
-    cfg = BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                     intermediate_size=64, max_position_embeddings=64)
+    cfg = BertConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+    )
     BertModel(cfg).save_pretrained(folder)
     tok.save_pretrained(folder)
     return folder
@@ -55,8 +89,16 @@ def build_gpt2(folder: Path, seed: int = 1) -> Path:
     tok = GPT2Tokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"))
     torch.manual_seed(seed)
     eos = vocab["<|endoftext|>"]
-    cfg = GPT2Config(vocab_size=len(vocab), n_embd=32, n_layer=2, n_head=2, n_positions=128,
-                     bos_token_id=eos, eos_token_id=eos, architectures=["GPT2LMHeadModel"])
+    cfg = GPT2Config(
+        vocab_size=len(vocab),
+        n_embd=32,
+        n_layer=2,
+        n_head=2,
+        n_positions=128,
+        bos_token_id=eos,
+        eos_token_id=eos,
+        architectures=["GPT2LMHeadModel"],
+    )
     GPT2Model(cfg).save_pretrained(folder)
     tok.save_pretrained(folder)
     return folder
@@ -78,12 +120,27 @@ def build_clip(folder: Path, seed: int = 2) -> Path:
     torch.manual_seed(seed)
     bos, eos = vocab["<|startoftext|>"], vocab["<|endoftext|>"]
     cfg = CLIPConfig(
-        text_config=dict(vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=2, max_position_embeddings=77, bos_token_id=bos,
-                         eos_token_id=eos, pad_token_id=eos),
-        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
-                           image_size=32, patch_size=16),
-        projection_dim=24)
+        text_config=dict(
+            vocab_size=len(vocab),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            max_position_embeddings=77,
+            bos_token_id=bos,
+            eos_token_id=eos,
+            pad_token_id=eos,
+        ),
+        vision_config=dict(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            image_size=32,
+            patch_size=16,
+        ),
+        projection_dim=24,
+    )
     CLIPModel(cfg).save_pretrained(folder)
     tok.save_pretrained(folder)
     return folder

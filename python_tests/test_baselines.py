@@ -1,5 +1,6 @@
 """Baselines other than LogME, each against an independent float64 implementation written here (numpy loops,
 direct formulas, scipy / sklearn), to 1e-6 relative; registry adapters; inputs never mutated."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -45,7 +46,9 @@ def np_hscore_parts(X, y):
 def test_hscore(seed, N, D, C):
     X, y = problem(seed, N, D, C)
     cf, cg = np_hscore_parts(X, y)
-    assert rel(bl.hscore(torch.from_numpy(X), torch.from_numpy(y)), np.trace(np.linalg.pinv(cf, rcond=1e-15) @ cg)) < 1e-6
+    assert (
+        rel(bl.hscore(torch.from_numpy(X), torch.from_numpy(y)), np.trace(np.linalg.pinv(cf, rcond=1e-15) @ cg)) < 1e-6
+    )
 
 
 @pytest.mark.parametrize("seed,N,D,C", CASES + [(3, 40, 60, 3)])
@@ -199,8 +202,9 @@ def np_gbc(Z, y):
                 continue
             (m1, v1), (m2, v2) = stats[a], stats[b]
             v = (v1 + v2) / 2
-            db = np.sum((m1 - m2) ** 2 / v) / 8 + 0.5 * (np.sum(np.log(v)) - 0.5 * np.sum(np.log(v1))
-                                                         - 0.5 * np.sum(np.log(v2)))
+            db = np.sum((m1 - m2) ** 2 / v) / 8 + 0.5 * (
+                np.sum(np.log(v)) - 0.5 * np.sum(np.log(v1)) - 0.5 * np.sum(np.log(v2))
+            )
             total += np.exp(-db)
     return -total
 
@@ -225,6 +229,7 @@ def test_parc(seed, N, D, C):
     Xs = StandardScaler().fit_transform(X)
     low = np.tril_indices(N, -1)
     onehot = np.eye(C)[y]
+
     def rdm(v):  # PARC's rounding keeps exact ties exact
         return np.round((1 - np.corrcoef(v))[low], 10)
 
@@ -273,7 +278,7 @@ def test_emms_one():
     g = torch.Generator().manual_seed(6)
     table = torch.randn(5, 8, 3, generator=g, dtype=torch.float64)
     Z = table[torch.from_numpy(y)]
-    ones = [reference.emms_score(X, Z[:, :, k:k + 1])["score"] for k in range(3)]
+    ones = [reference.emms_score(X, Z[:, :, k : k + 1])["score"] for k in range(3)]
     for k in range(3):
         assert rel(bl.emms_one(X, Z, embedder=k), ones[k]) < 1e-6
         assert rel(bl.emms_one(X, emms_ext.ClassLabels(table, y), embedder=k), ones[k]) < 1e-6
@@ -307,8 +312,9 @@ def test_registry_adapters():
         get_metric("leep").fn(Xt, Target(labels=yt, source_probs={"a": theta, "b": theta}))
 
 
-@pytest.mark.parametrize("fn", [bl.hscore, bl.hscore_regularized, bl.transrate, bl.sfda, bl.gbc, bl.parc, bl.knn,
-                                bl.logme, bl.nleep])
+@pytest.mark.parametrize(
+    "fn", [bl.hscore, bl.hscore_regularized, bl.transrate, bl.sfda, bl.gbc, bl.parc, bl.knn, bl.logme, bl.nleep]
+)
 def test_bad_inputs_name_the_argument(fn):
     X, y = problem(8, 30, 4, 3)
     with pytest.raises(ValueError, match=r"labels must be \[N\] with N = 30"):

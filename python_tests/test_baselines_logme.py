@@ -1,16 +1,19 @@
-"""LogME: the emms::logme_evidence op against its reference (float64, float32 rule, opcheck, bad arguments),
+"""LogME: the emms::logme_evidence op against its reference (float64, float32 rule, opcheck, bad arguments;
+the tests over ``sample_inputs`` run on every device x dtype of ``testing.py``, CUDA too where built),
 the whole score against an independent numpy implementation written from the paper's formulas, the
 fixed point's stationarity, and LogME on F-labels."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
+from testing import DTYPES, assert_close, devices_dtypes, opcheck_samples
 
 import emms_ext
 from emms_ext import ops
-from emms_ext.ops import reference
 from emms_ext.baselines import logme, logme_flabels
+from emms_ext.ops import reference
 
 
 def op_problem(seed, k, T, dtype=torch.float64):
@@ -21,8 +24,9 @@ def op_problem(seed, k, T, dtype=torch.float64):
     return s, x, y2
 
 
-@pytest.mark.parametrize("seed,k,T,N,D", [(0, 5, 3, 20, 7), (1, 40, 17, 100, 40), (2, 1, 1, 3, 1),
-                                          (3, 30, 8, 30, 90), (4, 0, 2, 5, 3)])
+@pytest.mark.parametrize(
+    "seed,k,T,N,D", [(0, 5, 3, 20, 7), (1, 40, 17, 100, 40), (2, 1, 1, 3, 1), (3, 30, 8, 30, 90), (4, 0, 2, 5, 3)]
+)
 @pytest.mark.parametrize("max_iter,tol", [(11, 1e-3), (200, 1e-12)])
 def test_op_matches_reference(seed, k, T, N, D, max_iter, tol):
     s, x, y2 = op_problem(seed, k, T)
@@ -61,28 +65,107 @@ def test_nan_target_does_not_poison_others():
     assert torch.isnan(ev[1]) and torch.isfinite(ev[[0, 2]]).all()
 
 
-@pytest.mark.parametrize("args,exc,match", [
-    ((torch.ones(3, dtype=torch.float16), torch.ones(2, 3, dtype=torch.float16), torch.ones(2, dtype=torch.float16), 5, 3),
-     TypeError, "float32 or float64"),
-    ((torch.ones(3, 1), torch.ones(2, 3), torch.ones(2), 5, 3), ValueError, r"sigma must be \[k\]"),
-    ((torch.ones(3), torch.ones(2, 4), torch.ones(2), 5, 3), ValueError, r"proj must be \[T, k\] with k = 3"),
-    ((torch.ones(3), torch.ones(2, 3), torch.ones(3), 5, 3), ValueError, r"ynorm2 must be \[T\] with T = 2"),
-    ((torch.ones(3), torch.ones(2, 3).double(), torch.ones(2), 5, 3), TypeError, "share a dtype"),
-    ((torch.ones(3), torch.ones(2, 3), torch.ones(2), 2, 3), ValueError, r"<= min\(N, D\)"),
-    ((torch.ones(3), torch.ones(2, 3), torch.ones(2), 5, 2), ValueError, r"<= min\(N, D\)"),
-    ((torch.ones(3), torch.ones(2, 3), torch.ones(2), 0, 3), ValueError, "N must be >= 1"),
-])
+@pytest.mark.parametrize(
+    "args,exc,match",
+    [
+        (
+            (
+                torch.ones(3, dtype=torch.float16),
+                torch.ones(2, 3, dtype=torch.float16),
+                torch.ones(2, dtype=torch.float16),
+                5,
+                3,
+            ),
+            TypeError,
+            "float32 or float64",
+        ),
+        ((torch.ones(3, 1), torch.ones(2, 3), torch.ones(2), 5, 3), ValueError, r"sigma must be \[k\]"),
+        ((torch.ones(3), torch.ones(2, 4), torch.ones(2), 5, 3), ValueError, r"proj must be \[T, k\] with k = 3"),
+        ((torch.ones(3), torch.ones(2, 3), torch.ones(3), 5, 3), ValueError, r"ynorm2 must be \[T\] with T = 2"),
+        ((torch.ones(3), torch.ones(2, 3).double(), torch.ones(2), 5, 3), TypeError, "share a dtype"),
+        ((torch.ones(3), torch.ones(2, 3), torch.ones(2), 2, 3), ValueError, r"<= min\(N, D\)"),
+        ((torch.ones(3), torch.ones(2, 3), torch.ones(2), 5, 2), ValueError, r"<= min\(N, D\)"),
+        ((torch.ones(3), torch.ones(2, 3), torch.ones(2), 0, 3), ValueError, "N must be >= 1"),
+    ],
+)
 def test_bad_arguments(args, exc, match):
     with pytest.raises(exc, match=match):
         ops.logme_evidence(*args)
 
 
-@pytest.mark.parametrize("kw,match", [({"max_iter": 0}, "max_iter"), ({"tol": -1.0}, "tol must be"),
-                                      ({"eps": -1.0}, "eps must be")])
+@pytest.mark.parametrize(
+    "kw,match", [({"max_iter": 0}, "max_iter"), ({"tol": -1.0}, "tol must be"), ({"eps": -1.0}, "eps must be")]
+)
 def test_bad_options(kw, match):
     s, x, y2 = op_problem(8, 3, 2)
     with pytest.raises(ValueError, match=match):
         ops.logme_evidence(s, x, y2, 10, 3, **kw)
+
+
+# ------------------------------------------------------------------- sample_inputs: every device x dtype
+def sample_inputs(device, dtype) -> list[tuple]:
+    """Argument tuples ``(sigma, proj, ynorm2, N, D, max_iter, tol, eps)`` of emms::logme_evidence on ``device``
+    in ``dtype``: rank k = 0 and k = 1, k < D and k = D, wide features (D > N), one and many targets, no
+    targets (T = 0), targets entirely inside F's span (|y|^2 = |proj|^2), the released stopping rule and a
+    converged one, eps = 0, and a NaN target next to finite ones."""
+    samples = []
+    for seed, k, T, N, D in [
+        (0, 5, 3, 20, 7),
+        (1, 40, 17, 100, 40),
+        (2, 1, 1, 3, 1),
+        (3, 30, 8, 30, 90),
+        (4, 0, 2, 5, 3),
+        (5, 16, 64, 200, 16),
+        (6, 4, 0, 10, 4),
+    ]:
+        s, x, y2 = op_problem(200 + seed, k, T)
+        for max_iter, tol, eps in [(11, 1e-3, 1e-5), (200, 1e-12, 1e-5)]:
+            samples.append((s, x, y2, N, D, max_iter, tol, eps))
+    s, x, _ = op_problem(210, 6, 5)
+    samples.append((s, x, (x * x).sum(1), 6, 6, 50, 1e-10, 0.0))  # y in span(F), k = N = D, eps = 0
+    s, x, y2 = op_problem(211, 5, 3)
+    x = x.clone()
+    x[1, 2] = float("nan")
+    samples.append((s, x, y2, 20, 5, 11, 1e-3, 1e-5))
+    return [
+        (s.to(device=device, dtype=dtype), x.to(device=device, dtype=dtype), y2.to(device=device, dtype=dtype), *rest)
+        for s, x, y2, *rest in samples
+    ]
+
+
+@devices_dtypes(DTYPES["logme_evidence"])
+def test_sample_inputs_match_reference(device, dtype):
+    for i, (s, x, y2, *rest) in enumerate(sample_inputs(device, dtype)):
+        name = f"sample {i}: k = {s.shape[0]}, T = {x.shape[0]}, N, D, max_iter, tol, eps = {rest}"
+        before = (s.clone(), x.clone(), y2.clone())
+        out = torch.ops.emms.logme_evidence(s, x, y2, *rest)
+        T = x.shape[0]
+        assert all(o.shape == (T,) and o.device == s.device for o in out), name
+        assert [o.dtype for o in out] == [dtype, dtype, dtype, torch.int64], name
+        assert all(torch.equal(a.nan_to_num(7.0), b.nan_to_num(7.0)) for a, b in zip((s, x, y2), before)), name
+        # computed in float64 from the (rounded) inputs, rounded once: the reference on the same values
+        ref = reference.logme_evidence(s, x, y2, *rest)
+        for what, a, b in zip(("evidence", "alpha", "beta"), out, ref):
+            assert_close(a, b, dtype, scale=2, msg=f"{name} {what}")
+        assert torch.equal(out[3].cpu(), ref[3]), name + " iterations"
+        finite = torch.isfinite(x).all(1) & torch.isfinite(y2)
+        assert bool(torch.isfinite(out[0][finite]).all()) and bool(torch.isnan(out[0][~finite]).all()), name
+        if device != "cpu":  # the CUDA kernel agrees with the CPU kernel
+            cpu = torch.ops.emms.logme_evidence(s.cpu(), x.cpu(), y2.cpu(), *rest)
+            for a, b in zip(out, cpu):
+                assert torch.allclose(
+                    a.cpu().double(),
+                    b.double(),
+                    rtol=1e-9 if dtype == torch.float64 else 1e-6,
+                    atol=1e-12,
+                    equal_nan=True,
+                ), name
+
+
+@devices_dtypes(DTYPES["logme_evidence"])
+def test_sample_inputs_opcheck(device, dtype):
+    samples = sample_inputs(device, dtype)  # not differentiable: no autograd formula is registered
+    assert opcheck_samples(torch.ops.emms.logme_evidence.default, samples, dtype) == len(samples)
 
 
 # ----------------------------------------------------------------------------- independent implementation
@@ -108,8 +191,14 @@ def numpy_logme(F, Y, max_iter=11, tol=1e-3, eps=1e-5):
             if abs(alpha / beta - lam) / lam <= tol:
                 break
         logdet = np.linalg.slogdet(alpha * np.eye(D) + beta * FtF)[1]
-        ev = (D / 2 * np.log(alpha) + N / 2 * np.log(beta) - logdet / 2 - beta / 2 * res2 - alpha / 2 * m2
-              - N / 2 * np.log(2 * np.pi))
+        ev = (
+            D / 2 * np.log(alpha)
+            + N / 2 * np.log(beta)
+            - logdet / 2
+            - beta / 2 * res2
+            - alpha / 2 * m2
+            - N / 2 * np.log(2 * np.pi)
+        )
         evs.append(ev / N)
     return float(np.mean(evs))
 
@@ -139,7 +228,9 @@ def test_logme_classification_matches_numpy(seed, N, D, C, rel):
 def test_logme_regression_matches_numpy(seed, N, D, T, rel):
     g = torch.Generator().manual_seed(seed)
     X = torch.randn(N, D, generator=g, dtype=torch.float64)
-    Y = X @ torch.randn(D, T, generator=g, dtype=torch.float64) * 0.3 + torch.randn(N, T, generator=g, dtype=torch.float64)
+    Y = X @ torch.randn(D, T, generator=g, dtype=torch.float64) * 0.3 + torch.randn(
+        N, T, generator=g, dtype=torch.float64
+    )
     assert rel(logme(X, Y, regression=True), numpy_logme(X.numpy(), Y.numpy())) < 1e-6
     assert rel(logme(X, Y[:, 0], regression=True), numpy_logme(X.numpy(), Y[:, :1].numpy())) < 1e-6
 
@@ -152,14 +243,21 @@ def test_logme_converged_fixed_point_is_stationary():
     Y = np.eye(3)[y.numpy()][:, 0]
     s_t, V = torch.linalg.eigh(X.T @ X)
     proj = ((V.T @ (X.T @ torch.from_numpy(Y))) / s_t.sqrt())[None]
-    ev, alpha, beta, it = ops.logme_evidence(s_t, proj, torch.tensor([float(Y @ Y)], dtype=torch.float64), 120, 6,
-                                             max_iter=1000, tol=1e-14, eps=0.0)
+    ev, alpha, beta, it = ops.logme_evidence(
+        s_t, proj, torch.tensor([float(Y @ Y)], dtype=torch.float64), 120, 6, max_iter=1000, tol=1e-14, eps=0.0
+    )
 
     def evidence(a, b):
         A = a * np.eye(6) + b * F.T @ F
         m = b * np.linalg.solve(A, F.T @ Y)
-        return (3 * np.log(a) + 60 * np.log(b) - np.linalg.slogdet(A)[1] / 2 - b / 2 * np.sum((Y - F @ m) ** 2)
-                - a / 2 * m @ m - 60 * np.log(2 * np.pi)) / 120
+        return (
+            3 * np.log(a)
+            + 60 * np.log(b)
+            - np.linalg.slogdet(A)[1] / 2
+            - b / 2 * np.sum((Y - F @ m) ** 2)
+            - a / 2 * m @ m
+            - 60 * np.log(2 * np.pi)
+        ) / 120
 
     a, b = float(alpha[0]), float(beta[0])
     assert abs(evidence(a, b) - float(ev[0])) < 1e-10
@@ -174,9 +272,14 @@ def test_logme_hand_case():
     """N = 2, D = 1, F = [1, 1]', y = [1, -1]': y is orthogonal to F, so |F'y| = 0, m = 0 and
     gamma = s/(s + alpha/beta) with s = 2. One update from alpha = beta = 1: gamma = 2/3, m2 = 0,
     res2 = |y|^2 = 2, so alpha = (2/3)/eps, beta = (4/3)/(2 + eps)."""
-    ev, alpha, beta, it = ops.logme_evidence(torch.tensor([2.0], dtype=torch.float64),
-                                             torch.tensor([[0.0]], dtype=torch.float64),
-                                             torch.tensor([2.0], dtype=torch.float64), 2, 1, max_iter=1)
+    ev, alpha, beta, it = ops.logme_evidence(
+        torch.tensor([2.0], dtype=torch.float64),
+        torch.tensor([[0.0]], dtype=torch.float64),
+        torch.tensor([2.0], dtype=torch.float64),
+        2,
+        1,
+        max_iter=1,
+    )
     eps = 1e-5
     a, b = (2 / 3) / eps, (4 / 3) / (2 + eps)
     expect = (0.5 * np.log(a) + np.log(b) - 0.5 * np.log(a + 2 * b) - b / 2 * 2 - np.log(2 * np.pi)) / 2

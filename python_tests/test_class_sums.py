@@ -1,8 +1,11 @@
-"""emms::class_sums against its float64 reference, a one-hot GEMM, hand cases; autograd, opcheck."""
+"""emms::class_sums against its float64 reference, a one-hot GEMM, hand cases; autograd, opcheck. The tests
+over ``sample_inputs`` run on every device x dtype of ``testing.py`` (CUDA too, where built)."""
+
 from __future__ import annotations
 
 import pytest
 import torch
+from testing import DTYPES, GRAD_DTYPES, assert_close, devices_dtypes, opcheck_samples
 
 import emms_ext
 from emms_ext.ops import reference
@@ -15,8 +18,10 @@ def problem(seed, N, D, C, B=None, dtype=torch.float64):
     return x, classes
 
 
-@pytest.mark.parametrize("seed,N,D,C,B", [(0, 50, 7, 5, None), (1, 200, 33, 20, None), (2, 64, 5, 3, 4),
-                                         (3, 10, 1, 12, None), (4, 300, 130, 1, 2)])
+@pytest.mark.parametrize(
+    "seed,N,D,C,B",
+    [(0, 50, 7, 5, None), (1, 200, 33, 20, None), (2, 64, 5, 3, 4), (3, 10, 1, 12, None), (4, 300, 130, 1, 2)],
+)
 def test_matches_reference_and_one_hot_gemm(seed, N, D, C, B):
     x, classes = problem(seed, N, D, C, B)
     order, offsets = emms_ext.class_order(classes, C)
@@ -72,15 +77,96 @@ def test_opcheck(dtype, batched):
     torch.library.opcheck(torch.ops.emms.class_sums.default, (x.requires_grad_(True), order, offsets))
 
 
-@pytest.mark.parametrize("args,exc,match", [
-    ((torch.ones(3, 2, dtype=torch.int64), torch.arange(3), torch.tensor([0, 3])), TypeError, "x must be a floating"),
-    ((torch.ones(3), torch.arange(3), torch.tensor([0, 3])), ValueError, r"x must be \[N, D\]"),
-    ((torch.ones(3, 2), torch.arange(4), torch.tensor([0, 4])), ValueError, r"order must be \[N\]"),
-    ((torch.ones(3, 2), torch.arange(3).int(), torch.tensor([0, 3])), TypeError, "int64"),
-    ((torch.ones(3, 2), torch.arange(3), torch.tensor([0, 2])), ValueError, "end at N = 3"),
-    ((torch.ones(3, 2), torch.arange(3), torch.tensor([0, 2, 1, 3])), ValueError, "must not decrease"),
-    ((torch.ones(3, 2), torch.tensor([0, 1, 7]), torch.tensor([0, 3])), ValueError, r"order values must lie"),
-])
+@pytest.mark.parametrize(
+    "args,exc,match",
+    [
+        (
+            (torch.ones(3, 2, dtype=torch.int64), torch.arange(3), torch.tensor([0, 3])),
+            TypeError,
+            "x must be a floating",
+        ),
+        ((torch.ones(3), torch.arange(3), torch.tensor([0, 3])), ValueError, r"x must be \[N, D\]"),
+        ((torch.ones(3, 2), torch.arange(4), torch.tensor([0, 4])), ValueError, r"order must be \[N\]"),
+        ((torch.ones(3, 2), torch.arange(3).int(), torch.tensor([0, 3])), TypeError, "int64"),
+        ((torch.ones(3, 2), torch.arange(3), torch.tensor([0, 2])), ValueError, "end at N = 3"),
+        ((torch.ones(3, 2), torch.arange(3), torch.tensor([0, 2, 1, 3])), ValueError, "must not decrease"),
+        ((torch.ones(3, 2), torch.tensor([0, 1, 7]), torch.tensor([0, 3])), ValueError, r"order values must lie"),
+    ],
+)
 def test_bad_arguments(args, exc, match):
     with pytest.raises(exc, match=match):
         emms_ext.class_sums(*args)
+
+
+# ------------------------------------------------------------------- sample_inputs: every device x dtype
+def _index(classes: torch.Tensor, C: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    return emms_ext.class_order(classes.to(device), C)  # class_order runs on the device too
+
+
+def sample_inputs(device, dtype) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Argument tuples ``(x, order, offsets)`` of emms::class_sums on ``device``, x in ``dtype``: [N, D] and
+    batched [B, N, D] features, one class (C = 1), more classes than samples (empty classes, D = 1), empty
+    classes first / in the middle / last, singleton classes, no samples at all (N = 0), a wide batch
+    (3 x 5000 x 300, 100 classes), a non-contiguous x and a shared order over an expanded batch."""
+    samples = []
+    for seed, N, D, C, B in [
+        (0, 50, 7, 5, None),
+        (1, 200, 33, 20, None),
+        (2, 64, 5, 3, 4),
+        (3, 10, 1, 12, None),
+        (4, 300, 130, 1, 2),
+        (5, 5000, 300, 100, 3),
+    ]:
+        x, classes = problem(100 + seed, N, D, C, B)
+        samples.append((x.to(device=device, dtype=dtype), *_index(classes, C, device)))
+    x, _ = problem(110, 9, 4, 1)
+    classes = torch.tensor([1, 1, 3, 1, 3, 3, 6, 1, 3])  # classes 0, 2, 4, 5 and 7 are empty
+    samples.append((x.to(device=device, dtype=dtype), *_index(classes, 8, device)))
+    x, _ = problem(111, 6, 3, 1)
+    samples.append((x.to(device=device, dtype=dtype), *_index(torch.arange(6).flip(0), 6, device)))  # singletons
+    empty = torch.empty(0, 4, dtype=dtype, device=device)
+    samples.append((empty, *_index(torch.empty(0, dtype=torch.int64), 3, device)))  # N = 0: zero sums
+    x, classes = problem(112, 40, 6, 4)
+    samples.append((x.to(device=device, dtype=dtype).T.contiguous().T, *_index(classes, 4, device)))  # column-major
+    x, classes = problem(113, 30, 5, 3)
+    samples.append((x.to(device=device, dtype=dtype).expand(2, 30, 5), *_index(classes, 3, device)))  # stride-0 batch
+    return samples
+
+
+@devices_dtypes(DTYPES["class_sums"])
+def test_sample_inputs_match_reference(device, dtype):
+    for i, (x, order, offsets) in enumerate(sample_inputs(device, dtype)):
+        name = f"sample {i}: x {tuple(x.shape)}, C = {offsets.shape[0] - 1}"
+        before = (x.clone(), order.clone(), offsets.clone())
+        out = emms_ext.class_sums(x, order, offsets)
+        C = offsets.shape[0] - 1
+        assert out.shape == (*x.shape[:-2], C, x.shape[-1]) and out.dtype == dtype and out.device == x.device, name
+        assert all(torch.equal(a, b) for a, b in zip((x, order, offsets), before)), name + ": input mutated"
+        # float64 accumulation in a fixed order, one rounding to the output dtype
+        assert_close(out, reference.class_sums(x, order, offsets), dtype, msg=name)
+        empty = offsets[1:] == offsets[:-1]
+        assert bool((out[..., empty, :] == 0).all()), name + ": an empty class does not sum to zero"
+        assert torch.equal(emms_ext.class_sums(x, order, offsets), out), name + ": not deterministic"
+        if device != "cpu":  # the CUDA kernel agrees with the CPU kernel
+            cpu = emms_ext.class_sums(x.cpu(), order.cpu(), offsets.cpu())
+            rtol = 1e-12 if dtype == torch.float64 else 1e-6 if dtype == torch.float32 else torch.finfo(dtype).eps
+            assert torch.allclose(out.cpu().double(), cpu.double(), rtol=rtol, atol=1e-5), name
+
+
+@devices_dtypes(GRAD_DTYPES)
+def test_sample_inputs_gradcheck(device, dtype):
+    checked = 0
+    for i, (x, order, offsets) in enumerate(sample_inputs(device, dtype)):
+        if x.numel() > 1000:
+            continue  # gradcheck builds the numel x numel Jacobian column by column
+        xg = x.detach().clone().requires_grad_(True)
+        assert torch.autograd.gradcheck(emms_ext.class_sums, (xg, order, offsets)), i
+        checked += 1
+    assert checked >= 5
+
+
+@devices_dtypes(DTYPES["class_sums"])
+def test_sample_inputs_opcheck(device, dtype):
+    samples = sample_inputs(device, dtype)
+    calls = opcheck_samples(torch.ops.emms.class_sums.default, samples, dtype, differentiable=lambda args: True)
+    assert calls == 2 * len(samples)

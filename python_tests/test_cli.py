@@ -1,4 +1,5 @@
 """The `emms` command line: end to end on a directory of feature files (subprocess), exit codes, messages."""
+
 from __future__ import annotations
 
 import json
@@ -9,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from embed_models import defaults_installed  # sets HF offline flags before transformers loads
 
 from emms_ext import cli
@@ -49,14 +49,31 @@ def workdir(tmp_path):
 
 
 def run_cli(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "emms_ext.cli", *map(str, args)], cwd=cwd, capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "emms_ext.cli", *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_rank_end_to_end_writes_json_csv_png(workdir):
     pytest.importorskip("matplotlib", reason="matplotlib is not installed")
-    p = run_cli("rank", "--features", "feats", "--labels", "labels.npy", "--label-embeddings", "table.npy",
-                "--out", "r.json", "--csv", "r.csv", "--plot", "r.png", "--truth", "truth.json", cwd=workdir)
+    p = run_cli(
+        "rank",
+        "--features",
+        "feats",
+        "--labels",
+        "labels.npy",
+        "--label-embeddings",
+        "table.npy",
+        "--out",
+        "r.json",
+        "--csv",
+        "r.csv",
+        "--plot",
+        "r.png",
+        "--truth",
+        "truth.json",
+        cwd=workdir,
+    )
     assert p.returncode == 0, p.stderr
     assert "Traceback" not in p.stderr
     res = json.loads((workdir / "r.json").read_text())
@@ -80,15 +97,30 @@ def test_missing_file_exit_code_2_with_message(workdir):
     assert "Traceback" not in p.stderr
 
 
-@pytest.mark.parametrize("argv, needle", [
-    (["rank", "--features", "no_dir", "--labels", "labels.npy"], "features directory"),
-    (["rank", "--features", "feats", "--labels", "labels.npy"], "--class-names"),
-    (["rank", "--labels", "labels.npy"], "--features"),
-    (["rank", "--features", "feats", "--labels", "labels.npy", "--label-embeddings", "table.npy",
-      "--metric", "nope"], "unknown metric"),
-    (["evaluate", "--scores", "truth.json", "--truth", "missing.json"], "missing.json"),
-    (["frobnicate"], "invalid choice"),
-])
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["rank", "--features", "no_dir", "--labels", "labels.npy"], "features directory"),
+        (["rank", "--features", "feats", "--labels", "labels.npy"], "--class-names"),
+        (["rank", "--labels", "labels.npy"], "--features"),
+        (
+            [
+                "rank",
+                "--features",
+                "feats",
+                "--labels",
+                "labels.npy",
+                "--label-embeddings",
+                "table.npy",
+                "--metric",
+                "nope",
+            ],
+            "unknown metric",
+        ),
+        (["evaluate", "--scores", "truth.json", "--truth", "missing.json"], "missing.json"),
+        (["frobnicate"], "invalid choice"),
+    ],
+)
 def test_usage_errors_in_process(workdir, monkeypatch, capsys, argv, needle):
     monkeypatch.chdir(workdir)
     try:
@@ -139,8 +171,23 @@ def test_labels_files(tmp_path):
 @pytest.mark.skipif(not defaults_installed(), reason="the offline text models (emms_ext[embed]) are not installed")
 def test_class_names_embed_and_demo_with_real_text_models(workdir, monkeypatch, capsys):
     monkeypatch.chdir(workdir)
-    assert cli.main(["rank", "--features", "feats", "--labels", "labels.txt", "--class-names", "classes.txt",
-                     "--out", "r.json", "--quiet"]) == 0
+    assert (
+        cli.main(
+            [
+                "rank",
+                "--features",
+                "feats",
+                "--labels",
+                "labels.txt",
+                "--class-names",
+                "classes.txt",
+                "--out",
+                "r.json",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert json.loads((workdir / "r.json").read_text())["order"] == ["good", "medium", "noise"]
     assert cli.main(["embed", "--texts", "classes.txt", "--out", "emb.npy", "--quiet"]) == 0
     emb = np.load(workdir / "emb.npy")
@@ -154,8 +201,21 @@ def test_rank_with_the_out_of_sample_metric(workdir):
     import emms_ext
     from emms_ext import ClassLabels
 
-    p = run_cli("rank", "--features", "feats", "--labels", "labels.npy", "--label-embeddings", "table.npy",
-                "--metric", "emms_gcv", "--out", "g.json", "--quiet", cwd=workdir)
+    p = run_cli(
+        "rank",
+        "--features",
+        "feats",
+        "--labels",
+        "labels.npy",
+        "--label-embeddings",
+        "table.npy",
+        "--metric",
+        "emms_gcv",
+        "--out",
+        "g.json",
+        "--quiet",
+        cwd=workdir,
+    )
     assert p.returncode == 0, p.stderr
     res = json.loads((workdir / "g.json").read_text())
     assert res["order"] == ["good", "medium", "noise"]

@@ -1,4 +1,5 @@
 """Same inputs, same scores: bitwise across runs; across thread counts up to BLAS reduction order."""
+
 from __future__ import annotations
 
 import torch

@@ -1,4 +1,5 @@
 """A zoo sharded over 2 processes (torchrun, gloo backend on the CPU) equals the single-process result."""
+
 from __future__ import annotations
 
 import json
@@ -52,8 +53,16 @@ def test_two_process_gloo_run_equals_single_process(tmp_path):
     script.write_text(SCRIPT)
     out = tmp_path / "out.json"
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script),
-           str(out), os.path.dirname(__file__)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        str(script),
+        str(out),
+        os.path.dirname(__file__),
+    ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     got = json.loads(out.read_text())

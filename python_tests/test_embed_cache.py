@@ -1,5 +1,6 @@
 """The on-disk embedding cache: hits are asserted, vectors come back identical, keys separate models and
 poolings, the folder follows EMMS_EXT_CACHE."""
+
 from __future__ import annotations
 
 import pytest

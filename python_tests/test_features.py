@@ -1,4 +1,5 @@
 """emms_ext.features: feature files, extraction with a forward hook, and the on-disk feature cache."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -28,8 +29,11 @@ class Net(nn.Module):
 def loader(N=37, d_in=6, batch_size=8, seed=0, labels=True, shuffle=False):
     g = torch.Generator().manual_seed(seed)
     X = torch.randn(N, d_in, generator=g)
-    ds = torch.utils.data.TensorDataset(X, torch.randint(0, 3, (N,), generator=g)) if labels else \
-        torch.utils.data.TensorDataset(X)
+    ds = (
+        torch.utils.data.TensorDataset(X, torch.randint(0, 3, (N,), generator=g))
+        if labels
+        else torch.utils.data.TensorDataset(X)
+    )
     return X, torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=shuffle)
 
 
@@ -50,10 +54,12 @@ def test_named_layers_and_input_output():
     with torch.no_grad():
         h1 = net.body[0](X)
     torch.testing.assert_close(F.extract_features(net, dl, "body.0", cache_dir=False, progress=False), h1)
-    torch.testing.assert_close(F.extract_features(net, dl, ("body.2", "input"), cache_dir=False, progress=False),
-                               torch.relu(h1))
-    torch.testing.assert_close(F.extract_features(net, dl, net.body[1], cache_dir=False, progress=False),
-                               torch.relu(h1))
+    torch.testing.assert_close(
+        F.extract_features(net, dl, ("body.2", "input"), cache_dir=False, progress=False), torch.relu(h1)
+    )
+    torch.testing.assert_close(
+        F.extract_features(net, dl, net.body[1], cache_dir=False, progress=False), torch.relu(h1)
+    )
     with pytest.raises(ValueError, match="not a module"):
         F.extract_features(net, dl, "nope", cache_dir=False)
     with pytest.raises(ValueError, match="no nn.Linear"):
@@ -82,8 +88,9 @@ def test_batches_tensor_list_and_dict():
 
 
 def test_conv_maps_are_average_pooled():
-    conv = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-                         nn.Linear(4, 2))
+    conv = nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2)
+    )
     x = torch.randn(10, 1, 8, 8)
     got = F.extract_features(conv, [x], "1", cache_dir=False, progress=False)  # ReLU output [B, 4, 8, 8]
     with torch.no_grad():

@@ -3,6 +3,7 @@
 The import graph is read from the source with ``ast`` (module-level and lazy, in-function imports alike),
 so the test needs nothing imported and sees imports that only run on some code paths.
 """
+
 from __future__ import annotations
 
 import ast
@@ -16,8 +17,10 @@ ROOT = Path(__file__).resolve().parents[1] / "emms_ext"
 # folder of its own layer (baselines and embed are siblings that do not know each other).
 LAYERS = {"_C": 0, "common": 0, "ops": 1, "core": 2, "baselines": 3, "embed": 3, "selection": 4, "cli": 5}
 # Third-party packages a layer must never import (the score stays free of text models).
-FORBIDDEN = {layer: ("transformers", "sentence_transformers", "tokenizers", "onnx", "onnxruntime")
-             for layer in ("common", "ops", "core", "baselines")}
+FORBIDDEN = {
+    layer: ("transformers", "sentence_transformers", "tokenizers", "onnx", "onnxruntime")
+    for layer in ("common", "ops", "core", "baselines")
+}
 
 
 def module_name(path: Path, root: Path = ROOT) -> str:
@@ -49,8 +52,12 @@ def _is_module(name: str, root: Path) -> bool:
     if not name.startswith(root.name + "."):
         return False
     rel = Path(*name.split(".")[1:])
-    return (root / rel).with_suffix(".py").is_file() or (root / rel / "__init__.py").is_file() or \
-        any(root.glob(f"{rel}.*.so")) or name == f"{root.name}._C"
+    return (
+        (root / rel).with_suffix(".py").is_file()
+        or (root / rel / "__init__.py").is_file()
+        or any(root.glob(f"{rel}.*.so"))
+        or name == f"{root.name}._C"
+    )
 
 
 def import_graph(root: Path = ROOT) -> dict[str, set[str]]:
@@ -140,17 +147,30 @@ def test_the_graph_is_read_from_the_source():
     assert "emms_ext._C" in graph["emms_ext.ops"]
 
 
-@pytest.mark.parametrize("edge, expected", [
-    (("emms_ext.core.score", "emms_ext.selection.rank"), "layer core=2) imports emms_ext.selection.rank (layer selection=4"),
-    (("emms_ext.baselines.knn", "emms_ext.embed.tasks"), "layer baselines=3) imports emms_ext.embed.tasks (layer embed=3"),
-    (("emms_ext.core.labels", "transformers"), "emms_ext.core.labels (layer core) imports transformers"),
-    (("emms_ext.ops.operators", "emms_ext"), "imports the package root"),
-])
+@pytest.mark.parametrize(
+    "edge, expected",
+    [
+        (
+            ("emms_ext.core.score", "emms_ext.selection.rank"),
+            "layer core=2) imports emms_ext.selection.rank (layer selection=4",
+        ),
+        (
+            ("emms_ext.baselines.knn", "emms_ext.embed.tasks"),
+            "layer baselines=3) imports emms_ext.embed.tasks (layer embed=3",
+        ),
+        (("emms_ext.core.labels", "transformers"), "emms_ext.core.labels (layer core) imports transformers"),
+        (("emms_ext.ops.operators", "emms_ext"), "imports the package root"),
+    ],
+)
 def test_a_bad_edge_in_a_synthetic_graph_is_reported(edge, expected):
-    graph = {"emms_ext.core.score": {"emms_ext.core.labels", "emms_ext.ops.operators"},
-             "emms_ext.core.labels": {"torch"}, "emms_ext.ops.operators": {"torch"},
-             "emms_ext.selection.rank": {"emms_ext.core.score"}, "emms_ext.baselines.knn": {"torch"},
-             "emms_ext.embed.tasks": {"emms_ext.core.labels"}}
+    graph = {
+        "emms_ext.core.score": {"emms_ext.core.labels", "emms_ext.ops.operators"},
+        "emms_ext.core.labels": {"torch"},
+        "emms_ext.ops.operators": {"torch"},
+        "emms_ext.selection.rank": {"emms_ext.core.score"},
+        "emms_ext.baselines.knn": {"torch"},
+        "emms_ext.embed.tasks": {"emms_ext.core.labels"},
+    }
     assert violations(graph) == []  # the clean graph passes
     graph[edge[0]] = graph[edge[0]] | {edge[1]}
     found = violations(graph)
@@ -158,9 +178,14 @@ def test_a_bad_edge_in_a_synthetic_graph_is_reported(edge, expected):
 
 
 def test_a_cycle_in_a_synthetic_graph_is_reported():
-    graph = {"emms_ext.selection.metrics": {"emms_ext.selection.targets"},
-             "emms_ext.selection.targets": {"emms_ext.selection.rank"},
-             "emms_ext.selection.rank": {"emms_ext.selection.metrics"}, "emms_ext.core.score": set()}
+    graph = {
+        "emms_ext.selection.metrics": {"emms_ext.selection.targets"},
+        "emms_ext.selection.targets": {"emms_ext.selection.rank"},
+        "emms_ext.selection.rank": {"emms_ext.selection.metrics"},
+        "emms_ext.core.score": set(),
+    }
     found = violations(graph)
-    assert found == ["import cycle: emms_ext.selection.metrics -> emms_ext.selection.rank -> "
-                     "emms_ext.selection.targets -> emms_ext.selection.metrics"]
+    assert found == [
+        "import cycle: emms_ext.selection.metrics -> emms_ext.selection.rank -> "
+        "emms_ext.selection.targets -> emms_ext.selection.metrics"
+    ]

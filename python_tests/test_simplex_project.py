@@ -1,9 +1,12 @@
-"""Tests of emms::simplex_project (CPU): agreement with the float64 sort-based reference, hand-computed
-projections, invariants, strides, non-finite rows, dtypes, argument errors, autograd, opcheck, compile."""
+"""Tests of emms::simplex_project: agreement with the float64 sort-based reference, hand-computed
+projections, invariants, strides, non-finite rows, dtypes, argument errors, autograd, opcheck, compile.
+The tests over ``sample_inputs`` run on every device x dtype of ``testing.py`` (CUDA too, where built)."""
+
 from __future__ import annotations
 
 import pytest
 import torch
+from testing import DTYPES, GRAD_DTYPES, assert_close, devices_dtypes, opcheck_samples
 
 import emms_ext
 from emms_ext.ops import reference
@@ -92,7 +95,7 @@ def test_on_simplex_and_idempotent(K):
 def test_point_on_simplex_unchanged(K):
     g = torch.Generator().manual_seed(200 + K)
     w = torch.rand(20, K, generator=g, dtype=F64)
-    w[:, : K // 2] *= (torch.rand(20, K // 2, generator=g, dtype=F64) > 0.5)  # some exact zeros
+    w[:, : K // 2] *= torch.rand(20, K // 2, generator=g, dtype=F64) > 0.5  # some exact zeros
     w[w.sum(-1) == 0, 0] = 1.0
     w = w / w.sum(-1, keepdim=True)
     assert err(emms_ext.simplex_project(w), w) <= 1e-15
@@ -283,3 +286,97 @@ def test_huge_entries_do_not_lose_the_unit_mass(dtype):
     assert torch.allclose(out[0], torch.tensor([0.5, 0.5], dtype=dtype))
     assert torch.allclose(out[3], torch.tensor([0.5, 0.5], dtype=dtype))
     assert torch.allclose(out.double(), reference.simplex_project(v), atol=1e-6)
+
+
+# ------------------------------------------------------------------- sample_inputs: every device x dtype
+def sample_inputs(device, dtype) -> list[tuple[torch.Tensor]]:
+    """Argument tuples of emms::simplex_project on ``device`` in ``dtype``: K = 1 (single rows and batches),
+    small and wide K, 2-d and 3-d batches, empty batches, ties (equal entries, all-equal rows, a repeated
+    maximum), a shifted batch, non-finite rows (NaN, +Inf, -Inf) next to finite ones, strided views."""
+
+    def on(x: torch.Tensor) -> torch.Tensor:
+        return x.to(device=device, dtype=dtype)
+
+    shapes = [(1,), (7,), (5, 1), (10, 1), (13, 7), (4, 100), (2, 3, 7), (3, 5, 33), (1000, 7), (0, 4), (3, 0, 4)]
+    samples = [(on(rand(shape, seed=300 + i, scale=3.0)),) for i, shape in enumerate(shapes)]
+    ties = torch.tensor(
+        [
+            [1.0, 1.0, -5.0, 0.0],
+            [0.0, 0.0, 0.0, 0.0],
+            [2.0, 2.0, 2.0, 2.0],
+            [0.5, 0.25, 0.5, 0.25],
+            [3.0, -1.0, 3.0, 3.0],
+            [-2.0, -2.0, -7.0, -2.0],
+        ],
+        dtype=F64,
+    )
+    samples.append((on(ties),))
+    samples.append((on(rand((8, 6), seed=320) + torch.linspace(-40, 40, 8, dtype=F64)[:, None]),))
+    bad = rand((7, 5), seed=321)
+    bad[0, 0], bad[2, 3], bad[4, 1], bad[5] = float("nan"), float("inf"), -float("inf"), float("nan")
+    samples.append((on(bad),))
+    samples.append((on(rand((6, 14), seed=322))[:, ::2],))  # every other column: stride 2
+    samples.append((on(rand((9, 4), seed=323)).t(),))  # transposed: rows are strided columns
+    samples.append((on(rand((1, 6), seed=324)).expand(5, 6),))  # stride-0 batch
+    return samples
+
+
+def _finite_rows(v: torch.Tensor) -> torch.Tensor:
+    return (
+        torch.isfinite(v.double()).all(-1)
+        if v.shape[-1]
+        else torch.ones(v.shape[:-1], dtype=torch.bool, device=v.device)
+    )
+
+
+@devices_dtypes(DTYPES["simplex_project"])
+def test_sample_inputs_match_reference(device, dtype):
+    for i, (v,) in enumerate(sample_inputs(device, dtype)):
+        before = v.clone()
+        out = emms_ext.simplex_project(v)
+        assert out.shape == v.shape and out.dtype == dtype and out.device == v.device, i
+        assert torch.equal(v.nan_to_num(7.0), before.nan_to_num(7.0)), f"sample {i}: input was mutated"
+        ref = reference.simplex_project(v)  # float64 projection of the same (rounded) values
+        assert_close(out, ref, dtype, msg=f"sample {i} {tuple(v.shape)}")
+        finite = _finite_rows(v)
+        assert bool(torch.isnan(out[~finite]).all()), f"sample {i}: a non-finite row did not come back NaN"
+        good = out[finite].double()
+        if good.numel():
+            assert bool((good >= 0).all()), i
+            assert_close(good.sum(-1), torch.ones(good.shape[:-1], dtype=F64), dtype, scale=4, msg=f"sample {i} sum")
+        if device != "cpu":  # the CUDA kernel agrees with the CPU kernel, not only with the reference
+            cpu = emms_ext.simplex_project(v.cpu())
+            atol = 1e-12 if dtype == F64 else 1e-6  # half / bfloat16: both compute in float32, round once
+            assert torch.allclose(out.cpu().double(), cpu.double(), atol=atol, rtol=0, equal_nan=True), i
+
+
+def _differentiable(v: torch.Tensor, margin: float = 1e-3) -> bool:
+    """Finite, with every entry >= margin away from its row's threshold (finite differences cross no kink)."""
+    if v.numel() == 0 or not bool(torch.isfinite(v).all()):
+        return v.numel() == 0
+    out = reference.simplex_project(v)
+    x = v.detach().cpu().double()
+    on = out > 0
+    theta = torch.where(on, x - out, torch.zeros_like(x)).sum(-1, keepdim=True) / on.sum(-1, keepdim=True)
+    return bool(((x - theta).abs() >= margin).all())
+
+
+@devices_dtypes(GRAD_DTYPES)
+def test_sample_inputs_gradcheck(device, dtype):
+    checked = 0
+    for i, (v,) in enumerate(sample_inputs(device, dtype)):
+        if not _differentiable(v) or v.numel() > 2000:
+            continue  # kinks (ties at the threshold), non-finite rows; gradcheck's Jacobian is numel^2
+        x = v.detach().clone().requires_grad_(True)
+        assert torch.autograd.gradcheck(emms_ext.simplex_project, (x,), eps=1e-6, atol=1e-8, rtol=1e-6), i
+        checked += 1
+    assert checked >= 8  # most samples are differentiable: the filter must not hollow the test out
+
+
+@devices_dtypes(DTYPES["simplex_project"])
+def test_sample_inputs_opcheck(device, dtype):
+    samples = sample_inputs(device, dtype)
+    calls = opcheck_samples(
+        torch.ops.emms.simplex_project.default, samples, dtype, differentiable=lambda args: _differentiable(args[0])
+    )
+    assert calls > len(samples)  # the autograd registration was exercised too

@@ -1,4 +1,5 @@
 """Streaming sufficient statistics against direct float64 computation."""
+
 from __future__ import annotations
 
 import pytest
@@ -48,7 +49,7 @@ def test_batched_models_equal_one_at_a_time():
     xs = [make_features(206 + i, N, D, shift=10.0 * i) for i in range(3)]
     acc = FeatureStats(basis, 3, D, torch.float64)
     for start in range(0, N, 100):
-        acc.update(torch.stack([x[start:start + 100] for x in xs]))
+        acc.update(torch.stack([x[start : start + 100] for x in xs]))
     st = acc.finalize()
     for i, x in enumerate(xs):
         one = FeatureStats(basis, 1, D, torch.float64)

