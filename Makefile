@@ -34,6 +34,10 @@ install: $(BUILD_STAMP)
 test: install
 	$(PY) -m pytest python_tests -q
 
+# New random examples for the property tests, many more of them (the "fuzz" profile, python_tests/conftest.py).
+fuzz: install
+	HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest python_tests/test_fuzz.py -q
+
 # ruff (lint + format check) over the Python, clang-format over csrc/ (the versions pinned in requirements-dev.txt).
 lint: $(DEPS_STAMP)
 	$(VENV)/bin/ruff check .

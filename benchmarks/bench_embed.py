@@ -6,6 +6,7 @@ The issue's bar: all default embedders together under 60 s for 1,000 prompts on 
 
     python benchmarks/bench_embed.py [--n 1000] [--limit 60]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,10 +20,10 @@ import time
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a hub request here would be a bug: make it fail loudly
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-import torch  # noqa: E402
+import torch
 
-from emms_ext.embed import EmbeddingCache, classification_labels, default_embedders  # noqa: E402
-from emms_ext.embed.models.locate import minilm_l6_dir  # noqa: E402
+from emms_ext.embed import EmbeddingCache, classification_labels, default_embedders
+from emms_ext.embed.models.locate import minilm_l6_dir
 
 
 def class_names(n: int, seed: int = 0) -> list[str]:
@@ -70,18 +71,23 @@ def main() -> int:
         for a, b in zip(first.table, second.table):
             assert torch.allclose(a, b, atol=1e-6, rtol=0)
 
-    print(f"# F-label embedding, {args.n} class prompts ({platform.processor() or platform.machine()}, "
-          f"{torch.get_num_threads()} torch threads, torch {torch.__version__})\n")
+    print(
+        f"# F-label embedding, {args.n} class prompts ({platform.processor() or platform.machine()}, "
+        f"{torch.get_num_threads()} torch threads, torch {torch.__version__})\n"
+    )
     print("| embedder | dim | seconds | prompts/s |")
     print("|---|---:|---:|---:|")
     for name, dim, dt in rows:
         print(f"| {name} | {dim} | {dt:.2f} | {args.n / dt:.0f} |")
     print(f"| **all {len(embs)} embedders** | | **{total:.2f}** | {args.n / total:.0f} |\n")
-    print(f"model loading: {load_s:.2f} s; classification_labels through the cache: cold {cold:.2f} s, "
-          f"warm (all hits) {warm:.3f} s")
+    print(
+        f"model loading: {load_s:.2f} s; classification_labels through the cache: cold {cold:.2f} s, "
+        f"warm (all hits) {warm:.3f} s"
+    )
     ok = total < args.limit
-    print(f"{'PASS' if ok else 'FAIL'}: {total:.2f} s {'<' if ok else '>='} {args.limit:.0f} s for all "
-          "default embedders")
+    print(
+        f"{'PASS' if ok else 'FAIL'}: {total:.2f} s {'<' if ok else '>='} {args.limit:.0f} s for all default embedders"
+    )
     return 0 if ok else 1
 
 

@@ -6,6 +6,7 @@ OPENBLAS_L2_SIZE so that numpy's OpenBLAS picks its own best kernel for this CPU
 
     python benchmarks/bench_emms.py [--quick] [--repeat 3]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,8 +49,10 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
     torch.manual_seed(0)
-    print(f"# emms_ext {emms_ext.__version__} bench_emms on {platform.processor() or platform.machine()}, "
-          f"torch {torch.__version__} ({torch.get_num_threads()} threads), numpy {np.__version__}")
+    print(
+        f"# emms_ext {emms_ext.__version__} bench_emms on {platform.processor() or platform.machine()}, "
+        f"torch {torch.__version__} ({torch.get_num_threads()} threads), numpy {np.__version__}"
+    )
 
     N, D, L, K, C = (1000, 512, 256, 3, 100) if args.quick else (5000, 2048, 1024, 3, 100)
     X, Z, classes = problem(N, D, L, K, C)
@@ -63,7 +66,7 @@ def main() -> None:
     ours_ref64 = emms_ext.emms_score(X.double(), Z.double(), "reference")
     exact = emms_ext.emms_score(X, Z, "exact")
     exact_tab = emms_ext.emms_score(X, classes, "exact")
-    rel = lambda a, b: abs(a - b) / abs(b)  # noqa: E731
+    rel = lambda a, b: abs(a - b) / abs(b)
     checks = {
         "reference f32 vs released f64": rel(ours_ref.score, released64),
         "released f32 vs released f64": rel(released32, released64),
@@ -103,10 +106,10 @@ def main() -> None:
     for n in Ns:
         for d in Dsweep:
             Xs, Zs, _ = problem(n, d, L // 4, K, C, seed=n + d)
-            g = timed(lambda: Xs.T @ Xs, args.repeat)
-            e = timed(lambda: emms_ext.emms_score(Xs, Zs), args.repeat)
+            g = timed(lambda Xs=Xs: Xs.T @ Xs, args.repeat)
+            e = timed(lambda Xs=Xs, Zs=Zs: emms_ext.emms_score(Xs, Zs), args.repeat)
             if n * d <= 5000 * 2048:
-                r = timed(lambda: released_emms_numpy(Xs.numpy(), Zs.numpy()), 1)
+                r = timed(lambda Xs=Xs, Zs=Zs: released_emms_numpy(Xs.numpy(), Zs.numpy()), 1)
                 rs, ratio = f"{r:.3f}", f"{r / e:.1f}x"
             else:
                 rs, ratio = "-", "-"

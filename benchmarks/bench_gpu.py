@@ -10,6 +10,7 @@ work per model is real and identical to distinct models; only the scores repeat.
 >= 50% of the measured GEMM ceiling end to end, fused solver <= 5% of the total, >= 100x faster than the
 per-model torch loop at M = 1024.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -82,8 +83,7 @@ def main() -> None:
     models = [int(m) for m in args.models.split(",")]
     dims = [int(d) for d in args.dims.split(",")]
     dev = torch.cuda.get_device_name() if DEVICE == "cuda" else "CPU (smoke run)"
-    emit(f"# bench_gpu: {dev}, torch {torch.__version__}, emms_ext {emms_ext.__version__}, "
-         f"{time.strftime('%Y-%m-%d')}")
+    emit(f"# bench_gpu: {dev}, torch {torch.__version__}, emms_ext {emms_ext.__version__}, {time.strftime('%Y-%m-%d')}")
     g = torch.Generator().manual_seed(0)
     classes = torch.randint(0, C, (N,), generator=g)
     table = torch.randn(C, L, K, generator=g)
@@ -97,6 +97,7 @@ def main() -> None:
     lab_small = (table, classes[:n_small])
     ref = emms_ext.emms_scores({k: v.double().cpu() for k, v in small.items()}, lab_small)
     from scipy.stats import kendalltau
+
     emit("| precision | max rel. score error | Kendall tau vs float64 |")
     emit("|---|---:|---:|")
     for precision in ("float64", "float32", "tf32"):
@@ -120,17 +121,23 @@ def main() -> None:
                 for kind, lab in (("classes", labels), ("free text", dense)):
                     if kind == "free text" and (M != models[-1] or precision != "tf32"):
                         continue
-                    total = sync_time(lambda: emms_ext.emms_scores(zoo, lab, precision=precision, progress=False))
+                    total = sync_time(
+                        lambda zoo=zoo, lab=lab, precision=precision: emms_ext.emms_scores(
+                            zoo, lab, precision=precision, progress=False
+                        )
+                    )
                     torch.backends.cuda.matmul.allow_tf32 = precision == "tf32"
                     xs = torch.stack(pool[: min(M, POOL)])
-                    gemm_one = sync_time(lambda: torch.matmul(xs.transpose(1, 2), xs), repeat=3) / xs.shape[0]
+                    gemm_one = sync_time(lambda xs=xs: torch.matmul(xs.transpose(1, 2), xs), repeat=3) / xs.shape[0]
                     torch.backends.cuda.matmul.allow_tf32 = False
                     ceiling = gemm_one * M
                     A = torch.eye(K, dtype=torch.float64, device=DEVICE) * 2
                     B = torch.eye(K, dtype=torch.float64, device=DEVICE).expand(M, K, K).contiguous()
-                    solver = sync_time(lambda: emms_ext.wlsr_simplex(A, B, "exact"), repeat=3)
-                    emit(f"| {D} | {M} | {kind} | {precision} | {total:.3f} | {M / total:.1f} | {ceiling:.3f} | "
-                         f"{100 * ceiling / total:.0f}% | {100 * solver / total:.2f}% |")
+                    solver = sync_time(lambda A=A, B=B: emms_ext.wlsr_simplex(A, B, "exact"), repeat=3)
+                    emit(
+                        f"| {D} | {M} | {kind} | {precision} | {total:.3f} | {M / total:.1f} | {ceiling:.3f} | "
+                        f"{100 * ceiling / total:.0f}% | {100 * solver / total:.2f}% |"
+                    )
                     if kind == "classes" and precision == "tf32" and M == models[-1]:
                         per_model[D] = total / M
         pool = None  # free the GPU memory before the next width
@@ -139,21 +146,25 @@ def main() -> None:
 
     # 3. Per-model loops (timed on a few models, per model) and the CPU path.
     emit("\n## Against per-model loops (seconds per model; ratio = loop / emms_scores at the largest M, tf32)\n")
-    emit("| D | emms_scores | torch.linalg.lstsq loop | ratio | released algorithm in torch | ratio | "
-         "CPU emms_scores | ratio |")
+    emit(
+        "| D | emms_scores | torch.linalg.lstsq loop | ratio | released algorithm in torch | ratio | "
+        "CPU emms_scores | ratio |"
+    )
     emit("|---:|---:|---:|---:|---:|---:|---:|---:|")
     Zd = table[classes].to(DEVICE)
     for D in dims:
         pool = make_pool(N, D, classes, D + 1)[:3]
-        t_lstsq = sync_time(lambda: [lstsq_torch(x, Zd) for x in pool]) / len(pool)
-        t_rel = sync_time(lambda: [released_emms_torch(x, Zd) for x in pool]) / len(pool)
+        t_lstsq = sync_time(lambda pool=pool: [lstsq_torch(x, Zd) for x in pool]) / len(pool)
+        t_rel = sync_time(lambda pool=pool: [released_emms_torch(x, Zd) for x in pool]) / len(pool)
         cpu_zoo = {f"c{i}": x.cpu() for i, x in enumerate(pool[:2])}
         start = time.perf_counter()
         emms_ext.emms_scores(cpu_zoo, labels)
         t_cpu = (time.perf_counter() - start) / len(cpu_zoo)
         ours = per_model.get(D, float("nan"))
-        emit(f"| {D} | {ours:.4f} | {t_lstsq:.4f} | {t_lstsq / ours:.0f}x | {t_rel:.4f} | {t_rel / ours:.0f}x | "
-             f"{t_cpu:.3f} | {t_cpu / ours:.0f}x |")
+        emit(
+            f"| {D} | {ours:.4f} | {t_lstsq:.4f} | {t_lstsq / ours:.0f}x | {t_rel:.4f} | {t_rel / ours:.0f}x | "
+            f"{t_cpu:.3f} | {t_cpu / ours:.0f}x |"
+        )
         pool = None  # free the GPU memory before the next width
         if DEVICE == "cuda":
             torch.cuda.empty_cache()

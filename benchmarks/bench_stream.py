@@ -6,6 +6,7 @@ whole), scored with bounded memory; then the same data scored in memory, for agr
 Prints the peak resident memory of the streaming run (measured in a child process, so that the in-memory
 comparison's 8 GB does not count) and the relative difference of the two scores (float64).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,7 +48,7 @@ def run(mode: str, N: int, D: int, chunk: int, shift: float) -> dict:
     else:
         X = torch.empty(N, D, dtype=torch.float64)  # filled in place: one copy of the data, not two
         for i, c in enumerate(chunks(N, D, chunk, shift)):
-            X[i * chunk:i * chunk + c.shape[0]] = c
+            X[i * chunk : i * chunk + c.shape[0]] = c
         res = emms_ext.emms_score(X, labels, precision="float64")  # its own chunking (16384 rows)
     seconds = time.perf_counter() - start
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -66,8 +67,18 @@ def main() -> None:
     if args.child:
         print(json.dumps(run(args.child, args.N, args.D, args.chunk, args.shift)))
         return
-    base = [sys.executable, __file__, "--N", str(args.N), "--D", str(args.D), "--chunk", str(args.chunk),
-            "--shift", str(args.shift)]
+    base = [
+        sys.executable,
+        __file__,
+        "--N",
+        str(args.N),
+        "--D",
+        str(args.D),
+        "--chunk",
+        str(args.chunk),
+        "--shift",
+        str(args.shift),
+    ]
     out = {}
     for mode in ["stream"] + ([] if args.skip_in_memory else ["memory"]):
         proc = subprocess.run(base + ["--child", mode], capture_output=True, text=True, check=True)

@@ -10,6 +10,7 @@ benchmarks/out/features/ for the next run), embeds the ten class names with the 
 
     python benchmarks/demo_zoo.py [--task fashion|digits] [--plot benchmarks/out/demo_zoo.png]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,11 +23,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.zoo import tasks as zoo_tasks  # noqa: E402
-
 import emms_ext  # noqa: E402
-from emms_ext.selection.evaluate import weighted_tau  # noqa: E402
+from benchmarks.zoo import tasks as zoo_tasks  # noqa: E402
 from emms_ext.selection import get_metric  # noqa: E402
+from emms_ext.selection.evaluate import weighted_tau  # noqa: E402
 
 METHODS = {"EMMS (gcv)": "gcv", "EMMS (exact, paper)": "exact"}
 
@@ -40,8 +40,11 @@ def main(argv=None) -> dict:
     path = zoo_tasks.truth_path(args.task, args.truth_dir)
     truth = json.loads(path.read_text())
     start = time.perf_counter()
-    print(f"{args.task}: {len(truth['candidates'])} candidates, {truth['n_train']} training images; extracting "
-          "features (cached after the first run) and embedding the class names ...", flush=True)
+    print(
+        f"{args.task}: {len(truth['candidates'])} candidates, {truth['n_train']} training images; extracting "
+        "features (cached after the first run) and embedding the class names ...",
+        flush=True,
+    )
     task = zoo_tasks.load(args.task, truth)
     prep = time.perf_counter() - start
     scores, seconds = {}, {}
@@ -58,9 +61,14 @@ def main(argv=None) -> dict:
     ft = task.truth["finetune"]
     names = sorted(ft, key=ft.get, reverse=True)
     ranks = {m: {c: i + 1 for i, c in enumerate(sorted(s, key=s.get, reverse=True))} for m, s in scores.items()}
-    print(f"\n{'candidate':24s} {'fine-tuned acc':>14s} {'probe acc':>9s}  " + "  ".join(f"{m + ' rank':>22s}" for m in scores))
+    print(
+        f"\n{'candidate':24s} {'fine-tuned acc':>14s} {'probe acc':>9s}  "
+        + "  ".join(f"{m + ' rank':>22s}" for m in scores)
+    )
     for c in names:
-        print(f"{c:24s} {ft[c]:14.4f} {task.truth['probe'][c]:9.4f}  " + "  ".join(f"{ranks[m][c]:22d}" for m in scores))
+        print(
+            f"{c:24s} {ft[c]:14.4f} {task.truth['probe'][c]:9.4f}  " + "  ".join(f"{ranks[m][c]:22d}" for m in scores)
+        )
     print("\nweighted Kendall tau against fine-tuned accuracy (1 = perfect ranking; seconds to score the zoo):")
     taus = {m: weighted_tau([s[c] for c in names], [ft[c] for c in names]) for m, s in scores.items()}
     for m in scores:

@@ -8,6 +8,7 @@ whose truth file is missing is skipped with the command that makes it). Features
 extracted once per candidate and cached under benchmarks/out/features/; F-labels come from the offline text
 models (K = 2). ``--readme`` rewrites the generated section of benchmarks/README.md and the plots in docs/.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,24 +23,38 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import emms_ext  # noqa: E402
 from benchmarks.zoo import ground_truth, text_truth  # noqa: E402
 from benchmarks.zoo import tasks as zoo_tasks  # noqa: E402
-
-import emms_ext  # noqa: E402
-from emms_ext.ops import reference  # noqa: E402
 from emms_ext.baselines.logme import logme  # noqa: E402
-from emms_ext.selection.evaluate import evaluate, format_table  # noqa: E402
 from emms_ext.core.labels import prepare_labels  # noqa: E402
+from emms_ext.ops import reference  # noqa: E402
 from emms_ext.selection import get_metric  # noqa: E402
+from emms_ext.selection.evaluate import evaluate, format_table  # noqa: E402
 
 # The API's default mode and the out-of-sample mode benchmarks/README.md recommends: verdicts and scatter plots.
 FOCUS = ("EMMS (exact)", "EMMS (gcv)")
-EMMS_VARIANTS = {"EMMS (exact)": dict(mode="exact"), "EMMS (alternating)": dict(mode="alternating"),
-                 "EMMS (reference)": dict(mode="reference"), "EMMS (ridge=gcv)": dict(mode="exact", ridge="gcv"),
-                 "EMMS (gcv)": dict(mode="gcv"), "EMMS (loo)": dict(mode="loo")}
-BASELINES = {"LogME": "logme", "LogME (F-labels)": "logme_flabels", "EMMS(One)": "emms_one", "H-score": "hscore",
-             "H-score (regularized)": "hscore_regularized", "N-LEEP": "nleep", "TransRate": "transrate",
-             "SFDA": "sfda", "GBC": "gbc", "PARC": "parc", "kNN": "knn"}
+EMMS_VARIANTS = {
+    "EMMS (exact)": dict(mode="exact"),
+    "EMMS (alternating)": dict(mode="alternating"),
+    "EMMS (reference)": dict(mode="reference"),
+    "EMMS (ridge=gcv)": dict(mode="exact", ridge="gcv"),
+    "EMMS (gcv)": dict(mode="gcv"),
+    "EMMS (loo)": dict(mode="loo"),
+}
+BASELINES = {
+    "LogME": "logme",
+    "LogME (F-labels)": "logme_flabels",
+    "EMMS(One)": "emms_one",
+    "H-score": "hscore",
+    "H-score (regularized)": "hscore_regularized",
+    "N-LEEP": "nleep",
+    "TransRate": "transrate",
+    "SFDA": "sfda",
+    "GBC": "gbc",
+    "PARC": "parc",
+    "kNN": "knn",
+}
 MARK = ("<!-- run_zoo:start -->", "<!-- run_zoo:end -->")
 README, DOCS = ROOT / "benchmarks" / "README.md", ROOT / "docs"  # where --readme writes
 
@@ -62,16 +77,23 @@ def ablations(task, gcv: dict) -> dict:
     if isinstance(task.labels, emms_ext.ClassLabels):
         from emms_ext.embed import classification_labels
 
-        ens = classification_labels(task.target.labels, task.classes, templates=zoo_tasks.TEMPLATES[task.name] + ENSEMBLE)
+        ens = classification_labels(
+            task.target.labels, task.classes, templates=zoo_tasks.TEMPLATES[task.name] + ENSEMBLE
+        )
         out["EMMS (gcv, prompt ensemble)"] = _timed(
-            lambda: emms_ext.emms_scores(task.features, emms_ext.ClassLabels(ens.table, ens.indices), "gcv").scores)
-        unit = emms_ext.ClassLabels([torch.nn.functional.normalize(torch.as_tensor(t).double(), dim=1)
-                                     for t in task.labels.table], task.labels.indices)
+            lambda: emms_ext.emms_scores(task.features, emms_ext.ClassLabels(ens.table, ens.indices), "gcv").scores
+        )
+        unit = emms_ext.ClassLabels(
+            [torch.nn.functional.normalize(torch.as_tensor(t).double(), dim=1) for t in task.labels.table],
+            task.labels.indices,
+        )
         out["EMMS (gcv, L2-normalized F-labels)"] = _timed(
-            lambda: emms_ext.emms_scores(task.features, unit, "gcv").scores)
+            lambda: emms_ext.emms_scores(task.features, unit, "gcv").scores
+        )
     for k in range(2):
         out[f"EMMS (gcv, embedder {k} only)"] = _timed(
-            lambda k=k: emms_ext.emms_scores(task.features, zoo_tasks.one_embedder(task.labels, k), "gcv").scores)
+            lambda k=k: emms_ext.emms_scores(task.features, zoo_tasks.one_embedder(task.labels, k), "gcv").scores
+        )
     A = prepare_labels(task.labels).A
     N = len(next(iter(task.features.values())))
     # A by-product of mode="gcv" (no time of its own: None).
@@ -92,7 +114,9 @@ def score_task(task) -> tuple[dict, dict]:
         warnings.simplefilter("ignore")
         results = {}
         for method, kw in EMMS_VARIANTS.items():
-            results[method], seconds[method] = _timed(lambda kw=kw: emms_ext.emms_scores(task.features, task.labels, **kw))
+            results[method], seconds[method] = _timed(
+                lambda kw=kw: emms_ext.emms_scores(task.features, task.labels, **kw)
+            )
             scores[method] = results[method].scores
         # The uniform label mixture t = 1/K instead of the optimized one: ridge="gcv" reports its GCV error.
         scores["EMMS (gcv, uniform t)"] = {m: -r.gcv for m, r in results["EMMS (ridge=gcv)"].items()}
@@ -102,14 +126,15 @@ def score_task(task) -> tuple[dict, dict]:
         for method, name in BASELINES.items():
             metric = get_metric(name)
             if any(getattr(task.target, need) is None for need in metric.needs) or (
-                    name == "logme" and task.target.labels is None):
+                name == "logme" and task.target.labels is None
+            ):
                 continue  # the method does not apply to this kind of task (e.g. class-based on free text)
             start = time.perf_counter()
             scores[method] = {}
             for cand, x in task.features.items():
                 try:
                     scores[method][cand] = float(metric.fn(x.double(), task.target))
-                except Exception as exc:  # noqa: BLE001 - one failing (method, model) must not stop the table
+                except Exception as exc:  # one failing (method, model) must not stop the table
                     print(f"  {method} failed on {cand}: {exc}", file=sys.stderr)
             seconds[method] = time.perf_counter() - start
     return scores, seconds
@@ -131,8 +156,11 @@ def verdicts(tables: dict) -> list[str]:
         col = {m: row[task] for m, row in table.items() if task in row}
         best = max(col, key=col.get)
         vs = ", ".join(f"{b} {col[b]:+.3f}" for b in ("LogME", "LogME (F-labels)") if b in col)
-        ours = "; ".join(f"{m} {col[m]:+.3f}" + ("" if m == best else f" (loses to the best by {col[best] - col[m]:.3f})")
-                         for m in FOCUS if m in col)
+        ours = "; ".join(
+            f"{m} {col[m]:+.3f}" + ("" if m == best else f" (loses to the best by {col[best] - col[m]:.3f})")
+            for m in FOCUS
+            if m in col
+        )
         lines.append(f"- {task}: best {best} {col[best]:+.3f}; {ours}; {vs}")
     return lines
 
@@ -142,29 +170,46 @@ def report(tables: dict, detail: dict, timing: dict, provenance: list[str] = ())
     out = []
     for gt, title in (("finetune", "fine-tuning"), ("probe", "linear-probe")):
         if tables.get(gt):
-            out += [f"### Weighted Kendall tau against the {title} ground truth\n", format_table(tables[gt]),
-                    "", "(-: the method does not apply — class-based methods on free-text labels; the mean is "
-                    "over the tasks where it applies.)", ""]
+            out += [
+                f"### Weighted Kendall tau against the {title} ground truth\n",
+                format_table(tables[gt]),
+                "",
+                "(-: the method does not apply — class-based methods on free-text labels; the mean is "
+                "over the tasks where it applies.)",
+                "",
+            ]
     for gt, title in (("finetune", "fine-tuning"), ("probe", "linear-probe")):
         rows = {m: [d[gt][m] for d in detail.values() if m in d.get(gt, {})] for m in tables.get(gt, {})}
         if not any(rows.values()):
             continue
         keys = ("weighted_tau", "kendall_tau", "pearson", "rel@1", "rel@3")
-        out += [f"### Every measure against the {title} ground truth (mean over tasks)\n",
-                "| method | tau_w | Kendall tau | Pearson | Rel@1 | Rel@3 |", "|---|---:|---:|---:|---:|---:|"]
+        out += [
+            f"### Every measure against the {title} ground truth (mean over tasks)\n",
+            "| method | tau_w | Kendall tau | Pearson | Rel@1 | Rel@3 |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
         for m, rs in rows.items():
             out.append(f"| {m} | " + " | ".join(f"{sum(r[k] for r in rs) / len(rs):.3f}" for k in keys) + " |")
         out.append("")
     out += ["### Verdict per task (tau_w, fine-tuning ground truth)\n", *verdicts(tables), ""]
-    out += ["### Wall-clock (seconds, all candidates of the task; features given)\n",
-            "| method | " + " | ".join(timing) + " |", "|---|" + "---:|" * len(timing)]
+    out += [
+        "### Wall-clock (seconds, all candidates of the task; features given)\n",
+        "| method | " + " | ".join(timing) + " |",
+        "|---|" + "---:|" * len(timing),
+    ]
+
     def cell(sec) -> str:
         return "-" if sec is False else "by-product" if sec is None else f"{sec:.2f}"
 
     for m in dict.fromkeys(m for sec in timing.values() for m in sec):
         out.append(f"| {m} | " + " | ".join(cell(timing[t].get(m, False)) for t in timing) + " |")
-    out += ["", ("(by-product: computed from another row's results at no cost of its own — uniform t from "
-                 "`ridge=\"gcv\"`, R^2 from `gcv`.)")]
+    out += [
+        "",
+        (
+            "(by-product: computed from another row's results at no cost of its own — uniform t from "
+            '`ridge="gcv"`, R^2 from `gcv`.)'
+        ),
+    ]
     if provenance:
         out += ["", "Ground truth scored against: " + "; ".join(provenance) + "."]
     return "\n".join(out) + "\n"
@@ -192,8 +237,9 @@ def plot(tables: dict, scores: dict, truths: dict, path_tau: Path, path_scatter:
     fig.tight_layout()
     fig.savefig(path_tau, dpi=120)
     plt.close(fig)
-    fig, axes = plt.subplots(len(FOCUS), len(task_names), figsize=(3.6 * len(task_names), 3.2 * len(FOCUS)),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        len(FOCUS), len(task_names), figsize=(3.6 * len(task_names), 3.2 * len(FOCUS)), squeeze=False
+    )
     for row, method in zip(axes, FOCUS):
         for ax, t in zip(row, task_names):
             s, gt = scores[t][method], truths[t]["finetune"]
@@ -212,8 +258,11 @@ def main(argv=None) -> dict:
     ap.add_argument("--tasks", nargs="+", default=list(zoo_tasks.VISION + zoo_tasks.TEXT))
     ap.add_argument("--truth-dir", default=None, help="where truth_<task>.json live (default benchmarks/zoo)")
     ap.add_argument("--json", default=None, help="write all numbers here")
-    ap.add_argument("--readme", action="store_true", help="rewrite the generated section of benchmarks/README.md "
-                    "and docs/zoo_tau.png, docs/zoo_scatter.png")
+    ap.add_argument(
+        "--readme",
+        action="store_true",
+        help="rewrite the generated section of benchmarks/README.md and docs/zoo_tau.png, docs/zoo_scatter.png",
+    )
     args = ap.parse_args(argv)
     tables, detail, timing, all_scores, truths = {"finetune": {}, "probe": {}}, {}, {}, {}, {}
     provenance = []
@@ -241,9 +290,11 @@ def main(argv=None) -> dict:
         plot(tables, all_scores, truths, DOCS / "zoo_tau.png", DOCS / "zoo_scatter.png")
         body = README.read_text()
         start, end = body.find(MARK[0]), body.find(MARK[1])
-        section = f"{MARK[0]}\n{text}\n![tau_w per method](../docs/zoo_tau.png)\n\n" \
-                  f"![{' and '.join(FOCUS)} scores vs fine-tuned accuracy](../docs/zoo_scatter.png)\n{MARK[1]}"
-        body = body[:start] + section + body[end + len(MARK[1]):] if 0 <= start < end else body + "\n" + section + "\n"
+        section = (
+            f"{MARK[0]}\n{text}\n![tau_w per method](../docs/zoo_tau.png)\n\n"
+            f"![{' and '.join(FOCUS)} scores vs fine-tuned accuracy](../docs/zoo_scatter.png)\n{MARK[1]}"
+        )
+        body = body[:start] + section + body[end + len(MARK[1]) :] if 0 <= start < end else body + "\n" + section + "\n"
         README.write_text(body)
     return {"tables": tables, "detail": detail, "timing": timing}
 

@@ -6,10 +6,12 @@ wrappers, and the subpackages ``embed`` (F-labels; imported on first use of ``em
 ``baselines`` and ``evaluate``. The folders are layers (docs/design.md §4): common <- ops <- core <-
 baselines <- selection <- cli, with embed a side wing. Nothing on this import path touches the network.
 """
-from . import ops  # first: loads torch, then the compiled extension and the fake kernels
+
+import torch  # noqa: F401 - first: libtorch must be loaded before _C, the extension that links against it
+
 from . import _C, baselines
 from .core import ClassLabels, EMMSDegeneracyWarning, EMMSResult, FreeTextLabels, ZooScores, emms_score, emms_scores
-from .ops import class_order, class_sums, logme_evidence, simplex_project, wlsr_simplex
+from .ops import class_order, class_sums, logme_evidence, simplex_project, wlsr_simplex  # + fake kernels, autograd
 from .selection import Ranking, Target, evaluate, rank
 
 __version__ = _C.build_info()["version"]
@@ -30,7 +32,23 @@ def build_info() -> dict:
 
 
 __all__ = [
-    "ClassLabels", "EMMSDegeneracyWarning", "EMMSResult", "FreeTextLabels", "Ranking", "Target", "ZooScores",
-    "__version__", "baselines", "build_info", "class_order", "class_sums", "emms_score", "emms_scores", "evaluate",
-    "logme_evidence", "rank", "simplex_project", "wlsr_simplex",
+    "ClassLabels",
+    "EMMSDegeneracyWarning",
+    "EMMSResult",
+    "FreeTextLabels",
+    "Ranking",
+    "Target",
+    "ZooScores",
+    "__version__",
+    "baselines",
+    "build_info",
+    "class_order",
+    "class_sums",
+    "emms_score",
+    "emms_scores",
+    "evaluate",
+    "logme_evidence",
+    "rank",
+    "simplex_project",
+    "wlsr_simplex",
 ]

@@ -1,10 +1,11 @@
-"""Real datasets that install offline from Debian packages (design.md section 4).
+"""Real datasets that install offline from Debian packages (docs/design.md §8).
 
 * Fashion-MNIST (``apt-get install dataset-fashion-mnist``): 70,000 28x28 grey images, 10 named classes,
   idx files under /usr/share/datasets/fashion-mnist/.
 * WordNet (``apt-get install wordnet-base``): noun (and verb) synsets with their glosses; each synset's
   lexicographer file ("noun.animal", "noun.artifact", ...) is a real text-classification label.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -15,22 +16,73 @@ import numpy as np
 
 FASHION_ROOT = Path(os.environ.get("EMMS_FASHION_MNIST", "/usr/share/datasets/fashion-mnist"))
 WORDNET_ROOT = Path(os.environ.get("EMMS_WORDNET", "/usr/share/wordnet"))
-FASHION_CLASSES = ["T-shirt/top", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag",
-                   "ankle boot"]
+FASHION_CLASSES = [
+    "T-shirt/top",
+    "trouser",
+    "pullover",
+    "dress",
+    "coat",
+    "sandal",
+    "shirt",
+    "sneaker",
+    "bag",
+    "ankle boot",
+]
 # WordNet's lexicographer files, by number (lexnames(5WN)); nouns are 03..28, verbs 29..44.
-LEXNAMES = ["adj.all", "adj.pert", "adv.all", "noun.Tops", "noun.act", "noun.animal", "noun.artifact",
-            "noun.attribute", "noun.body", "noun.cognition", "noun.communication", "noun.event", "noun.feeling",
-            "noun.food", "noun.group", "noun.location", "noun.motive", "noun.object", "noun.person",
-            "noun.phenomenon", "noun.plant", "noun.possession", "noun.process", "noun.quantity",
-            "noun.relation", "noun.shape", "noun.state", "noun.substance", "noun.time", "verb.body",
-            "verb.change", "verb.cognition", "verb.communication", "verb.competition", "verb.consumption",
-            "verb.contact", "verb.creation", "verb.emotion", "verb.motion", "verb.perception", "verb.possession",
-            "verb.social", "verb.stative", "verb.weather", "adj.ppl"]
+LEXNAMES = [
+    "adj.all",
+    "adj.pert",
+    "adv.all",
+    "noun.Tops",
+    "noun.act",
+    "noun.animal",
+    "noun.artifact",
+    "noun.attribute",
+    "noun.body",
+    "noun.cognition",
+    "noun.communication",
+    "noun.event",
+    "noun.feeling",
+    "noun.food",
+    "noun.group",
+    "noun.location",
+    "noun.motive",
+    "noun.object",
+    "noun.person",
+    "noun.phenomenon",
+    "noun.plant",
+    "noun.possession",
+    "noun.process",
+    "noun.quantity",
+    "noun.relation",
+    "noun.shape",
+    "noun.state",
+    "noun.substance",
+    "noun.time",
+    "verb.body",
+    "verb.change",
+    "verb.cognition",
+    "verb.communication",
+    "verb.competition",
+    "verb.consumption",
+    "verb.contact",
+    "verb.creation",
+    "verb.emotion",
+    "verb.motion",
+    "verb.perception",
+    "verb.possession",
+    "verb.social",
+    "verb.stative",
+    "verb.weather",
+    "adj.ppl",
+]
 
 
 def _missing(what: str, path: Path, package: str) -> FileNotFoundError:
-    return FileNotFoundError(f"{what} not found at {path}: install it with `apt-get install {package}` "
-                             f"(or point the environment variable to a copy)")
+    return FileNotFoundError(
+        f"{what} not found at {path}: install it with `apt-get install {package}` "
+        f"(or point the environment variable to a copy)"
+    )
 
 
 def _read_idx(path: Path) -> np.ndarray:
@@ -41,7 +93,7 @@ def _read_idx(path: Path) -> np.ndarray:
     if data[0] != 0 or data[1] != 0 or data[2] != 8:
         raise ValueError(f"{path} is not an unsigned-byte idx file (magic {data[:4]!r})")
     ndim = data[3]
-    shape = tuple(int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
+    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
 
 
@@ -83,8 +135,9 @@ def wordnet_glosses(pos: str = "noun", root: Path = WORDNET_ROOT) -> list[tuple[
     return out
 
 
-def balanced_subset(labels: np.ndarray, per_class: int, seed: int = 0, exclude: np.ndarray | None = None,
-                    classes: list | None = None) -> np.ndarray:
+def balanced_subset(
+    labels: np.ndarray, per_class: int, seed: int = 0, exclude: np.ndarray | None = None, classes: list | None = None
+) -> np.ndarray:
     """Indices of `per_class` samples of every class (sorted), drawn with a fixed seed; `exclude` indices
     are never drawn (to keep a held-out split disjoint)."""
     rng = np.random.default_rng(seed)
@@ -93,7 +146,7 @@ def balanced_subset(labels: np.ndarray, per_class: int, seed: int = 0, exclude: 
     if exclude is not None:
         taken[np.asarray(exclude)] = True
     picks = []
-    for c in (classes if classes is not None else np.unique(labels)):
+    for c in classes if classes is not None else np.unique(labels):
         pool = np.flatnonzero((labels == c) & ~taken)
         if len(pool) < per_class:
             raise ValueError(f"class {c!r} has {len(pool)} samples, fewer than per_class={per_class}")

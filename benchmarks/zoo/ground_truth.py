@@ -14,6 +14,7 @@ benchmark never re-train:
     python -m benchmarks.zoo.ground_truth --target fashion --out benchmarks/zoo/truth_fashion.json [--resume]
     python -m benchmarks.zoo.ground_truth --target digits  --out benchmarks/zoo/truth_digits.json [--resume]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,8 +38,10 @@ VERSION = 5
 
 # Default split and epochs per target: those of the committed truth files (Fashion-MNIST's split is half the
 # 2,000 / 2,000 first planned and its epochs 1-3, to fit 19 fine-tunings into a session on a 2-core CPU).
-SPLITS = {"fashion": {"n_train": 1000, "n_test": 1000, "epochs": 3},
-          "digits": {"n_train": 900, "n_test": 800, "epochs": 5}}
+SPLITS = {
+    "fashion": {"n_train": 1000, "n_test": 1000, "epochs": 3},
+    "digits": {"n_train": 900, "n_test": 800, "epochs": 5},
+}
 
 
 def load_target(target: str, n_train: int, n_test: int, seed: int = 0):
@@ -50,8 +53,13 @@ def load_target(target: str, n_train: int, n_test: int, seed: int = 0):
         xte, yte = fashion_mnist("test")
         itr = balanced_subset(ytr, n_train // 10, seed)
         ite = balanced_subset(yte, n_test // 10, seed + 1)
-        return (torch.from_numpy(xtr[itr]).float(), torch.from_numpy(ytr[itr]), torch.from_numpy(xte[ite]).float(),
-                torch.from_numpy(yte[ite]), FASHION_CLASSES)
+        return (
+            torch.from_numpy(xtr[itr]).float(),
+            torch.from_numpy(ytr[itr]),
+            torch.from_numpy(xte[ite]).float(),
+            torch.from_numpy(yte[ite]),
+            FASHION_CLASSES,
+        )
     if target == "digits":
         from sklearn.datasets import load_digits
 
@@ -62,8 +70,13 @@ def load_target(target: str, n_train: int, n_test: int, seed: int = 0):
         itr = balanced_subset(y, n_train // 10, seed)
         ite = balanced_subset(y, n_test // 10, seed + 1, exclude=itr)
         names = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
-        return (torch.tensor(x[itr], dtype=torch.float32), torch.from_numpy(y[itr]),
-                torch.tensor(x[ite], dtype=torch.float32), torch.from_numpy(y[ite]), names)
+        return (
+            torch.tensor(x[itr], dtype=torch.float32),
+            torch.from_numpy(y[itr]),
+            torch.tensor(x[ite], dtype=torch.float32),
+            torch.from_numpy(y[ite]),
+            names,
+        )
     raise ValueError(f"target must be 'fashion' or 'digits' (got {target!r})")
 
 
@@ -80,8 +93,11 @@ def with_new_head(body: nn.Module, out_dim: int, lr: float, **adamw) -> tuple[nn
     """(body + a new linear head to out_dim, AdamW over both): the fine-tuning set-up of every ground truth."""
     model = nn.Sequential(body, nn.Linear(body.out_features, out_dim))
     # The new head starts from scratch: it learns 10x faster than the pre-trained body (common practice).
-    opt = torch.optim.AdamW([{"params": body.parameters(), "lr": lr},
-                             {"params": model[1].parameters(), "lr": 10 * lr}], weight_decay=1e-4, **adamw)
+    opt = torch.optim.AdamW(
+        [{"params": body.parameters(), "lr": lr}, {"params": model[1].parameters(), "lr": 10 * lr}],
+        weight_decay=1e-4,
+        **adamw,
+    )
     return model, opt
 
 
@@ -110,14 +126,15 @@ def recalibrate_batchnorm(model: nn.Module, images: torch.Tensor, batch: int = 6
         m.momentum = None  # None: cumulative average over the batches seen
         m.train()
     for i in range(0, len(images), batch):
-        model(images[i:i + batch][:, None])
+        model(images[i : i + batch][:, None])
     for m, momentum in zip(layers, momenta):
         m.momentum = momentum
     model.eval()
 
 
-def finetune_accuracy(name: str, xtr, ytr, xte, yte, n_classes: int, lrs, epochs: int, batch: int = 64,
-                      seed: int = 0) -> dict:
+def finetune_accuracy(
+    name: str, xtr, ytr, xte, yte, n_classes: int, lrs, epochs: int, batch: int = 64, seed: int = 0
+) -> dict:
     """Best held-out accuracy over the grid (learning rate x epoch) of fine-tuning the whole candidate."""
     grid, control = {}, vision.is_control(name)
     for lr in lrs:
@@ -135,7 +152,7 @@ def finetune_accuracy(name: str, xtr, ytr, xte, yte, n_classes: int, lrs, epochs
                 recalibrate_batchnorm(model, xtr)
             model.eval()
             with torch.inference_mode():
-                pred = torch.cat([model(xte[i:i + 256][:, None]).argmax(1) for i in range(0, len(xte), 256)])
+                pred = torch.cat([model(xte[i : i + 256][:, None]).argmax(1) for i in range(0, len(xte), 256)])
             grid[f"lr={lr:g},epoch={epoch}"] = float((pred == yte).float().mean())
     return {"best": max(grid.values()), "grid": grid}
 
@@ -149,13 +166,16 @@ def _resumable(path: str, header: dict) -> dict:
         return {}
     same = ("version", "target", "n_train", "n_test", "epochs", "lrs")
     if any(old.get(k) != header[k] for k in same):
-        raise SystemExit(f"--resume: {path} was made with a different protocol or split "
-                         f"({ {k: old.get(k) for k in same} }); use another --out")
+        raise SystemExit(
+            f"--resume: {path} was made with a different protocol or split "
+            f"({ {k: old.get(k) for k in same} }); use another --out"
+        )
     return old["candidates"]
 
 
-def add_common_args(ap: argparse.ArgumentParser, epochs: int | None, lrs: list[float], n_train: int | None,
-                    n_test: int | None) -> None:
+def add_common_args(
+    ap: argparse.ArgumentParser, epochs: int | None, lrs: list[float], n_train: int | None, n_test: int | None
+) -> None:
     """The options every ground-truth command shares (this one and text_truth); None: set by the caller later."""
     ap.add_argument("--out", required=True)
     ap.add_argument("--n-train", type=int, default=n_train)
@@ -164,8 +184,11 @@ def add_common_args(ap: argparse.ArgumentParser, epochs: int | None, lrs: list[f
     ap.add_argument("--lrs", type=float, nargs="+", default=lrs)
     ap.add_argument("--candidates", nargs="+", default=None, help="default: every candidate of the zoo")
     ap.add_argument("--no-finetune", action="store_true", help="probes only (minutes, not an hour)")
-    ap.add_argument("--resume", action="store_true",
-                    help="keep the candidates already in --out when it was made by the same protocol and split")
+    ap.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep the candidates already in --out when it was made by the same protocol and split",
+    )
 
 
 def run_candidates(out: dict, path: str, names: list[str], measure) -> None:
@@ -192,9 +215,17 @@ def main(argv=None) -> None:
         if getattr(args, key) is None:
             setattr(args, key, value)
     xtr, ytr, xte, yte, names = load_target(args.target, args.n_train, args.n_test)
-    out = {"version": VERSION, "target": args.target, "class_names": names, "n_train": len(ytr),
-           "n_test": len(yte), "epochs": args.epochs, "lrs": args.lrs, "torch": torch.__version__,
-           "candidates": {}}
+    out = {
+        "version": VERSION,
+        "target": args.target,
+        "class_names": names,
+        "n_train": len(ytr),
+        "n_test": len(yte),
+        "epochs": args.epochs,
+        "lrs": args.lrs,
+        "torch": torch.__version__,
+        "candidates": {},
+    }
     if args.resume:
         out["candidates"] = _resumable(args.out, out)
 

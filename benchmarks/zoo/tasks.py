@@ -9,6 +9,7 @@ training split (extracted once, cached as .npy), the target (class indices, F-la
 Vision tasks (digits, fashion) use ``vision``; text tasks (wordnet: gloss -> lexicographer class;
 wordnet-words: gloss -> its head word, free text) use ``text``.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -26,8 +27,11 @@ EXTRACTION = 2  # bump when feature extraction changes (2: vision candidates bui
 VISION, TEXT = ("digits", "fashion"), ("wordnet", "wordnet-words")
 # Prompts for the class names. Digits are written numerals, Fashion-MNIST items are photographed products,
 # lexicographer classes are kinds of nouns.
-TEMPLATES = {"digits": ("a photo of the handwritten digit {}.",), "fashion": ("a photo of a {}.",),
-             "wordnet": ("a word for a kind of {}.",)}
+TEMPLATES = {
+    "digits": ("a photo of the handwritten digit {}.",),
+    "fashion": ("a photo of a {}.",),
+    "wordnet": ("a word for a kind of {}.",),
+}
 
 
 @dataclass
@@ -86,8 +90,9 @@ def load(name: str, truth: dict, embedders=None) -> Task:
     y = torch.as_tensor(np.asarray(ytr), dtype=torch.int64)
     fl = classification_labels(y, classes, embedders, templates=TEMPLATES[name])
     labels = ClassLabels(fl.table, fl.indices)
-    return Task(name, feats, labels, Target(labels=y, label_embeddings=labels, task="classification"), gts,
-                list(classes))
+    return Task(
+        name, feats, labels, Target(labels=y, label_embeddings=labels, task="classification"), gts, list(classes)
+    )
 
 
 def one_embedder(labels, k: int):

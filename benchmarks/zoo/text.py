@@ -1,4 +1,4 @@
-"""The text half of the benchmark zoo: the two offline MiniLM sentence encoders (design.md section 4) cut
+"""The text half of the benchmark zoo: the two offline MiniLM sentence encoders (docs/design.md §7) cut
 after each of their layers, plus one randomly initialised control: 10 candidates, each an ``nn.Module``
 from a list of texts to the masked mean of the cut layer's token states ([B, 384]).
 
@@ -14,6 +14,7 @@ and "wordnet-words" (gloss -> its head word, a free-text label per sample).
     for name in candidates():
         feats = extract(build(name), xtr)          # [2000, 384] float32
 """
+
 from __future__ import annotations
 
 from collections import Counter
@@ -37,8 +38,7 @@ def candidates() -> list[str]:
 def _parse(name: str) -> tuple[str, int, bool]:
     random = name.startswith("random-")
     net, _, layer = name.removeprefix("random-").partition("-L")
-    if net not in DEPTHS or not layer.isdigit() or not 1 <= int(layer) <= DEPTHS[net] \
-            or (random and name != CONTROL):
+    if net not in DEPTHS or not layer.isdigit() or not 1 <= int(layer) <= DEPTHS[net] or (random and name != CONTROL):
         raise ValueError(f"unknown candidate {name!r}; known: {', '.join(candidates())}")
     return net, int(layer), random
 
@@ -57,8 +57,8 @@ def _tokenizer():
 def pretrained(net: str) -> nn.Module:
     """The full pre-trained BertModel of "minilm6" or "minilm3" (no download)."""
     from emms_ext.embed.models.hf import import_transformers
-    from emms_ext.embed.models.onnx_minilm import bert_from_onnx, paraphrase_minilm_onnx_path
     from emms_ext.embed.models.locate import minilm_l6_dir
+    from emms_ext.embed.models.onnx_minilm import bert_from_onnx, paraphrase_minilm_onnx_path
 
     if net == "minilm6":
         return import_transformers().AutoModel.from_pretrained(minilm_l6_dir(), local_files_only=True)
@@ -82,8 +82,9 @@ class CutEncoder(nn.Module):
 
     def tokenize(self, texts: list[str]) -> dict:
         """input_ids, attention_mask, token_type_ids [B, T] (padded to the longest text, at most max_length)."""
-        enc = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_length,
-                             return_tensors="pt")
+        enc = self.tokenizer(
+            list(texts), padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
+        )
         return {k: enc[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc}
 
     def forward(self, texts: list[str]) -> torch.Tensor:  # [B] strings -> [B, 384]
@@ -113,7 +114,7 @@ def build(name: str, seed: int = 0) -> CutEncoder:
 def extract(model: nn.Module, texts: list[str], batch: int = 128) -> torch.Tensor:
     """Features [N, 384] (float32) of N texts."""
     model.eval()
-    return torch.cat([model(texts[i:i + batch]).float() for i in range(0, len(texts), batch)])
+    return torch.cat([model(texts[i : i + batch]).float() for i in range(0, len(texts), batch)])
 
 
 def _top_classes(lexnames: list[str]) -> list[str]:

@@ -27,6 +27,7 @@ with OMP_NUM_THREADS=1 there: two threads contending with a busy neighbour ran 1
 including the probe. A third epoch would add half of that again; the retrieval task still gains from epoch 1
 to 2 (0.13 -> 0.18 at 1e-4), classification barely (0.82 -> 0.84).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -63,8 +64,10 @@ def word_targets(words: list[str]) -> torch.Tensor:
 
 def retrieval_accuracy(pred: torch.Tensor, targets: torch.Tensor) -> float:
     """Share of rows i of pred [N, D] whose nearest row (cosine) of targets [N, D] is row i."""
-    sims = nn.functional.normalize(torch.as_tensor(pred, dtype=torch.float32), dim=1) \
+    sims = (
+        nn.functional.normalize(torch.as_tensor(pred, dtype=torch.float32), dim=1)
         @ nn.functional.normalize(torch.as_tensor(targets, dtype=torch.float32), dim=1).T
+    )
     return float((sims.argmax(1) == torch.arange(len(sims))).float().mean())
 
 
@@ -92,8 +95,17 @@ def _score(z: torch.Tensor, y: torch.Tensor) -> float:
     return retrieval_accuracy(z, y)
 
 
-def finetune_score(name: str, xtr: list[str], ytr: torch.Tensor, xte: list[str], yte: torch.Tensor, lrs,
-                   epochs: int, batch: int = BATCH, seed: int = 0) -> dict:
+def finetune_score(
+    name: str,
+    xtr: list[str],
+    ytr: torch.Tensor,
+    xte: list[str],
+    yte: torch.Tensor,
+    lrs,
+    epochs: int,
+    batch: int = BATCH,
+    seed: int = 0,
+) -> dict:
     """Best held-out score over the grid (learning rate x epoch) of fine-tuning the whole truncated candidate.
 
     ytr/yte: class indices [N] (accuracy) or target vectors [N, D] (InfoNCE training, retrieval accuracy).
@@ -126,16 +138,26 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     xtr, ytr, xte, yte, names = text.load_task(args.task, args.n_train, args.n_test)
     # "target" (not "task") is the key ground_truth._resumable and the vision truth files use.
-    out = {"version": VERSION, "target": args.task, "class_names": names, "n_train": len(xtr),
-           "n_test": len(xte), "epochs": args.epochs, "lrs": args.lrs, "batch": BATCH,
-           "max_length": text.MAX_LENGTH, "torch": torch.__version__, "candidates": {}}
+    out = {
+        "version": VERSION,
+        "target": args.task,
+        "class_names": names,
+        "n_train": len(xtr),
+        "n_test": len(xte),
+        "epochs": args.epochs,
+        "lrs": args.lrs,
+        "batch": BATCH,
+        "max_length": text.MAX_LENGTH,
+        "torch": torch.__version__,
+        "candidates": {},
+    }
     if names is None:
         out.update(embedders=list(EMBEDDERS), temperature=TEMPERATURE)
     if args.resume:  # before the targets: a mismatched file should fail at once
         out["candidates"] = _resumable(args.out, out)
     if names is None:  # free text: the words become fixed target vectors (one pass loads the models once)
         targets = word_targets(ytr + yte)
-        ytr, yte = targets[:len(ytr)], targets[len(ytr):]
+        ytr, yte = targets[: len(ytr)], targets[len(ytr) :]
 
     def measure(name: str) -> dict:
         model = text.build(name)

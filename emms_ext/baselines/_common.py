@@ -1,5 +1,6 @@
 """Input handling shared by the baselines: every error names the argument, the expected shape and what was
 seen; inputs are never modified (all work happens on float64 copies / new tensors)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -55,12 +56,15 @@ def probs64(probs, N: int | None = None, device=None, name: str = "source_probs"
     check_finite(p, name)
     p = p.detach().to(device=device, dtype=torch.float64)
     if bool((p < 0).any()) or not bool(torch.allclose(p.sum(1), torch.ones_like(p[:, 0]), atol=1e-3)):
-        raise ValueError(f"{name} must hold probabilities [N, C_s]: rows >= 0 summing to 1 (got row sums in "
-                         f"[{float(p.sum(1).min()):.4g}, {float(p.sum(1).max()):.4g}], min {float(p.min()):.4g})")
+        raise ValueError(
+            f"{name} must hold probabilities [N, C_s]: rows >= 0 summing to 1 (got row sums in "
+            f"[{float(p.sum(1).min()):.4g}, {float(p.sum(1).max()):.4g}], min {float(p.min()):.4g})"
+        )
     return p
 
 
 def one_hot(idx: torch.Tensor, C: int) -> torch.Tensor:
+    """Class indices ``idx [N]`` (int64 in [0, C)) as a float64 one-hot matrix ``[N, C]``."""
     return torch.nn.functional.one_hot(idx, C).to(torch.float64)
 
 

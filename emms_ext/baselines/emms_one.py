@@ -1,4 +1,5 @@
 """EMMS(One): EMMS with a single foundation model (K = 1), the ablation of the EMMS paper."""
+
 from __future__ import annotations
 
 import torch
@@ -8,20 +9,23 @@ from ..core.labels import ClassLabels
 
 def _select(label_embeddings, k: int):
     """The F-labels of embedder k alone, in the form they were given."""
-    if isinstance(label_embeddings, tuple) and len(label_embeddings) == 2 and not isinstance(
-            label_embeddings[0], (int, float)):
+    if (
+        isinstance(label_embeddings, tuple)
+        and len(label_embeddings) == 2
+        and not isinstance(label_embeddings[0], (int, float))
+    ):
         try:
             idx = torch.as_tensor(label_embeddings[1])
             if idx.dim() == 1 and not idx.dtype.is_floating_point:
                 label_embeddings = ClassLabels(*label_embeddings)
-        except Exception:  # noqa: BLE001 - not a (table, indices) pair: treated as a list of embedders
+        except Exception:  # not a (table, indices) pair: treated as a list of embedders
             pass
     if isinstance(label_embeddings, ClassLabels):
         return ClassLabels(_select(label_embeddings.table, k), label_embeddings.indices)
     if isinstance(label_embeddings, (list, tuple)):
         return [label_embeddings[k]]
     z = label_embeddings
-    return z[:, :, k:k + 1]
+    return z[:, :, k : k + 1]
 
 
 def _count(label_embeddings) -> int:
@@ -32,14 +36,16 @@ def _count(label_embeddings) -> int:
             idx = torch.as_tensor(label_embeddings[1])
             if idx.dim() == 1 and not idx.dtype.is_floating_point:
                 return _count(label_embeddings[0])
-        except Exception:  # noqa: BLE001
+        except Exception:  # not a (table, indices) pair: counted as a list of embedders
             pass
     if isinstance(label_embeddings, (list, tuple)):
         return len(label_embeddings)
     shape = getattr(label_embeddings, "shape", None)
     if shape is None or len(shape) != 3:
-        raise ValueError("label_embeddings must be [N, L, K], a list of K [N, L_k] or ClassLabels (got "
-                         f"{type(label_embeddings).__name__} of shape {shape})")
+        raise ValueError(
+            "label_embeddings must be [N, L, K], a list of K [N, L_k] or ClassLabels (got "
+            f"{type(label_embeddings).__name__} of shape {shape})"
+        )
     return int(shape[2])
 
 

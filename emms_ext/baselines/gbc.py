@@ -1,5 +1,6 @@
 """GBC (Pándy et al., "Transferability estimation using Bhattacharyya class separability", CVPR 2022) with
 diagonal Gaussians per class."""
+
 from __future__ import annotations
 
 import torch
@@ -26,7 +27,9 @@ def gbc(features, labels, pca_dim: int | None = 64, var_floor: float = 1e-12) ->
     avg = (var[:, None, :] + var[None, :, :]) / 2  # [C, C, d]
     diff2 = (mu[:, None, :] - mu[None, :, :]) ** 2
     logv = var.log()
-    db = (diff2 / avg).sum(-1) / 8 + 0.5 * (avg.log().sum(-1) - 0.5 * logv.sum(-1)[:, None] - 0.5 * logv.sum(-1)[None, :])
+    db = (diff2 / avg).sum(-1) / 8 + 0.5 * (
+        avg.log().sum(-1) - 0.5 * logv.sum(-1)[:, None] - 0.5 * logv.sum(-1)[None, :]
+    )
     bc = torch.exp(-db)
     off = ~torch.eye(C, dtype=torch.bool, device=F.device)
     return float(-bc[off].sum())

@@ -1,5 +1,6 @@
 """H-score (Bao et al., ICIP 2019) and its shrinkage-regularized form (Ibrahim et al., "Newer is not always
 better: rethinking transferability metrics, their peculiarities, stability and performance", 2022)."""
+
 from __future__ import annotations
 
 import torch

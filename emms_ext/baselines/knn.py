@@ -1,4 +1,5 @@
 """Leave-one-out k-nearest-neighbour accuracy of the target labels in feature space."""
+
 from __future__ import annotations
 
 import torch
@@ -28,18 +29,18 @@ def knn(features, labels, k: int = 5, metric: str = "euclidean", chunk: int = 40
         F = F / torch.linalg.vector_norm(F, dim=1, keepdim=True).clamp_min(1e-300)
     correct = 0
     for start in range(0, N, chunk):
-        q = F[start:start + chunk]
+        q = F[start : start + chunk]
         d = torch.cdist(q, F) if metric == "euclidean" else 1 - q @ F.T
         rows = torch.arange(q.shape[0], device=F.device)
         d[rows, rows + start] = float("inf")
         nn = torch.topk(d, k, dim=1, largest=False).indices  # [n, k] nearest first
         cls = idx[nn]
         votes = torch.zeros(q.shape[0], C, dtype=torch.float64, device=F.device).scatter_add_(
-            1, cls, torch.ones_like(cls, dtype=torch.float64))
+            1, cls, torch.ones_like(cls, dtype=torch.float64)
+        )
         # first position at which each class appears among the neighbours (k when it does not)
         pos = torch.full((q.shape[0], C), float(k), dtype=torch.float64, device=F.device)
-        pos = pos.scatter_reduce(1, cls, torch.arange(k, device=F.device, dtype=torch.float64).expand_as(cls),
-                                 "amin")
+        pos = pos.scatter_reduce(1, cls, torch.arange(k, device=F.device, dtype=torch.float64).expand_as(cls), "amin")
         pred = (votes * (k + 1) - pos).argmax(1)
-        correct += int((pred == idx[start:start + q.shape[0]]).sum())
+        correct += int((pred == idx[start : start + q.shape[0]]).sum())
     return correct / N

@@ -1,5 +1,6 @@
 """LEEP (Nguyen et al., ICML 2020), NCE (Tran et al., ICCV 2019) from a source head's predictions, and
 N-LEEP (Li et al., CVPR 2021: a Gaussian mixture on PCA-reduced features as the pseudo source head)."""
+
 from __future__ import annotations
 
 import torch
@@ -47,8 +48,9 @@ def nce(source_probs, labels) -> float:
     return float((joint[nz] * torch.log(joint[nz] / pz[nz])).sum())
 
 
-def nleep_pseudo_probs(features, n_components: int, variance: float = 0.8, covariance_type: str = "diag",
-                       seed: int = 0):
+def nleep_pseudo_probs(
+    features, n_components: int, variance: float = 0.8, covariance_type: str = "diag", seed: int = 0
+):
     """[N, n_components] posterior probabilities of a Gaussian mixture fitted (sklearn) to the features reduced
     by PCA to the fewest components explaining ``variance`` of the variance."""
     from sklearn.mixture import GaussianMixture
@@ -64,8 +66,14 @@ def nleep_pseudo_probs(features, n_components: int, variance: float = 0.8, covar
     return torch.from_numpy(gmm.fit(Z).predict_proba(Z))
 
 
-def nleep(features, labels, n_components: int | None = None, variance: float = 0.8, covariance_type: str = "diag",
-          seed: int = 0) -> float:
+def nleep(
+    features,
+    labels,
+    n_components: int | None = None,
+    variance: float = 0.8,
+    covariance_type: str = "diag",
+    seed: int = 0,
+) -> float:
     """N-LEEP: LEEP with a Gaussian mixture model on the PCA-reduced features (keeping ``variance`` of the
     variance) standing in for the source head. ``n_components`` defaults to the number of target classes.
     The GMM (sklearn, ``random_state=seed``) makes it deterministic but not unique: a different seed can

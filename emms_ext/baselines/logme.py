@@ -2,8 +2,9 @@
 and LogME fed EMMS's F-labels (the EMMS paper's main comparison).
 
 One eigendecomposition of the features serves every target; the per-target MacKay fixed points then run
-for all targets at once in the ``emms::logme_evidence`` op (design.md section 3).
+for all targets at once in the ``emms::logme_evidence`` op (docs/design.md §7).
 """
+
 from __future__ import annotations
 
 import torch
@@ -55,8 +56,9 @@ def _evidence(F: torch.Tensor, Y: _Targets, max_iter: int, tol: float, eps: floa
     return ev
 
 
-def logme(features, labels, regression: bool = False, *, max_iter: int = 11, tol: float = 1e-3,
-          eps: float = 1e-5) -> float:
+def logme(
+    features, labels, regression: bool = False, *, max_iter: int = 11, tol: float = 1e-3, eps: float = 1e-5
+) -> float:
     """LogME: the maximum log evidence per sample of a Bayesian linear model from features to targets.
 
     Higher is better. The value is an average log-likelihood per sample and target, comparable between
@@ -98,8 +100,7 @@ def flabel_targets(label_embeddings, device=None) -> _Targets:
     return out
 
 
-def logme_flabels(features, label_embeddings, *, max_iter: int = 11, tol: float = 1e-3,
-                  eps: float = 1e-5) -> float:
+def logme_flabels(features, label_embeddings, *, max_iter: int = 11, tol: float = 1e-3, eps: float = 1e-5) -> float:
     """LogME on F-labels: LogME regression of the features onto every dimension of every foundation model's
     label embedding (standardized like EMMS does), the baseline the EMMS paper compares with.
 

@@ -1,5 +1,6 @@
 """PARC, Pairwise Annotation Representation Comparison (Bolya et al., "Scalable diverse model selection
 for accessible transfer learning", NeurIPS 2021)."""
+
 from __future__ import annotations
 
 import torch
@@ -42,7 +43,9 @@ def parc(features, labels, regression: bool = False, pca_dim: int | None = 32) -
     if regression:
         Y = targets64(labels, N, F.device, "labels")
         if Y.shape[1] < 2:
-            raise ValueError(f"labels must be [N, T] with T >= 2 for PARC's correlation of rows (got [N, {Y.shape[1]}])")
+            raise ValueError(
+                f"labels must be [N, T] with T >= 2 for PARC's correlation of rows (got [N, {Y.shape[1]}])"
+            )
     else:
         idx, C = class_labels(labels, N, F.device, min_classes=2)
         Y = one_hot(idx, C)

@@ -1,6 +1,7 @@
 """SFDA (Shao et al., "Not all models are equal: predicting model transferability in a self-challenging
 Fisher space", ECCV 2022): regularized Fisher discriminant analysis, a self-challenging ConfMix of hard
 samples towards the other classes' means, and the mean probability of the true class after a second FDA."""
+
 from __future__ import annotations
 
 import torch

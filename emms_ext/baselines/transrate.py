@@ -1,5 +1,6 @@
 """TransRate (Huang et al., "Frustratingly easy transferability estimation", ICML 2022): the coding rate of
 the features minus their mean coding rate within the classes."""
+
 from __future__ import annotations
 
 import torch

@@ -1,4 +1,5 @@
 """``python -m emms_ext.cli``: the ``emms`` command."""
+
 import sys
 
 from .main import main

@@ -1,5 +1,6 @@
 """The ``emms`` subcommands: ``rank``, ``embed``, ``evaluate`` (with ``agreement``) and ``demo``; each takes
 the parsed arguments and returns an exit code (``emms_ext.cli`` builds the parser and runs them)."""
+
 from __future__ import annotations
 
 import json
@@ -15,6 +16,8 @@ from .inputs import EXIT_OK, EXIT_USAGE, UsageError, _need_file, read_json, read
 
 # -------------------------------------------------------------------------------------- subcommands
 def cmd_rank(args) -> int:
+    """``emms rank``: score every feature file in ``--features`` on the labels (or ready F-labels), print the
+    ranking and write the requested JSON / CSV / plot; exit code 2 when no model could be scored."""
     try:
         files = feature_files(args.features)
     except FileNotFoundError as exc:
@@ -43,17 +46,27 @@ def cmd_rank(args) -> int:
             raise UsageError("give --labels FILE (or --label-embeddings FILE.npy with ready F-labels)")
         target = read_labels(args.labels, regression=args.task == "regression")
         if args.task == "classification" and class_names is None and not isinstance(target, list):
-            raise UsageError("--labels holds class indices: give --class-names FILE (one class name per line, "
-                             "in index order) so the names can be embedded as F-labels")
+            raise UsageError(
+                "--labels holds class indices: give --class-names FILE (one class name per line, "
+                "in index order) so the names can be embedded as F-labels"
+            )
     options = {}
     if args.ridge is not None:
         options["ridge"] = args.ridge
     if args.templates:
         options["templates"] = tuple(args.templates)
     progress = False if args.quiet else None
-    result = rank({name: str(path) for name, path in files.items()}, target, args.metric, task=args.task,
-                  class_names=class_names, embedders=args.embedders or None, device=args.device,
-                  progress=progress, **options)
+    result = rank(
+        {name: str(path) for name, path in files.items()},
+        target,
+        args.metric,
+        task=args.task,
+        class_names=class_names,
+        embedders=args.embedders or None,
+        device=args.device,
+        progress=progress,
+        **options,
+    )
     if not args.quiet:
         print(result)
     if args.out:
@@ -64,13 +77,18 @@ def cmd_rank(args) -> int:
         truth = read_json(args.truth, "truth") if args.truth else None
         result.plot(args.plot, truth={k: float(v) for k, v in truth.items()} if truth else None)
     if not result.scores:
-        print(f"error: no model could be scored ({len(result.failures)} failed; reasons above); fix the feature "
-              "files so that each is a finite float [N, D] matrix with N = the number of labels", file=sys.stderr)
+        print(
+            f"error: no model could be scored ({len(result.failures)} failed; reasons above); fix the feature "
+            "files so that each is a finite float [N, D] matrix with N = the number of labels",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
     return EXIT_OK
 
 
 def cmd_embed(args) -> int:
+    """``emms embed``: embed each line of ``--texts`` with K text models and save them as one float32
+    ``[T, L, K]`` .npy (narrower models zero-padded to the widest L)."""
 
     from ..embed import embed_texts
 
@@ -79,11 +97,13 @@ def cmd_embed(args) -> int:
     L = max(b.shape[1] for b in blocks)
     out = np.zeros((len(texts), L, len(blocks)), dtype=np.float32)
     for k, b in enumerate(blocks):
-        out[:, :b.shape[1], k] = b.numpy()
+        out[:, : b.shape[1], k] = b.numpy()
     np.save(args.out, out)
     if not args.quiet:
-        print(f"{len(texts)} texts x K={len(blocks)} models (widths {[b.shape[1] for b in blocks]}, zero-padded "
-              f"to {L}) -> {args.out} [N, L, K]")
+        print(
+            f"{len(texts)} texts x K={len(blocks)} models (widths {[b.shape[1] for b in blocks]}, zero-padded "
+            f"to {L}) -> {args.out} [N, L, K]"
+        )
     return EXIT_OK
 
 
@@ -97,6 +117,8 @@ def agreement(scores: dict, truth: dict, top_k=(1, 3)) -> dict:
 
 
 def cmd_evaluate(args) -> int:
+    """``emms evaluate``: print (or, with ``--json``, dump) how well ``--scores`` rank the models against
+    ``--truth`` (tau_w, Kendall tau, Pearson, Rel@k)."""
     data = read_json(args.scores, "scores")
     scores = data["scores"] if isinstance(data.get("scores"), dict) else data
     truth = read_json(args.truth, "truth")
@@ -137,7 +159,7 @@ def cmd_demo(args) -> int:
     for k in (4, 16):
         pca = PCA(k, random_state=0).fit(Xtr)
         zoo[f"PCA-{k}"] = (pca.transform(Xtr), pca.transform(Xte))
-    pool = lambda A: A.reshape(-1, 4, 2, 4, 2).mean((2, 4)).reshape(len(A), 16)  # noqa: E731
+    pool = lambda A: A.reshape(-1, 4, 2, 4, 2).mean((2, 4)).reshape(len(A), 16)
     zoo["2x2-pool-16"] = (pool(Xtr), pool(Xte))
     P = rng.standard_normal((64, 6))
     zoo["random-proj-6"] = (Xtr @ P, Xte @ P)
@@ -148,9 +170,15 @@ def cmd_demo(args) -> int:
         return float(LogisticRegression(max_iter=2000).fit(sc.transform(a), ytr).score(sc.transform(b), yte))
 
     truth = {n: probe(a, b) for n, (a, b) in zoo.items()}
-    result = rank({n: a for n, (a, _) in zoo.items()}, ytr, "emms", class_names=DIGITS,
-                  embedders=args.embedders or None, templates=("a photo of the handwritten digit {}.",),
-                  progress=False if args.quiet else None)
+    result = rank(
+        {n: a for n, (a, _) in zoo.items()},
+        ytr,
+        "emms",
+        class_names=DIGITS,
+        embedders=args.embedders or None,
+        templates=("a photo of the handwritten digit {}.",),
+        progress=False if args.quiet else None,
+    )
     print(f"EMMS on scikit-learn digits (N={len(ytr)} training images, {len(zoo)} feature extractors)")
     print(result)
     print("\nground truth: held-out accuracy of a logistic-regression probe")

@@ -1,5 +1,6 @@
 """Shared by the ``emms`` subcommands: exit codes, ``UsageError``, and the readers of the input files
 (labels, line lists, JSON maps), which turn a bad file into a one-line usage error."""
+
 from __future__ import annotations
 
 import csv
@@ -59,7 +60,7 @@ def read_labels(path: str, regression: bool = False):
         col = next((header.index(k) for k in ("label", "labels", "target", "y") if k in header), None)
         has_header = col is not None or (len(rows) > 1 and not _numeric(rows[0][-1]) and _numeric(rows[1][-1]))
         col = len(rows[0]) - 1 if col is None else col
-        values = [r[col].strip() for r in rows[1 if has_header else 0:]]
+        values = [r[col].strip() for r in rows[1 if has_header else 0 :]]
     else:
         values = [line.strip() for line in text.splitlines() if line.strip()]
     if not values:
@@ -76,6 +77,7 @@ def _numeric(s: str) -> bool:
 
 
 def read_lines(path: str, what: str) -> list[str]:
+    """The stripped non-empty lines of a text file; a missing or empty file is a ``UsageError`` naming ``what``."""
     p = _need_file(path, what)
     lines = [line.strip() for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
     if not lines:
@@ -84,6 +86,8 @@ def read_lines(path: str, what: str) -> list[str]:
 
 
 def read_json(path: str, what: str) -> dict:
+    """A JSON object ``{model name: value}`` read from ``path``; a missing file, invalid JSON or a non-object
+    is a ``UsageError`` naming ``what``."""
     p = _need_file(path, what)
     try:
         data = json.loads(p.read_text(encoding="utf-8"))

@@ -8,6 +8,7 @@
 Exit codes: 0 ok; 2 a usage or input error (the message says what to fix); 1 any other failure
 (``--debug`` shows the traceback).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,32 +20,59 @@ from .inputs import EXIT_FAILURE, EXIT_USAGE, UsageError
 
 # ------------------------------------------------------------------------------------------- parser
 class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # usage errors: one line with what to fix, exit 2 (argparse's convention)
+    def error(self, message):
+        """Usage errors: one line with what to fix, exit 2 (argparse's convention)."""
         self.print_usage(sys.stderr)
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="emms", description="EMMS model selection: rank pre-trained models for a target task "
-                "without fine-tuning them.")
+    """The ``emms`` argument parser with its subcommands (``rank``, ``embed``, ``evaluate``, ``demo``); each
+    subparser sets ``func`` to the command it runs."""
+    p = _Parser(
+        prog="emms",
+        description="EMMS model selection: rank pre-trained models for a target task without fine-tuning them.",
+    )
     p.add_argument("--debug", action="store_true", help="show full tracebacks on failure")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
-    r = sub.add_parser("rank", help="rank a directory of feature files", description=(
-        "Rank every model whose features are stored in DIR (one .npy / .pt / .safetensors file [N, D] per "
-        "model, named after the file) on the labels in FILE."))
+    r = sub.add_parser(
+        "rank",
+        help="rank a directory of feature files",
+        description=(
+            "Rank every model whose features are stored in DIR (one .npy / .pt / .safetensors file [N, D] per "
+            "model, named after the file) on the labels in FILE."
+        ),
+    )
     r.add_argument("--features", required=True, metavar="DIR", help="directory of feature files, one per model")
-    r.add_argument("--labels", metavar="FILE", help=".npy / .txt / .csv labels: class indices or names, or "
-                   "regression targets")
-    r.add_argument("--task", default="classification", choices=["classification", "regression"],
-                   help="how to read the labels (default: classification)")
+    r.add_argument(
+        "--labels", metavar="FILE", help=".npy / .txt / .csv labels: class indices or names, or regression targets"
+    )
+    r.add_argument(
+        "--task",
+        default="classification",
+        choices=["classification", "regression"],
+        help="how to read the labels (default: classification)",
+    )
     r.add_argument("--class-names", metavar="FILE", help="class names, one per line, in class-index order")
-    r.add_argument("--label-embeddings", metavar="FILE", help="ready F-labels .npy: [N, L, K], or a class table "
-                   "[C, L, K] indexed by --labels (skips the text models)")
-    r.add_argument("--metric", default="emms", help="metric name (default: emms; emms_alternating, "
-                   "emms_reference, the out-of-sample emms_gcv and emms_loo, and the baselines' names)")
-    r.add_argument("--embedders", nargs="+", metavar="NAME", help="text models for the F-labels (default: the "
-                   "offline defaults, e.g. all-MiniLM-L6-v2 paraphrase-MiniLM-L3-v2)")
+    r.add_argument(
+        "--label-embeddings",
+        metavar="FILE",
+        help="ready F-labels .npy: [N, L, K], or a class table [C, L, K] indexed by --labels (skips the text models)",
+    )
+    r.add_argument(
+        "--metric",
+        default="emms",
+        help="metric name (default: emms; emms_alternating, "
+        "emms_reference, the out-of-sample emms_gcv and emms_loo, and the baselines' names)",
+    )
+    r.add_argument(
+        "--embedders",
+        nargs="+",
+        metavar="NAME",
+        help="text models for the F-labels (default: the "
+        "offline defaults, e.g. all-MiniLM-L6-v2 paraphrase-MiniLM-L3-v2)",
+    )
     r.add_argument("--templates", nargs="+", metavar="TEXT", help="prompt templates with one {} for the class name")
     r.add_argument("--ridge", type=float, help="EMMS ridge lambda (for D >= N features)")
     r.add_argument("--device", help="torch device for the scores (default: cpu)")
@@ -55,8 +83,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--quiet", action="store_true", help="no table, no progress bars")
     r.set_defaults(func=cmd_rank)
 
-    e = sub.add_parser("embed", help="embed texts with the offline text models", description=(
-        "Embed each line of FILE with K text models; writes [T, L, K] float32 (narrower models zero-padded)."))
+    e = sub.add_parser(
+        "embed",
+        help="embed texts with the offline text models",
+        description=(
+            "Embed each line of FILE with K text models; writes [T, L, K] float32 (narrower models zero-padded)."
+        ),
+    )
     e.add_argument("--texts", required=True, metavar="FILE", help="texts, one per line")
     e.add_argument("--out", required=True, metavar="FILE.npy", help="output .npy file")
     e.add_argument("--embedders", nargs="+", metavar="NAME", help="text models (default: the offline defaults)")
@@ -64,18 +97,28 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--quiet", action="store_true")
     e.set_defaults(func=cmd_embed)
 
-    v = sub.add_parser("evaluate", help="compare a ranking with ground truth", description=(
-        "Weighted Kendall tau (scipy.stats.weightedtau), Kendall tau, Pearson and Rel@k of the scores "
-        "against ground-truth values (e.g. fine-tuned accuracies)."))
+    v = sub.add_parser(
+        "evaluate",
+        help="compare a ranking with ground truth",
+        description=(
+            "Weighted Kendall tau (scipy.stats.weightedtau), Kendall tau, Pearson and Rel@k of the scores "
+            "against ground-truth values (e.g. fine-tuned accuracies)."
+        ),
+    )
     v.add_argument("--scores", required=True, metavar="FILE.json", help="emms rank --out output, or {model: score}")
     v.add_argument("--truth", required=True, metavar="FILE.json", help="{model: ground-truth value}")
     v.add_argument("--top-k", type=int, nargs="+", default=[1, 3], help="k values for Rel@k (default: 1 3)")
     v.add_argument("--json", action="store_true", help="print JSON")
     v.set_defaults(func=cmd_evaluate)
 
-    d = sub.add_parser("demo", help="rank a small zoo on scikit-learn digits", description=(
-        "Six feature extractors on scikit-learn's digits, ranked by EMMS with F-labels from the offline text "
-        "models, next to a probe's held-out accuracy."))
+    d = sub.add_parser(
+        "demo",
+        help="rank a small zoo on scikit-learn digits",
+        description=(
+            "Six feature extractors on scikit-learn's digits, ranked by EMMS with F-labels from the offline text "
+            "models, next to a probe's held-out accuracy."
+        ),
+    )
     d.add_argument("--embedders", nargs="+", metavar="NAME", help="text models (default: the offline defaults)")
     d.add_argument("--plot", metavar="FILE.png", help="also write the plot with the ground-truth scatter")
     d.add_argument("--quiet", action="store_true")
@@ -84,6 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    """Entry point of the ``emms`` command: parse ``argv`` (default ``sys.argv[1:]``), run the subcommand and
+    return its exit code (0 ok, 2 usage or input error, 1 other failure, 130 interrupted)."""
     import warnings
 
     before = warnings.formatwarning
@@ -115,11 +160,14 @@ def _run(argv) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except Exception as exc:  # noqa: BLE001 - the CLI never shows a traceback unless --debug
+    except Exception as exc:  # the CLI never shows a traceback unless --debug
         if args.debug:
             raise
-        print(f"emms {args.command}: failed: {type(exc).__name__}: {exc} (rerun with emms --debug {args.command} "
-              "... for the traceback)", file=sys.stderr)
+        print(
+            f"emms {args.command}: failed: {type(exc).__name__}: {exc} (rerun with emms --debug {args.command} "
+            "... for the traceback)",
+            file=sys.stderr,
+        )
         return EXIT_FAILURE
 
 

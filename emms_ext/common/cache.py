@@ -10,6 +10,7 @@ Root: ``$EMMS_EXT_CACHE`` if set, else ``~/.cache/emms_ext``. Under it:
 
 Every function that takes a ``cache_dir`` / ``directory`` uses it instead of the default folder.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -87,15 +88,17 @@ def data_fingerprint(dataloader) -> str | None:
     h = hashlib.blake2b(digest_size=16)
     if _is_dataloader(dataloader) and not isinstance(dataloader.dataset, torch.utils.data.IterableDataset):
         ds = dataloader.dataset
-        batches = list(dataloader.batch_sampler) if dataloader.batch_sampler is not None else \
-            [[i] for i in dataloader.sampler]
+        batches = (
+            list(dataloader.batch_sampler)
+            if dataloader.batch_sampler is not None
+            else [[i] for i in dataloader.sampler]
+        )
         if not batches:
             return None
         update_hash(h, ("map", len(ds), len(batches), sum(len(b) for b in batches)))
         collate = dataloader.collate_fn
         for idx in {0: batches[0], len(batches) - 1: batches[-1]}.values():
-            update_hash(h, collate([ds[i] for i in idx]) if dataloader.batch_size is not None
-                         else [ds[i] for i in idx])
+            update_hash(h, collate([ds[i] for i in idx]) if dataloader.batch_size is not None else [ds[i] for i in idx])
         return h.hexdigest()
     if isinstance(dataloader, (list, tuple)):
         if not dataloader:
@@ -120,7 +123,7 @@ def load_feature_file(path: Path) -> torch.Tensor | None:
         return None
     try:
         return torch.load(path, map_location="cpu", weights_only=True)["features"]
-    except Exception:  # noqa: BLE001 - a damaged cache entry of any kind is recomputed
+    except Exception:  # a damaged cache entry of any kind is recomputed
         return None
 
 
@@ -165,13 +168,16 @@ class EmbeddingCache:
             self.directory.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(self.path, timeout=60)
             conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("CREATE TABLE IF NOT EXISTS vectors (model TEXT NOT NULL, pooling TEXT NOT NULL, "
-                         "text TEXT NOT NULL, dim INTEGER NOT NULL, vec BLOB NOT NULL, "
-                         "PRIMARY KEY (model, pooling, text)) WITHOUT ROWID")
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS vectors (model TEXT NOT NULL, pooling TEXT NOT NULL, "
+                "text TEXT NOT NULL, dim INTEGER NOT NULL, vec BLOB NOT NULL, "
+                "PRIMARY KEY (model, pooling, text)) WITHOUT ROWID"
+            )
             self._conn = conn
         return self._conn
 
     def close(self) -> None:
+        """Close the SQLite connection (a later call reopens it)."""
         if self._conn is not None:
             self._conn.close()
             self._conn = None
@@ -187,9 +193,11 @@ class EmbeddingCache:
         found, db = {}, self._db()
         uniq = list(dict.fromkeys(texts))
         for s in range(0, len(uniq), _CHUNK):
-            part = uniq[s:s + _CHUNK]
-            q = ("SELECT text, dim, vec FROM vectors WHERE model = ? AND pooling = ? AND text IN "
-                 f"({','.join('?' * len(part))})")
+            part = uniq[s : s + _CHUNK]
+            q = (
+                "SELECT text, dim, vec FROM vectors WHERE model = ? AND pooling = ? AND text IN "
+                f"({','.join('?' * len(part))})"
+            )
             for text, dim, blob in db.execute(q, (model, pooling, *part)):
                 found[text] = torch.from_numpy(np.frombuffer(blob, dtype=np.float32, count=dim).copy())
         return found
@@ -210,8 +218,9 @@ class EmbeddingCache:
         if todo:
             vecs = embedder.encode(todo)
             if vecs.dim() != 2 or vecs.shape[0] != len(todo):
-                raise ValueError(f"embedder {embedder.name!r}.encode must return [{len(todo)}, dim] "
-                                 f"(got {list(vecs.shape)})")
+                raise ValueError(
+                    f"embedder {embedder.name!r}.encode must return [{len(todo)}, dim] (got {list(vecs.shape)})"
+                )
             vecs = vecs.detach().to("cpu", torch.float32)
             self.put(embedder, todo, vecs)
             found.update(zip(todo, vecs))

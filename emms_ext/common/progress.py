@@ -1,5 +1,6 @@
 """The one progress bar of the package: tqdm when it is installed and wanted, otherwise a no-op with the
 same ``update`` / ``close`` interface."""
+
 from __future__ import annotations
 
 from collections.abc import Iterable

@@ -2,6 +2,7 @@
 
 ``check_features`` is the one ``[N, D]`` feature check of the package (scores, streams, baselines, rank).
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -28,7 +29,7 @@ def as_float_tensor(x, name: str, expect: str) -> torch.Tensor:
     elif not torch.is_tensor(x):
         try:
             x = torch.as_tensor(np.asarray(x))
-        except Exception as exc:  # noqa: BLE001 - any conversion failure is reported with the argument's name
+        except Exception as exc:  # any conversion failure is reported with the argument's name
             raise ValueError(f"{name} must be a tensor or array {expect} (got {describe(x)})") from exc
     if not x.is_floating_point():
         raise ValueError(f"{name} must be a floating-point tensor {expect} (got {describe(x)})")
@@ -43,8 +44,16 @@ def check_finite(x: torch.Tensor, name: str, where: str = "") -> None:
             raise ValueError(f"{name} must be finite (got {bad} NaN/Inf values{where} in a {describe(x)})")
 
 
-def check_features(x, name: str = "features", *, N: int | None = None, min_rows: int = 1, width: int | None = None,
-                   seen: int | None = None, n_source: str = "the label embeddings' N") -> torch.Tensor:
+def check_features(
+    x,
+    name: str = "features",
+    *,
+    N: int | None = None,
+    min_rows: int = 1,
+    width: int | None = None,
+    seen: int | None = None,
+    n_source: str = "the label embeddings' N",
+) -> torch.Tensor:
     """``x`` as a finite float ``[N, D]`` tensor (D >= 1), or a ValueError naming ``name``.
 
     Args:

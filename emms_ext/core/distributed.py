@@ -11,6 +11,7 @@ where ``my_script.py`` calls ``torch.distributed.init_process_group()`` and then
 ``emms_scores_distributed(zoo, labels, device=f"cuda:{local_rank}")`` for one GPU per process. Only
 Python objects (scores, t, small tensors) travel between ranks; features never do.
 """
+
 from __future__ import annotations
 
 import torch.distributed as dist
@@ -23,8 +24,9 @@ def shard(names: list, rank: int, world_size: int) -> list:
     return names[rank::world_size]
 
 
-def emms_scores_distributed(zoo: dict, label_embeddings, *, dst: int | None = 0, group=None,
-                            **kwargs) -> ZooScores | None:
+def emms_scores_distributed(
+    zoo: dict, label_embeddings, *, dst: int | None = 0, group=None, **kwargs
+) -> ZooScores | None:
     """``emms_scores`` with the zoo split over the ranks of the default (or given) process group.
 
     Args:
@@ -36,8 +38,10 @@ def emms_scores_distributed(zoo: dict, label_embeddings, *, dst: int | None = 0,
     Returns: ``ZooScores`` in the zoo's order, with failures from every rank, on ``dst`` (or everywhere).
     """
     if not (dist.is_available() and dist.is_initialized()):
-        raise ValueError("emms_scores_distributed needs torch.distributed.init_process_group() first "
-                         "(launch with torchrun); use emms_scores in a single process")
+        raise ValueError(
+            "emms_scores_distributed needs torch.distributed.init_process_group() first "
+            "(launch with torchrun); use emms_scores in a single process"
+        )
     rank, world = dist.get_rank(group), dist.get_world_size(group)
     names = list(zoo)
     mine = {name: zoo[name] for name in shard(names, rank, world)}

@@ -6,6 +6,7 @@ numerically singular Grams. ``GCVFactor``: a ridge chosen per model by generaliz
 eigendecomposition (docs/design.md §2: with G = V diag(e) V', every ridge of a grid costs only D K^2).
 The out-of-sample modes extend ``GCVFactor`` to ``OutOfSampleFactor`` (out_of_sample.py).
 """
+
 from __future__ import annotations
 
 from typing import Protocol
@@ -80,7 +81,9 @@ class GramFactor:
         # decide whether a float32 Gram was accurate enough. A Gram that needed the eigendecomposition is
         # numerically singular at its precision: infinite here, so float32 ones are redone in float64.
         piv = L.diagonal(dim1=1, dim2=2) ** 2
-        self.cond = torch.where(ok, piv.amax(1) / piv.amin(1).clamp_min(1e-300), torch.full_like(piv[:, 0], float("inf")))
+        self.cond = torch.where(
+            ok, piv.amax(1) / piv.amin(1).clamp_min(1e-300), torch.full_like(piv[:, 0], float("inf"))
+        )
 
     def ill_conditioned(self, eps: float) -> torch.Tensor:
         """[M] bool: models whose Gram, formed with rounding eps, is too ill-conditioned to trust (the
@@ -89,17 +92,24 @@ class GramFactor:
 
     def _apply(self, Y: torch.Tensor, power: float) -> torch.Tensor:  # [M, D, c]
         if self.eig is None:  # every Gram positive definite: one batched triangular / Cholesky solve
-            return (torch.linalg.solve_triangular(self.L, Y, upper=False) if power == 0.5
-                    else torch.cholesky_solve(Y, self.L))
+            return (
+                torch.linalg.solve_triangular(self.L, Y, upper=False)
+                if power == 0.5
+                else torch.cholesky_solve(Y, self.L)
+            )
         out = torch.empty_like(Y)
         if bool(self.ok.any()):
             L, Yk = self.L[self.ok], Y[self.ok]
-            out[self.ok] = (torch.linalg.solve_triangular(L, Yk, upper=False) if power == 0.5
-                            else torch.cholesky_solve(Yk, L))
+            out[self.ok] = (
+                torch.linalg.solve_triangular(L, Yk, upper=False) if power == 0.5 else torch.cholesky_solve(Yk, L)
+            )
         if self.eig is not None:
             V, inv = self.eig
-            out[~self.ok] = (inv.sqrt()[:, :, None] * (V.transpose(1, 2) @ Y[~self.ok]) if power == 0.5
-                             else V @ (inv[:, :, None] * (V.transpose(1, 2) @ Y[~self.ok])))
+            out[~self.ok] = (
+                inv.sqrt()[:, :, None] * (V.transpose(1, 2) @ Y[~self.ok])
+                if power == 0.5
+                else V @ (inv[:, :, None] * (V.transpose(1, 2) @ Y[~self.ok]))
+            )
         return out
 
     def half(self, F: torch.Tensor) -> torch.Tensor:

@@ -1,5 +1,6 @@
 """From features to statistics: input validation, precision choice, batching models of equal width into
 groups that fit in memory, and streaming chunks into ``FeatureStats`` (stats.py)."""
+
 from __future__ import annotations
 
 import math
@@ -45,9 +46,11 @@ def check_range(big: float, dtype: torch.dtype, name: str, N: int) -> None:
     """ValueError when values up to `big` are too large for a `dtype` Gram over N rows (it would overflow)."""
     if big > gram_bound(dtype, N):
         hint = "" if dtype == torch.float64 else " or pass precision='float64'"
-        raise ValueError(f"{name} has values up to {big:.3g}, too large for a {str(dtype).removeprefix('torch.')} "
-                         f"Gram over N={N} rows (|x| must stay below {gram_bound(dtype, N):.3g}); rescale the "
-                         f"features{hint}")
+        raise ValueError(
+            f"{name} has values up to {big:.3g}, too large for a {str(dtype).removeprefix('torch.')} "
+            f"Gram over N={N} rows (|x| must stay below {gram_bound(dtype, N):.3g}); rescale the "
+            f"features{hint}"
+        )
 
 
 def compute_precision(x: torch.Tensor, precision, name: str, N: int) -> tuple[torch.dtype, bool]:
@@ -77,8 +80,9 @@ def in_memory_features(features, name: str, N: int) -> torch.Tensor | None:
     """Validated [N, D] float tensor for in-memory features; None for an iterable of chunks."""
     if not (torch.is_tensor(features) or isinstance(features, np.ndarray)):
         if not isinstance(features, Iterable):
-            raise ValueError(f"{name} must be an [N, D] tensor/array or an iterable of [n_i, D] chunks "
-                             f"(got {describe(features)})")
+            raise ValueError(
+                f"{name} must be an [N, D] tensor/array or an iterable of [n_i, D] chunks (got {describe(features)})"
+            )
         return None
     return check_features(features, name, N=N)
 
@@ -88,8 +92,13 @@ def stream_stats(features, basis: LabelBasis, name: str, precision, device, chun
     acc, tf32 = None, False
     for i, chunk in enumerate(features):
         x = as_float_tensor(chunk, f"{name} chunk {i}", "[n_i, D]")
-        check_features(x, f"{name} chunk {i}" if acc is None or x.dim() != 2 else name, N=basis.N,
-                       width=None if acc is None else acc.D, seen=0 if acc is None else acc.n)
+        check_features(
+            x,
+            f"{name} chunk {i}" if acc is None or x.dim() != 2 else name,
+            N=basis.N,
+            width=None if acc is None else acc.D,
+            seen=0 if acc is None else acc.n,
+        )
         if acc is None:
             dtype, tf32 = resolve_precision(precision, x.dtype)
             dev = torch.device(device) if device is not None else x.device
@@ -104,13 +113,14 @@ def stream_stats(features, basis: LabelBasis, name: str, precision, device, chun
     return acc.finalize()
 
 
-def batch_stats(xs: list[torch.Tensor], basis: LabelBasis, dtype, tf32: bool, device,
-                 chunk_size: int) -> StandardizedStats:
+def batch_stats(
+    xs: list[torch.Tensor], basis: LabelBasis, dtype, tf32: bool, device, chunk_size: int
+) -> StandardizedStats:
     """Statistics of M in-memory models of equal D: every chunk's GEMMs batched over the models."""
     acc = FeatureStats(basis.to(device), len(xs), xs[0].shape[1], dtype, device)
     with tf32_matmul(tf32):
         for start in range(0, basis.N, chunk_size):
-            rows = [x[start:start + chunk_size].to(device, dtype) for x in xs]
+            rows = [x[start : start + chunk_size].to(device, dtype) for x in xs]
             acc.update(rows[0][None].contiguous() if len(rows) == 1 else torch.stack(rows))
     return acc.finalize()
 
@@ -134,4 +144,4 @@ def model_groups(tensors: dict, precisions: dict, device, chunk_size: int, r: in
         per_model = 8 * (4 * D * D + 3 * D * r) + 2 * chunk_size * D * torch.finfo(dtype).bits // 8
         size = max(1, batch_budget(dev) // per_model)
         for i in range(0, len(names), size):
-            yield names[i:i + size], dtype, tf32, dev
+            yield names[i : i + size], dtype, tf32, dev

@@ -1,4 +1,4 @@
-"""F-labels of one task reduced to what every model's score needs (design.md section 2).
+"""F-labels of one task reduced to what every model's score needs (docs/design.md §2).
 
 The standardized label embeddings ``Z_k [N, L]`` are written as ``Z_k = U R_k``: either the N x C
 one-hot class matrix times a standardized class-embedding table (vocabulary labels: classes, VQA answers,
@@ -6,6 +6,7 @@ any label drawn from a finite set), or the dense standardized labels themselves 
 per sample). Everything per task — the K x K Gram ``A`` and the products ``R_k R_l'`` — is computed here
 once and shared by every model of the zoo.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
@@ -69,9 +70,10 @@ class LabelBasis:
 
     @property
     def is_vocabulary(self) -> bool:
+        """True for vocabulary labels (a class table ``R [C, K, L]``), False for dense free-text labels."""
         return self.table is not None
 
-    def to(self, device) -> "LabelBasis":
+    def to(self, device) -> LabelBasis:
         """The same basis with its tensors on `device` (A stays where the K x K solve runs: same device)."""
         device = torch.device(device)
         if self.A.device == device:
@@ -174,8 +176,9 @@ def _vocabulary_basis(classes: torch.Tensor, zs_raw: list[torch.Tensor]) -> Labe
     if K * K * C * C <= _PAIR_LIMIT:
         pair = torch.einsum("ikl,jml->kmij", table, table)  # [K, K, C, C]: (R_k R_m')_ij
     _check_labels_vary(A)
-    return LabelBasis(N=int(classes.shape[0]), K=K, L=L, A=(A + A.T) / 2, classes=classes, counts=counts,
-                      table=table, pair=pair)
+    return LabelBasis(
+        N=int(classes.shape[0]), K=K, L=L, A=(A + A.T) / 2, classes=classes, counts=counts, table=table, pair=pair
+    )
 
 
 def _detect_vocabulary(flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
@@ -217,8 +220,9 @@ def prepare_labels(label_embeddings, vocabulary: bool | None = None) -> LabelBas
         if idx.dim() != 1 or idx.dtype.is_floating_point or idx.dtype == torch.bool:
             raise ValueError(f"label_embeddings.indices must be an integer vector [N] (got {describe(idx)})")
         if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= C):
-            raise ValueError(f"label_embeddings.indices must lie in [0, C={C}) (got values in "
-                             f"[{int(idx.min())}, {int(idx.max())}])")
+            raise ValueError(
+                f"label_embeddings.indices must lie in [0, C={C}) (got values in [{int(idx.min())}, {int(idx.max())}])"
+            )
         _check_n(idx.shape[0], "label_embeddings.indices")
         return _vocabulary_basis(idx.to(torch.int64), zs)
 
@@ -231,8 +235,9 @@ def prepare_labels(label_embeddings, vocabulary: bool | None = None) -> LabelBas
             flat = torch.cat(zs, dim=1)
         found = _detect_vocabulary(flat)
         if found is None and vocabulary:
-            raise ValueError("vocabulary=True but the label rows are not drawn from a set of at most N/2 "
-                             "distinct embeddings")
+            raise ValueError(
+                "vocabulary=True but the label rows are not drawn from a set of at most N/2 distinct embeddings"
+            )
         if found is not None:
             first, inverse = found
             return _vocabulary_basis(inverse, [z[first] for z in zs])
@@ -247,14 +252,16 @@ def _check_labels_vary(A: torch.Tensor) -> None:
     """A target whose label embeddings are the same for every sample (a single class) leaves EMMS nothing
     to fit: every model would score a perfect 0. That is an input error, not a ranking."""
     if not bool((A.diagonal() > 0).any()):
-        raise ValueError("label_embeddings must vary across the N samples (got the same embedding for every "
-                         "sample, e.g. a single class): EMMS has nothing to fit and every model would score 0")
+        raise ValueError(
+            "label_embeddings must vary across the N samples (got the same embedding for every "
+            "sample, e.g. a single class): EMMS has nothing to fit and every model would score 0"
+        )
 
 
 def _is_index_vector(x) -> bool:
     try:
         t = torch.as_tensor(x)
-    except Exception:  # noqa: BLE001
+    except Exception:  # whatever torch cannot convert is not an index vector
         return False
     return t.dim() == 1 and not t.dtype.is_floating_point and t.dtype != torch.bool
 

@@ -14,6 +14,7 @@ Every (model, ridge) pair is one K x K problem; all of them go to one call of ``
 ridge (and t) with the smallest estimated out-of-sample error wins, and the score is minus that error per
 label dimension (the same units as ``mode="exact"``'s ``-f / (N L)``).
 """
+
 from __future__ import annotations
 
 import torch
@@ -52,8 +53,12 @@ class OutOfSampleFactor(GCVFactor):
 
     def extras(self, i: int) -> dict:
         """The criterion and degrees of freedom at model i's ridge, the grid and the error along it."""
-        return {self.criterion_name: float(self.gcv[i]), "df": float(self.df[i]),
-                "ridge_grid": self.lam_grid[i].tolist(), "error_path": self.path[i].tolist()}
+        return {
+            self.criterion_name: float(self.gcv[i]),
+            "df": float(self.df[i]),
+            "ridge_grid": self.lam_grid[i].tolist(),
+            "error_path": self.path[i].tolist(),
+        }
 
 
 class LOOFactor(OutOfSampleFactor):
@@ -77,8 +82,11 @@ class LOOFactor(OutOfSampleFactor):
     def grid_B(self, basis: LabelBasis) -> torch.Tensor:
         """[M, G, K, K] B' = A - (K x K Gram of the leave-one-out residuals) per model and ridge."""
         st = self._st
-        x, _ = standardize(torch.stack([t.to(st.G.device, torch.float64) for t in self._xs]), st.eps,
-                           None if st.back is not None else st.keep[:, None, :])
+        x, _ = standardize(
+            torch.stack([t.to(st.G.device, torch.float64) for t in self._xs]),
+            st.eps,
+            None if st.back is not None else st.keep[:, None, :],
+        )
         if st.back is not None:  # kernel form: the statistics' columns are principal components
             x = x @ st.back
         P = x @ self.V  # [M, N, D']
@@ -90,7 +98,7 @@ class LOOFactor(OutOfSampleFactor):
         step = max(1, _LOO_CHUNK // (N * basis.r))
         for m in range(M):
             for g0 in range(0, G, step):
-                inv = 1.0 / (self.e[m] + self.lam_grid[m, g0:g0 + step, None])  # [g, D']
+                inv = 1.0 / (self.e[m] + self.lam_grid[m, g0 : g0 + step, None])  # [g, D']
                 lev = 1.0 / N + (P[m] ** 2) @ inv.T  # [N, g]
                 fit = P[m] @ (inv[:, :, None] * q[m])  # [g, N, r]: the ridge fits in the label basis U
                 if basis.is_vocabulary:  # U is the one-hot class matrix
@@ -99,8 +107,8 @@ class LOOFactor(OutOfSampleFactor):
                 else:
                     res = basis.dense.to(P.device) - fit
                 half = res / (1.0 - lev.T)[:, :, None].clamp_min(torch.finfo(torch.float64).tiny)
-                loo_gram[m, g0:g0 + step] = basis.to(P.device).B_from_half(half)
-                self.max_leverage[m, g0:g0 + step] = lev.amax(0)
+                loo_gram[m, g0 : g0 + step] = basis.to(P.device).B_from_half(half)
+                self.max_leverage[m, g0 : g0 + step] = lev.amax(0)
         return basis.A.to(P.device) - loo_gram
 
     def criterion(self, obj: torch.Tensor) -> torch.Tensor:
@@ -115,6 +123,8 @@ def make_out_of_sample(mode: str, st: StandardizedStats, basis: LabelBasis, grid
     if mode == "gcv":
         return OutOfSampleFactor(st, basis, grid)
     if xs is None:
-        raise ValueError("mode='loo' needs in-memory features [N, D] (leave-one-out residuals need every "
-                         "sample's leverage); got an iterable of chunks. mode='gcv' works on streams.")
+        raise ValueError(
+            "mode='loo' needs in-memory features [N, D] (leave-one-out residuals need every "
+            "sample's leverage); got an iterable of chunks. mode='gcv' works on streams."
+        )
     return LOOFactor(st, basis, grid, xs)

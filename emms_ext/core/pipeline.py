@@ -9,6 +9,7 @@
 What differs between the in-sample modes and the out-of-sample ones lives in two small strategies
 (``_InSample``, ``_OutOfSample``); the pipeline itself does not branch on the mode.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -48,11 +49,13 @@ class ScoreOptions:
 
 def degeneracy_message(name: str, D: int, N: int) -> str:
     """The warning for a model whose in-sample fit is exact (D >= N - 1 varying columns)."""
-    return (f"{name}: {D} varying feature columns >= N - 1 = {N - 1} samples. Least squares then fits every "
-            "label embedding exactly, so this model scores a perfect 0 and ties with every other such model "
-            "(a known EMMS degeneracy). Use mode='gcv' (the out-of-sample score: ridge fit judged by generalized "
-            "cross-validation), or ridge='gcv' / ridge=<lambda> (sklearn Ridge's alpha on the standardized "
-            "features) to get scores that discriminate, or use more samples.")
+    return (
+        f"{name}: {D} varying feature columns >= N - 1 = {N - 1} samples. Least squares then fits every "
+        "label embedding exactly, so this model scores a perfect 0 and ties with every other such model "
+        "(a known EMMS degeneracy). Use mode='gcv' (the out-of-sample score: ridge fit judged by generalized "
+        "cross-validation), or ridge='gcv' / ridge=<lambda> (sklearn Ridge's alpha on the standardized "
+        "features) to get scores that discriminate, or use more samples."
+    )
 
 
 class _InSample:
@@ -145,8 +148,9 @@ def score_zoo(items: list, basis: LabelBasis, opts: ScoreOptions) -> ZooScores:
         except ValueError as exc:
             fail(name, exc)
 
-    bar = progress_bar(len(tensors) + len(streams), "EMMS", "model", opts.progress,
-                       auto=len(tensors) + len(streams) >= 32)
+    bar = progress_bar(
+        len(tensors) + len(streams), "EMMS", "model", opts.progress, auto=len(tensors) + len(streams) >= 32
+    )
     batches = _in_memory_batches(tensors, precisions, basis, strategy, opts, bar)
     for name, features in streams.items():
         try:
@@ -155,11 +159,17 @@ def score_zoo(items: list, basis: LabelBasis, opts: ScoreOptions) -> ZooScores:
         except ValueError as exc:
             fail(name, exc)
             continue
-        if opts.precision is None and st.eps > torch.finfo(torch.float64).eps and bool(factor.ill_conditioned(st.eps)[0]):
-            warnings.warn(f"{_label(name)}: the float32 Gram of these streamed features is ill-conditioned "
-                          f"(condition >= {float(factor.cond[0]):.1e}); its score may be off in the leading "
-                          "digits. Pass precision='float64' (streams cannot be re-read automatically).",
-                          stacklevel=3)
+        if (
+            opts.precision is None
+            and st.eps > torch.finfo(torch.float64).eps
+            and bool(factor.ill_conditioned(st.eps)[0])
+        ):
+            warnings.warn(
+                f"{_label(name)}: the float32 Gram of these streamed features is ill-conditioned "
+                f"(condition >= {float(factor.cond[0]):.1e}); its score may be off in the leading "
+                "digits. Pass precision='float64' (streams cannot be re-read automatically).",
+                stacklevel=3,
+            )
         batches.append(_Batch([name], st, factor, B))
         bar.update(1)
     bar.close()
@@ -168,8 +178,13 @@ def score_zoo(items: list, basis: LabelBasis, opts: ScoreOptions) -> ZooScores:
 
     # One fused solve for the whole zoo, on the device of the first batch.
     solve_dev = batches[0].B.device
-    t_all, obj_all, its_all = wlsr_simplex(basis.A.to(solve_dev), torch.cat([b.B.to(solve_dev) for b in batches]),
-                                           strategy.solver_mode, opts.max_iter, opts.tol)
+    t_all, obj_all, its_all = wlsr_simplex(
+        basis.A.to(solve_dev),
+        torch.cat([b.B.to(solve_dev) for b in batches]),
+        strategy.solver_mode,
+        opts.max_iter,
+        opts.tol,
+    )
     results, offset = {}, 0
     for b in batches:
         sl = slice(offset, offset + b.B.shape[0])
@@ -179,8 +194,9 @@ def score_zoo(items: list, basis: LabelBasis, opts: ScoreOptions) -> ZooScores:
     return ZooScores({name: results[name] for name, _ in items if name in results}, failures)
 
 
-def _in_memory_batches(tensors: dict, precisions: dict, basis: LabelBasis, strategy: _InSample,
-                       opts: ScoreOptions, bar) -> list[_Batch]:
+def _in_memory_batches(
+    tensors: dict, precisions: dict, basis: LabelBasis, strategy: _InSample, opts: ScoreOptions, bar
+) -> list[_Batch]:
     """Statistics and factors of the in-memory models, batched by width and precision. With automatic
     precision, models whose float32 Gram is too ill-conditioned are redone in float64."""
     batches = []
@@ -232,8 +248,21 @@ def _results(b: _Batch, t, obj, its, score, basis: LabelBasis, strategy: _InSamp
         for note in notes:
             warnings.warn(note, EMMSDegeneracyWarning, stacklevel=4)
         out[name] = EMMSResult(
-            score=float(score[i]), t=t[i].clone(), mode=opts.mode, iterations=int(its[i]), objective=float(obj[i]),
-            n_samples=st.N, n_features=st.D, n_used_features=D_used, label_dim=basis.L, n_embedders=basis.K,
-            ridge=ridges[i], solver=factor.methods[i] if st.back is None else f"kernel/{factor.methods[i]}",
-            W=None if Ws is None else Ws[i].clone(), warnings=notes, gram_precision=precision, **factor.extras(i))
+            score=float(score[i]),
+            t=t[i].clone(),
+            mode=opts.mode,
+            iterations=int(its[i]),
+            objective=float(obj[i]),
+            n_samples=st.N,
+            n_features=st.D,
+            n_used_features=D_used,
+            label_dim=basis.L,
+            n_embedders=basis.K,
+            ridge=ridges[i],
+            solver=factor.methods[i] if st.back is None else f"kernel/{factor.methods[i]}",
+            W=None if Ws is None else Ws[i].clone(),
+            warnings=notes,
+            gram_precision=precision,
+            **factor.extras(i),
+        )
     return out

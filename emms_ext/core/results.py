@@ -1,5 +1,6 @@
 """What the score API returns: one model's ``EMMSResult``, a zoo's ``ZooScores``, and the warning for
 the D >= N degeneracy."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -57,6 +58,7 @@ class ZooScores(dict):
 
     @property
     def scores(self) -> dict:
+        """name -> score (``EMMSResult.score``) of every scored model."""
         return {name: r.score for name, r in self.items()}
 
     @property

@@ -6,6 +6,7 @@ the label basis) are computed once (labels.py); all models' K x K problems then 
 fused op ``emms::wlsr_simplex`` (pipeline.py). Nothing of size N x L is formed per model
 (docs/design.md §2).
 """
+
 from __future__ import annotations
 
 import math
@@ -14,11 +15,11 @@ from collections.abc import Mapping
 import torch
 
 from ..common.validate import describe
-from .labels import prepare_labels
 from ..ops.operators import MODES
+from .labels import prepare_labels
 from .out_of_sample import OUT_OF_SAMPLE_MODES
-from .results import EMMSDegeneracyWarning, EMMSResult, ZooScores
 from .pipeline import ScoreOptions, score_zoo
+from .results import EMMSDegeneracyWarning, EMMSResult, ZooScores
 
 __all__ = ["EMMSDegeneracyWarning", "EMMSResult", "ZooScores", "emms_score", "emms_scores"]
 
@@ -32,8 +33,10 @@ def _ridge_grid(ridge, mode: str) -> torch.Tensor | None:
     except (TypeError, ValueError):
         grid = None
     if grid is None or grid.dim() != 1 or grid.numel() == 0 or not bool((torch.isfinite(grid) & (grid > 0)).all()):
-        raise ValueError(f"with mode={mode!r}, ridge must be None (a default grid) or a sequence of finite ridges "
-                         f"> 0 to choose from (got {ridge!r})")
+        raise ValueError(
+            f"with mode={mode!r}, ridge must be None (a default grid) or a sequence of finite ridges "
+            f"> 0 to choose from (got {ridge!r})"
+        )
     return grid
 
 
@@ -47,14 +50,18 @@ def _check_options(mode: str, ridge, max_iter: int, tol: float):
         if ridge != "gcv":
             raise ValueError(f"ridge must be None, a finite number >= 0 or 'gcv' (got {ridge!r})")
         if mode == "reference":
-            raise ValueError("ridge is not part of the released algorithm that mode='reference' reproduces; "
-                             "use mode='exact' or 'alternating' with ridge")
+            raise ValueError(
+                "ridge is not part of the released algorithm that mode='reference' reproduces; "
+                "use mode='exact' or 'alternating' with ridge"
+            )
     elif ridge is not None:
         if not (isinstance(ridge, (int, float)) and math.isfinite(ridge) and ridge >= 0):
             raise ValueError(f"ridge must be None, a finite number >= 0 or 'gcv' (got {ridge!r})")
         if mode == "reference" and ridge > 0:
-            raise ValueError("ridge is not part of the released algorithm that mode='reference' reproduces; "
-                             "use mode='exact' or 'alternating' with ridge")
+            raise ValueError(
+                "ridge is not part of the released algorithm that mode='reference' reproduces; "
+                "use mode='exact' or 'alternating' with ridge"
+            )
         ridge = float(ridge) or None
     if int(max_iter) < 1:
         raise ValueError(f"max_iter must be >= 1 (got {max_iter})")
@@ -85,9 +92,20 @@ _COMMON_ARGS = """
         progress: show a progress bar (default: for zoos of 32 models or more, if tqdm is installed)."""
 
 
-def emms_score(features, label_embeddings, mode: str = "exact", ridge: float | None = None, *,
-               return_W: bool = False, max_iter: int = 10_000, tol: float = 1e-12, precision=None, device=None,
-               chunk_size: int = 16384, progress: bool | None = False) -> EMMSResult:
+def emms_score(
+    features,
+    label_embeddings,
+    mode: str = "exact",
+    ridge: float | None = None,
+    *,
+    return_W: bool = False,
+    max_iter: int = 10_000,
+    tol: float = 1e-12,
+    precision=None,
+    device=None,
+    chunk_size: int = 16384,
+    progress: bool | None = False,
+) -> EMMSResult:
     """EMMS transferability of one model: higher is better.
 
     Args:
@@ -98,14 +116,36 @@ def emms_score(features, label_embeddings, mode: str = "exact", ridge: float | N
             ``table [C, L, K]`` class embeddings and ``indices [N]``. Dense labels whose rows take at most
             N/2 distinct values are detected and handled in the class basis automatically.{common}
     """
-    opts = ScoreOptions(mode, _check_options(mode, ridge, max_iter, tol), return_W, int(max_iter), float(tol),
-                        precision, device, chunk_size, "raise", progress)
+    opts = ScoreOptions(
+        mode,
+        _check_options(mode, ridge, max_iter, tol),
+        return_W,
+        int(max_iter),
+        float(tol),
+        precision,
+        device,
+        chunk_size,
+        "raise",
+        progress,
+    )
     return score_zoo([(None, features)], prepare_labels(label_embeddings), opts)[None]
 
 
-def emms_scores(zoo, label_embeddings, mode: str = "exact", ridge: float | None = None, *,
-                return_W: bool = False, max_iter: int = 10_000, tol: float = 1e-12, precision=None, device=None,
-                chunk_size: int = 16384, errors: str = "raise", progress: bool | None = None) -> ZooScores:
+def emms_scores(
+    zoo,
+    label_embeddings,
+    mode: str = "exact",
+    ridge: float | None = None,
+    *,
+    return_W: bool = False,
+    max_iter: int = 10_000,
+    tol: float = 1e-12,
+    precision=None,
+    device=None,
+    chunk_size: int = 16384,
+    errors: str = "raise",
+    progress: bool | None = None,
+) -> ZooScores:
     """EMMS for a zoo: ``zoo`` is a dict name -> features or a list of features (keys 0, 1, ...).
 
     The label statistics are computed once and shared; in-memory models of equal width are batched (every
@@ -121,8 +161,18 @@ def emms_scores(zoo, label_embeddings, mode: str = "exact", ridge: float | None 
     """
     if errors not in ("raise", "skip"):
         raise ValueError(f"errors must be 'raise' or 'skip' (got {errors!r})")
-    opts = ScoreOptions(mode, _check_options(mode, ridge, max_iter, tol), return_W, int(max_iter), float(tol),
-                        precision, device, chunk_size, errors, progress)
+    opts = ScoreOptions(
+        mode,
+        _check_options(mode, ridge, max_iter, tol),
+        return_W,
+        int(max_iter),
+        float(tol),
+        precision,
+        device,
+        chunk_size,
+        errors,
+        progress,
+    )
     if isinstance(zoo, Mapping):
         items = list(zoo.items())
     elif isinstance(zoo, (list, tuple)):

@@ -7,14 +7,15 @@ chunk centred on its own mean before its Gram is formed, so features with large 
 precision even when the chunk Grams are computed in float32. Models of equal D are stacked into
 [M, n, D] so that every GEMM is batched; everything runs on the features' device.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import torch
 
-from .labels import EPS_STD, LabelBasis
 from ..ops.operators import class_order, class_sums
+from .labels import EPS_STD, LabelBasis
 
 
 @dataclass
@@ -79,8 +80,9 @@ def kernel_stats(xs: list[torch.Tensor], basis: LabelBasis, device) -> Standardi
     G = torch.diag_embed(torch.where(keep, e, fill))  # dropped directions: decoupled, F rows zero
     inv_root = torch.where(keep, 1.0 / root.clamp_min(1e-300), torch.zeros_like(root))
     back = xs_std.transpose(1, 2) @ (Uk * inv_root[:, None, :])  # [M, D, N]: V = X_s' U S^-1
-    return StandardizedStats(N=N, D=D, keep=keep, G=G, F=F * keep[:, :, None], eps=eps64, back=back,
-                             used=keep_cols.sum((1, 2)))
+    return StandardizedStats(
+        N=N, D=D, keep=keep, G=G, F=F * keep[:, :, None], eps=eps64, back=back, used=keep_cols.sum((1, 2))
+    )
 
 
 def symmetric_gram(x: torch.Tensor, block: int = 512) -> torch.Tensor:

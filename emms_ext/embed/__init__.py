@@ -13,23 +13,57 @@ loaders), ``pooling``, ``locate``. ``tasks/``: the task adapters. Vectors are ca
 ``emms_ext.common.cache.EmbeddingCache``. Importing this package imports neither transformers nor
 sentence-transformers; they load with the first model.
 """
+
 from ..common.cache import EmbeddingCache
 from ..core.labels import FreeTextLabels
 from .models.base import BaseEmbedder, CachedEmbedder, TextEmbedder
 from .models.hf import CLIPTextEmbedder, DecoderLMEmbedder, HFEncoder, hf_embedder
 from .models.onnx_minilm import MiniLMOnnxEmbedder, bert_from_onnx
-from .models.registry import (OFFLINE_MODELS, PAPER_MODELS, available_models, default_embedders, load_embedder)
+from .models.registry import OFFLINE_MODELS, PAPER_MODELS, available_models, default_embedders, load_embedder
 from .models.sentence import SentenceTransformerEmbedder
 from .models.static import StaticWordVectors
-from .tasks import (NamedClassLabels, box_geometry, classification_labels, clean_label,
-                    embed_texts, free_text_labels, multilabel_labels, referring_expression_labels,
-                    regression_labels, text_qa_labels, vqa_labels)
+from .tasks import (
+    NamedClassLabels,
+    box_geometry,
+    classification_labels,
+    clean_label,
+    embed_texts,
+    free_text_labels,
+    multilabel_labels,
+    referring_expression_labels,
+    regression_labels,
+    text_qa_labels,
+    vqa_labels,
+)
 
 __all__ = [
-    "BaseEmbedder", "CLIPTextEmbedder", "CachedEmbedder", "DecoderLMEmbedder", "EmbeddingCache",
-    "FreeTextLabels", "HFEncoder", "MiniLMOnnxEmbedder", "NamedClassLabels", "OFFLINE_MODELS", "PAPER_MODELS",
-    "SentenceTransformerEmbedder", "StaticWordVectors", "TextEmbedder", "available_models", "bert_from_onnx",
-    "box_geometry", "classification_labels", "clean_label", "default_embedders",
-    "embed_texts", "free_text_labels", "hf_embedder", "load_embedder", "multilabel_labels",
-    "referring_expression_labels", "regression_labels", "text_qa_labels", "vqa_labels",
+    "BaseEmbedder",
+    "CLIPTextEmbedder",
+    "CachedEmbedder",
+    "DecoderLMEmbedder",
+    "EmbeddingCache",
+    "FreeTextLabels",
+    "HFEncoder",
+    "MiniLMOnnxEmbedder",
+    "NamedClassLabels",
+    "OFFLINE_MODELS",
+    "PAPER_MODELS",
+    "SentenceTransformerEmbedder",
+    "StaticWordVectors",
+    "TextEmbedder",
+    "available_models",
+    "bert_from_onnx",
+    "box_geometry",
+    "classification_labels",
+    "clean_label",
+    "default_embedders",
+    "embed_texts",
+    "free_text_labels",
+    "hf_embedder",
+    "load_embedder",
+    "multilabel_labels",
+    "referring_expression_labels",
+    "regression_labels",
+    "text_qa_labels",
+    "vqa_labels",
 ]

@@ -4,6 +4,7 @@ Importing this package loads the compiled extension (``emms_ext._C``, which regi
 CPU / CUDA kernels), then the fake kernels and autograd (``fake.py``). ``operators.py`` holds the typed
 wrappers re-exported here; ``reference.py`` the float64 references the tests compare against.
 """
+
 import torch  # noqa: F401 - libtorch must be loaded before the extension that links against it
 
 from .. import _C  # noqa: F401 - registers the emms::* schemas and kernels

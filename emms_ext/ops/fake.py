@@ -2,6 +2,7 @@
 trace them. Each fake kernel checks what the C++ glue checks (``csrc/include/emms/checks.h``) that depends
 only on shapes and dtypes, then allocates the outputs; docs/design.md §5 states the ABI.
 """
+
 from __future__ import annotations
 
 import torch
@@ -23,11 +24,15 @@ def _simplex_project_fake(v):
 def _wlsr_simplex_fake(A, B, mode, max_iter, tol):
     op = "wlsr_simplex"
     torch._check(B.is_floating_point(), lambda: f"{op}: B must be floating-point (got {B.dtype})")
-    torch._check(B.dim() == 3 and B.shape[1] == B.shape[2] and B.shape[1] >= 1,
-                 lambda: f"{op}: B must be [M, K, K] with K >= 1 (got {list(B.shape)})")
+    torch._check(
+        B.dim() == 3 and B.shape[1] == B.shape[2] and B.shape[1] >= 1,
+        lambda: f"{op}: B must be [M, K, K] with K >= 1 (got {list(B.shape)})",
+    )
     M, K = B.shape[0], B.shape[-1]
-    torch._check(tuple(A.shape) in ((K, K), (M, K, K)),
-                 lambda: f"{op}: A must be [K, K] or [M, K, K] with M = {M}, K = {K} (got {list(A.shape)})")
+    torch._check(
+        tuple(A.shape) in ((K, K), (M, K, K)),
+        lambda: f"{op}: A must be [K, K] or [M, K, K] with M = {M}, K = {K} (got {list(A.shape)})",
+    )
     _check_same(A, B, op, "A and B")
     torch._check(0 <= mode <= 2, lambda: f"{op}: mode must be 0, 1 or 2 (got {mode})")
     torch._check(1 <= max_iter <= 1 << 30, lambda: f"{op}: max_iter must be in [1, 2^30] (got {max_iter})")
@@ -40,12 +45,18 @@ def _class_sums_fake(x, order, offsets):
     op = "class_sums"
     torch._check(x.is_floating_point(), lambda: f"{op}: x must be floating-point (got {x.dtype})")
     torch._check(x.dim() in (2, 3), lambda: f"{op}: x must be [N, D] or [B, N, D] (got {list(x.shape)})")
-    torch._check(order.dtype == torch.int64 and offsets.dtype == torch.int64,
-                 lambda: f"{op}: order and offsets must be int64 (got {order.dtype} and {offsets.dtype})")
-    torch._check(order.dim() == 1 and order.shape[0] == x.shape[-2],
-                 lambda: f"{op}: order must be [N] with N = {x.shape[-2]} from x (got {list(order.shape)})")
-    torch._check(offsets.dim() == 1 and offsets.shape[0] >= 1,
-                 lambda: f"{op}: offsets must be [C + 1] (got {list(offsets.shape)})")
+    torch._check(
+        order.dtype == torch.int64 and offsets.dtype == torch.int64,
+        lambda: f"{op}: order and offsets must be int64 (got {order.dtype} and {offsets.dtype})",
+    )
+    torch._check(
+        order.dim() == 1 and order.shape[0] == x.shape[-2],
+        lambda: f"{op}: order must be [N] with N = {x.shape[-2]} from x (got {list(order.shape)})",
+    )
+    torch._check(
+        offsets.dim() == 1 and offsets.shape[0] >= 1,
+        lambda: f"{op}: offsets must be [C + 1] (got {list(offsets.shape)})",
+    )
     C = offsets.shape[0] - 1
     return x.new_empty((*x.shape[:-2], C, x.shape[-1]))
 
@@ -53,18 +64,26 @@ def _class_sums_fake(x, order, offsets):
 @torch.library.register_fake("emms::logme_evidence")
 def _logme_evidence_fake(sigma, proj, ynorm2, N, D, max_iter, tol, eps):
     op = "logme_evidence"
-    torch._check(sigma.dtype in (torch.float32, torch.float64),
-                 lambda: f"{op}: sigma must be float32 or float64 (got {sigma.dtype})")
+    torch._check(
+        sigma.dtype in (torch.float32, torch.float64),
+        lambda: f"{op}: sigma must be float32 or float64 (got {sigma.dtype})",
+    )
     torch._check(sigma.dim() == 1, lambda: f"{op}: sigma must be [k] (got {list(sigma.shape)})")
     k = sigma.shape[0]
-    torch._check(proj.dim() == 2 and proj.shape[1] == k,
-                 lambda: f"{op}: proj must be [T, k] with k = {k} from sigma (got {list(proj.shape)})")
+    torch._check(
+        proj.dim() == 2 and proj.shape[1] == k,
+        lambda: f"{op}: proj must be [T, k] with k = {k} from sigma (got {list(proj.shape)})",
+    )
     T = proj.shape[0]
-    torch._check(ynorm2.dim() == 1 and ynorm2.shape[0] == T,
-                 lambda: f"{op}: ynorm2 must be [T] with T = {T} from proj (got {list(ynorm2.shape)})")
+    torch._check(
+        ynorm2.dim() == 1 and ynorm2.shape[0] == T,
+        lambda: f"{op}: ynorm2 must be [T] with T = {T} from proj (got {list(ynorm2.shape)})",
+    )
     _check_same(sigma, proj, op, "sigma and proj")
     _check_same(sigma, ynorm2, op, "sigma and ynorm2")
-    torch._check(N >= 1 and D >= k and N >= k, lambda: f"{op}: need 1 <= N and k = {k} <= min(N, D) (got N = {N}, D = {D})")
+    torch._check(
+        N >= 1 and D >= k and N >= k, lambda: f"{op}: need 1 <= N and k = {k} <= min(N, D) (got N = {N}, D = {D})"
+    )
     torch._check(1 <= max_iter <= 1 << 30, lambda: f"{op}: max_iter must be in [1, 2^30] (got {max_iter})")
     torch._check(tol >= 0 and eps >= 0, lambda: f"{op}: tol and eps must be >= 0 (got {tol}, {eps})")
     return (sigma.new_empty(T), sigma.new_empty(T), sigma.new_empty(T), sigma.new_empty(T, dtype=torch.int64))
@@ -97,6 +116,7 @@ def _class_sums_backward(ctx, grad):
     return grad.index_select(-2, cls), None, None
 
 
-torch.library.register_autograd("emms::simplex_project", _simplex_project_backward,
-                                setup_context=_simplex_project_setup)
+torch.library.register_autograd(
+    "emms::simplex_project", _simplex_project_backward, setup_context=_simplex_project_setup
+)
 torch.library.register_autograd("emms::class_sums", _class_sums_backward, setup_context=_class_sums_setup)

@@ -2,6 +2,7 @@
 names instead of integer codes. The schemas live in ``csrc/ops.cpp``; fake kernels and autograd in
 ``fake.py``.
 """
+
 from __future__ import annotations
 
 import torch
@@ -97,5 +98,4 @@ def logme_evidence(
         ``evidence [T]`` (log evidence divided by N), ``alpha [T]``, ``beta [T]`` (in sigma's dtype, computed
         in float64) and ``iterations [T]`` int64.
     """
-    return torch.ops.emms.logme_evidence(sigma, proj, ynorm2, int(N), int(D), int(max_iter), float(tol),
-                                         float(eps))
+    return torch.ops.emms.logme_evidence(sigma, proj, ynorm2, int(N), int(D), int(max_iter), float(tol), float(eps))

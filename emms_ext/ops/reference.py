@@ -4,6 +4,7 @@ Everything here is written the slow, obvious way on purpose — sorting instead 
 enumerating supports instead of an active set, full least squares on N x L matrices instead of the K x K
 reduction — so that agreement with the fast path means something. Also the CPU fallback of last resort.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -46,13 +47,22 @@ def class_sums(x: torch.Tensor, order: torch.Tensor, offsets: torch.Tensor) -> t
     C = offsets.shape[0] - 1
     out = torch.zeros(*x64.shape[:-2], C, x64.shape[-1], dtype=torch.float64)
     for c in range(C):
-        members = order[offsets[c]:offsets[c + 1]]
+        members = order[offsets[c] : offsets[c + 1]]
         out[..., c, :] = x64[..., members, :].sum(-2)
     return out
 
 
-def logme_evidence(sigma, proj, ynorm2, N: int, D: int, max_iter: int = 11, tol: float = 1e-3,
-                   eps: float = 1e-5, dtype: torch.dtype = torch.float64):
+def logme_evidence(
+    sigma,
+    proj,
+    ynorm2,
+    N: int,
+    D: int,
+    max_iter: int = 11,
+    tol: float = 1e-3,
+    eps: float = 1e-5,
+    dtype: torch.dtype = torch.float64,
+):
     """Reference of emms::logme_evidence: sigma [k], proj [T, k], ynorm2 [T] -> (evidence, alpha, beta, it) [T].
 
     One target at a time, written with the posterior mean m and A = alpha I + beta diag(sigma) in the
@@ -72,9 +82,9 @@ def logme_evidence(sigma, proj, ynorm2, N: int, D: int, max_iter: int = 11, tol:
         while it < max_iter:
             it += 1
             lam = alpha / beta
-            A = alpha + beta * s                    # eigenvalues of A = alpha I + beta F'F
-            m = beta * s.sqrt() * x / A             # posterior mean in the eigenbasis: beta A^-1 F'y
-            fitted = s.sqrt() * m                   # F m in the left singular basis
+            A = alpha + beta * s  # eigenvalues of A = alpha I + beta F'F
+            m = beta * s.sqrt() * x / A  # posterior mean in the eigenbasis: beta A^-1 F'y
+            fitted = s.sqrt() * m  # F m in the left singular basis
             gamma = (beta * s / A).sum()
             m2 = (m * m).sum()
             res2 = ((x - fitted) ** 2).sum() + outside
@@ -87,13 +97,18 @@ def logme_evidence(sigma, proj, ynorm2, N: int, D: int, max_iter: int = 11, tol:
         prior = D / 2 * torch.log(alpha) if k > 0 else 0.0  # k = 0: the two log(alpha -> 0) terms cancel
         if k == 0:
             logdet = torch.log(alpha + beta * s).sum()
-        ev = (prior + N / 2 * torch.log(beta) - logdet / 2 - beta / 2 * res2 - alpha / 2 * m2
-              - N / 2 * np.log(2 * np.pi)) / N
+        ev = (
+            prior + N / 2 * torch.log(beta) - logdet / 2 - beta / 2 * res2 - alpha / 2 * m2 - N / 2 * np.log(2 * np.pi)
+        ) / N
         out.append((float(ev), float(alpha), float(beta), it))
     ev, al, be, its = zip(*out) if out else ((), (), (), ())
     f = torch.float64
-    return (torch.tensor(ev, dtype=f), torch.tensor(al, dtype=f), torch.tensor(be, dtype=f),
-            torch.tensor(its, dtype=torch.int64))
+    return (
+        torch.tensor(ev, dtype=f),
+        torch.tensor(al, dtype=f),
+        torch.tensor(be, dtype=f),
+        torch.tensor(its, dtype=torch.int64),
+    )
 
 
 def simplex_qp(H: torch.Tensor, b: torch.Tensor | None = None) -> torch.Tensor:
@@ -188,8 +203,15 @@ def label_stack(label_embeddings, dtype: torch.dtype = torch.float64) -> torch.T
     return standardize(label_embeddings, dtype=dtype)
 
 
-def emms_score(features, label_embeddings, mode: str = "exact", ridge: float | None = None,
-               max_iter: int = 10_000, tol: float = 1e-12, dtype: torch.dtype = torch.float64) -> dict:
+def emms_score(
+    features,
+    label_embeddings,
+    mode: str = "exact",
+    ridge: float | None = None,
+    max_iter: int = 10_000,
+    tol: float = 1e-12,
+    dtype: torch.dtype = torch.float64,
+) -> dict:
     """EMMS by full least squares on the standardized N x D and N x L matrices, float64.
 
     exact: residual matrices E_k = (I - H) Z_k from torch.linalg.lstsq (or the ridge solve), then the K x K
@@ -221,8 +243,8 @@ def emms_score(features, label_embeddings, mode: str = "exact", ridge: float | N
         Ws = [fit(Z[:, :, k]) for k in range(K)]
         Mmat = torch.empty(K, K, dtype=torch.float64)
         for k in range(K):
-            for l in range(K):
-                Mmat[k, l] = float((Z[:, :, k] * (Z[:, :, l] - X @ Ws[l])).sum())
+            for j in range(K):
+                Mmat[k, j] = float((Z[:, :, k] * (Z[:, :, j] - X @ Ws[j])).sum())
         Mmat = (Mmat + Mmat.T) / 2
         t = simplex_qp(Mmat)
         W = sum(float(t[k]) * Ws[k] for k in range(K))
@@ -236,7 +258,7 @@ def emms_score(features, label_embeddings, mode: str = "exact", ridge: float | N
         for _ in range(max_iter):
             XW = X @ W
             tn = simplex_qp(A, torch.einsum("nlk,nl->k", Z, XW))  # t-step: min ||XW - Zt||^2 on the simplex
-            Wn = fit(torch.einsum("nlk,k->nl", Z, tn.to(dtype)))   # W-step
+            Wn = fit(torch.einsum("nlk,k->nl", Z, tn.to(dtype)))  # W-step
             fn = objective(Wn, tn)
             if not fn <= f:
                 break
@@ -263,7 +285,8 @@ def out_of_sample_score(features, label_embeddings, mode: str, grid) -> dict:
     for lam in [float(v) for v in grid]:
         if mode == "gcv":
             Xc = X - X.mean(0)
-            H = ones @ ones.T / N + Xc @ torch.linalg.solve(Xc.T @ Xc + lam * torch.eye(X.shape[1], dtype=torch.float64), Xc.T)
+            G = Xc.T @ Xc + lam * torch.eye(X.shape[1], dtype=torch.float64)
+            H = ones @ ones.T / N + Xc @ torch.linalg.solve(G, Xc.T)
             R = torch.einsum("nm,mlk->nlk", torch.eye(N, dtype=torch.float64) - H, Z)
             df = float(torch.trace(H))
             denom = N * (1 - df / N) ** 2 if df < N else 0.0

@@ -1,7 +1,8 @@
 """How well a transferability score ranks a zoo: correlation of scores with ground-truth fine-tuning
-results (design.md section 3). ``weighted_tau`` is the field's tau_w (``scipy.stats.weightedtau`` with its
+results (docs/design.md §8). ``weighted_tau`` is the field's tau_w (``scipy.stats.weightedtau`` with its
 defaults: hyperbolic weights, rank by the values themselves, ties averaged), used by LogME, SFDA, EMMS ...
 """
+
 from __future__ import annotations
 
 import math
@@ -75,8 +76,9 @@ def evaluate(scores: Mapping, truth: Mapping, ks=(1, 3)) -> dict:
     Returns ``{"weighted_tau", "kendall_tau", "pearson", "rel@1", "rel@3", ..., "models": M}``.
     """
     if not isinstance(scores, Mapping) or not isinstance(truth, Mapping):
-        raise ValueError(f"scores and truth must be dicts model -> value (got {type(scores).__name__} and "
-                         f"{type(truth).__name__})")
+        raise ValueError(
+            f"scores and truth must be dicts model -> value (got {type(scores).__name__} and {type(truth).__name__})"
+        )
     common = [m for m in scores if m in truth]
     if len(common) < 2:
         raise ValueError(f"scores and truth must share at least 2 models (got {len(common)} in common: {common})")

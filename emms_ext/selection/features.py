@@ -10,6 +10,7 @@
 
 Nothing here downloads anything.
 """
+
 from __future__ import annotations
 
 import os
@@ -38,10 +39,13 @@ def _pick_tensor(obj, path) -> torch.Tensor | np.ndarray:
         tensors = {k: v for k, v in obj.items() if torch.is_tensor(v) or isinstance(v, np.ndarray)}
         if len(tensors) == 1:
             return next(iter(tensors.values()))
-        raise ValueError(f"{path}: holds {len(tensors)} tensors ({', '.join(map(str, list(tensors)[:5]))}); "
-                         "store one tensor, or name the features tensor 'features'")
-    raise ValueError(f"{path}: must hold an [N, D] tensor or a dict with a 'features' tensor "
-                     f"(got {type(obj).__name__})")
+        raise ValueError(
+            f"{path}: holds {len(tensors)} tensors ({', '.join(map(str, list(tensors)[:5]))}); "
+            "store one tensor, or name the features tensor 'features'"
+        )
+    raise ValueError(
+        f"{path}: must hold an [N, D] tensor or a dict with a 'features' tensor (got {type(obj).__name__})"
+    )
 
 
 def load_features(path) -> torch.Tensor | np.ndarray:
@@ -59,7 +63,7 @@ def load_features(path) -> torch.Tensor | np.ndarray:
     if suffix in (".pt", ".pth"):
         try:
             obj = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001 - unpickling errors come in many types
+        except Exception as exc:  # unpickling errors come in many types
             raise ValueError(f"{path}: could not be read as a torch tensor file ({exc})") from exc
         return _pick_tensor(obj, path)
     if suffix == ".safetensors":
@@ -69,11 +73,10 @@ def load_features(path) -> torch.Tensor | np.ndarray:
             raise ImportError("reading .safetensors feature files needs: pip install safetensors") from exc
         try:
             obj = load_file(str(path))
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # safetensors' errors come in several types too
             raise ValueError(f"{path}: could not be read as a safetensors file ({exc})") from exc
         return _pick_tensor(obj, path)
-    raise ValueError(f"{path}: unsupported feature file type {suffix!r}; use one of "
-                     f"{', '.join(FEATURE_FILE_SUFFIXES)}")
+    raise ValueError(f"{path}: unsupported feature file type {suffix!r}; use one of {', '.join(FEATURE_FILE_SUFFIXES)}")
 
 
 def feature_files(directory) -> dict[str, Path]:
@@ -85,8 +88,9 @@ def feature_files(directory) -> dict[str, Path]:
     for p in sorted(d.iterdir()):
         if p.is_file() and p.suffix.lower() in FEATURE_FILE_SUFFIXES:
             if p.stem in files:
-                raise ValueError(f"two feature files for model {p.stem!r} in {d}: {files[p.stem].name} and "
-                                 f"{p.name}; keep one")
+                raise ValueError(
+                    f"two feature files for model {p.stem!r} in {d}: {files[p.stem].name} and {p.name}; keep one"
+                )
             files[p.stem] = p
     if not files:
         raise ValueError(f"no feature files ({', '.join(FEATURE_FILE_SUFFIXES)}) in {d}")
@@ -105,11 +109,15 @@ def materialize(features, name: str) -> torch.Tensor | np.ndarray:
         if not parts:
             raise ValueError(f"features[{name!r}] is an empty iterable of chunks")
         if any(p.dim() != 2 for p in parts) or len({p.shape[1] for p in parts}) != 1:
-            raise ValueError(f"features[{name!r}] chunks must all be [n_i, D] with one D "
-                             f"(got shapes {[list(p.shape) for p in parts[:4]]})")
+            raise ValueError(
+                f"features[{name!r}] chunks must all be [n_i, D] with one D "
+                f"(got shapes {[list(p.shape) for p in parts[:4]]})"
+            )
         return torch.cat(parts)
-    raise ValueError(f"features[{name!r}] must be an [N, D] tensor/array, a feature file path, an iterable of "
-                     f"[n_i, D] chunks or an nn.Module (got {type(features).__name__})")
+    raise ValueError(
+        f"features[{name!r}] must be an [N, D] tensor/array, a feature file path, an iterable of "
+        f"[n_i, D] chunks or an nn.Module (got {type(features).__name__})"
+    )
 
 
 # ------------------------------------------------------------------------------------------ layers
@@ -128,23 +136,27 @@ def resolve_layer(model: nn.Module, layer=None) -> tuple[nn.Module, str, str]:
     if layer is None:
         linears = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear)]
         if not linears:
-            raise ValueError(f"{type(model).__name__} has no nn.Linear classifier; pass layer=<module name> "
-                             "(see model.named_modules()) to choose the features")
+            raise ValueError(
+                f"{type(model).__name__} has no nn.Linear classifier; pass layer=<module name> "
+                "(see model.named_modules()) to choose the features"
+            )
         name, module = linears[-1]
         return module, name, "input"
     if isinstance(layer, str):
         modules = dict(model.named_modules())
         if layer not in modules:
             some = [n for n in modules if n][:8]
-            raise ValueError(f"layer {layer!r} is not a module of {type(model).__name__} "
-                             f"(some names: {', '.join(some)})")
+            raise ValueError(
+                f"layer {layer!r} is not a module of {type(model).__name__} (some names: {', '.join(some)})"
+            )
         return modules[layer], layer, where
     if isinstance(layer, nn.Module):
         if id(layer) not in names:
             raise ValueError(f"layer {type(layer).__name__} is not a submodule of {type(model).__name__}")
         return layer, names[id(layer)], where
-    raise ValueError(f"layer must be None, a module name, a module or (layer, 'input'|'output') "
-                     f"(got {type(layer).__name__})")
+    raise ValueError(
+        f"layer must be None, a module name, a module or (layer, 'input'|'output') (got {type(layer).__name__})"
+    )
 
 
 def _pool(act) -> torch.Tensor:
@@ -161,9 +173,12 @@ def _pool(act) -> torch.Tensor:
 
 def check_dataloader(dataloader) -> None:
     """Features must come in the order of the target's labels: reject shuffling loaders."""
-    if isinstance(dataloader, torch.utils.data.DataLoader) and isinstance(dataloader.sampler, torch.utils.data.RandomSampler):
-        raise ValueError("dataloader must not shuffle (shuffle=False): the features' rows must match the order "
-                         "of the target labels")
+    if isinstance(dataloader, torch.utils.data.DataLoader) and isinstance(
+        dataloader.sampler, torch.utils.data.RandomSampler
+    ):
+        raise ValueError(
+            "dataloader must not shuffle (shuffle=False): the features' rows must match the order of the target labels"
+        )
 
 
 # ---------------------------------------------------------------------------------------- extraction
@@ -179,8 +194,11 @@ def _inputs(batch):
 
 def _call(model, x, device):
     if isinstance(x, Mapping):
-        kw = {k: (v.to(device) if torch.is_tensor(v) else v) for k, v in x.items()
-              if k not in ("label", "labels", "target", "targets")}
+        kw = {
+            k: (v.to(device) if torch.is_tensor(v) else v)
+            for k, v in x.items()
+            if k not in ("label", "labels", "target", "targets")
+        }
         return model(**kw)
     if torch.is_tensor(x):
         x = x.to(device)
@@ -195,8 +213,16 @@ def _model_device(model: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
-def extract_features(model: nn.Module, dataloader, layer=None, *, device=None, cache_dir=None,
-                     progress: bool | None = None, name: str | None = None) -> torch.Tensor:
+def extract_features(
+    model: nn.Module,
+    dataloader,
+    layer=None,
+    *,
+    device=None,
+    cache_dir=None,
+    progress: bool | None = None,
+    name: str | None = None,
+) -> torch.Tensor:
     """``[N, D]`` float32 CPU features of ``model`` on every sample of ``dataloader``.
 
     Args:
@@ -245,8 +271,10 @@ def extract_features(model: nn.Module, dataloader, layer=None, *, device=None, c
                 before = len(chunks)
                 _call(model, _inputs(batch), target_dev)
                 if len(chunks) != before + 1:
-                    raise ValueError(f"layer {layer_name!r} ran {len(chunks) - before} times in one forward pass "
-                                     "(expected once); choose a layer that runs once per batch")
+                    raise ValueError(
+                        f"layer {layer_name!r} ran {len(chunks) - before} times in one forward pass "
+                        "(expected once); choose a layer that runs once per batch"
+                    )
     finally:
         handle.remove()
         model.train(was_training)

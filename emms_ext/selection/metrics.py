@@ -6,6 +6,7 @@ register themselves with ``register_metric``; ``rank(..., metric=name)`` looks t
 values only mean something relative to the other models of the zoo (e.g. min-max normalised) is registered
 with ``relative=True`` and says so in its docstring.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -62,8 +63,13 @@ def _emms(mode: str):
 
 
 # Registry name -> EMMS mode. rank() scores these with one batched emms_scores call for the whole zoo.
-EMMS_METRICS = {"emms": "exact", "emms_alternating": "alternating", "emms_reference": "reference",
-                "emms_gcv": "gcv", "emms_loo": "loo"}
+EMMS_METRICS = {
+    "emms": "exact",
+    "emms_alternating": "alternating",
+    "emms_reference": "reference",
+    "emms_gcv": "gcv",
+    "emms_loo": "loo",
+}
 for _name, _mode in EMMS_METRICS.items():
     register_metric(_name, _emms(_mode), needs=("label_embeddings",))
 
@@ -112,9 +118,11 @@ def _source_metric(fn, name: str):
             elif model is None and len(probs) == 1:
                 source_probs = next(iter(probs.values()))
             else:
-                raise ValueError(f"{name} needs the model's source-head probabilities [N, C_s]: pass source_probs=... "
-                                 f"or model=<name> with target.source_probs[<name>] (got model={model!r}, "
-                                 f"source_probs for {sorted(map(str, probs))})")
+                raise ValueError(
+                    f"{name} needs the model's source-head probabilities [N, C_s]: pass source_probs=... "
+                    f"or model=<name> with target.source_probs[<name>] (got model={model!r}, "
+                    f"source_probs for {sorted(map(str, probs))})"
+                )
         return fn(source_probs, _need(target, "labels", name), **options)
 
     adapter.__doc__ = fn.__doc__

@@ -12,6 +12,7 @@ model. A model that cannot be scored lands in ``Ranking.failures``; the others a
 
 Here: the rank loop over the zoo; turning the target into a ``Target`` is ``targets.py``.
 """
+
 from __future__ import annotations
 
 import os
@@ -39,8 +40,10 @@ def _prepare(name, entry, *, dataloader, layer, cache_dir, device, progress, str
     if isinstance(entry, nn.Module):
         dl = dataloader.get(name) if isinstance(dataloader, Mapping) else dataloader
         if dl is None:
-            raise ValueError(f"model {name!r} is an nn.Module: pass dataloader=... (the target inputs, in the "
-                             "order of the labels) to extract its features")
+            raise ValueError(
+                f"model {name!r} is an nn.Module: pass dataloader=... (the target inputs, in the "
+                "order of the labels) to extract its features"
+            )
         lay = layer.get(name) if isinstance(layer, Mapping) else layer
         return extract_features(entry, dl, lay, device=device, cache_dir=cache_dir, progress=progress, name=str(name))
     if isinstance(entry, (str, os.PathLike)):
@@ -55,9 +58,23 @@ def _one_shot(dl) -> bool:
 
 
 # ------------------------------------------------------------------------------------------ rank
-def rank(zoo, target=None, metric="emms", *, task: str = "classification", class_names=None, texts=None,
-         embedders=None, dataloader=None, layer=None, cache_dir=None, device=None, progress=None,
-         errors: str = "skip", **metric_options) -> Ranking:
+def rank(
+    zoo,
+    target=None,
+    metric="emms",
+    *,
+    task: str = "classification",
+    class_names=None,
+    texts=None,
+    embedders=None,
+    dataloader=None,
+    layer=None,
+    cache_dir=None,
+    device=None,
+    progress=None,
+    errors: str = "skip",
+    **metric_options,
+) -> Ranking:
     """Rank a zoo of models by predicted transferability to one target task (higher score = better).
 
     Args:
@@ -107,19 +124,28 @@ def rank(zoo, target=None, metric="emms", *, task: str = "classification", class
 
     t0 = time.perf_counter()
     need_emb = emms_mode is not None or "label_embeddings" in needs
-    tgt, repeat = build_target(target, task, class_names=class_names, texts=texts, embedders=embedders,
-                               need_embeddings=need_emb, templates=label_opts.get("templates"),
-                               label_cache=label_opts.get("label_cache", "default"))
+    tgt, repeat = build_target(
+        target,
+        task,
+        class_names=class_names,
+        texts=texts,
+        embedders=embedders,
+        need_embeddings=need_emb,
+        templates=label_opts.get("templates"),
+        label_cache=label_opts.get("label_cache", "default"),
+    )
     for field_name in needs:
         if getattr(tgt, field_name, None) in (None, {}):
-            raise ValueError(f"metric {name!r} needs target.{field_name}, which this target does not have "
-                             f"(task {task!r}); pass it in an emms_ext.selection.Target")
+            raise ValueError(
+                f"metric {name!r} needs target.{field_name}, which this target does not have "
+                f"(task {task!r}); pass it in an emms_ext.selection.Target"
+            )
     N = target_rows(tgt)
     label_s = time.perf_counter() - t0
     if any(isinstance(m, nn.Module) for m in zoo.values()):
         if _one_shot(dataloader):
             dataloader = list(dataloader)  # every model needs its own pass over the same batches
-        for dl in (dataloader.values() if isinstance(dataloader, Mapping) else [dataloader]):
+        for dl in dataloader.values() if isinstance(dataloader, Mapping) else [dataloader]:
             if dl is not None:
                 check_dataloader(dl)
 
@@ -135,10 +161,20 @@ def rank(zoo, target=None, metric="emms", *, task: str = "classification", class
         for mname, entry in zoo.items():
             t = time.perf_counter()
             try:
-                x = _prepare(mname, entry, dataloader=dataloader, layer=layer, cache_dir=cache_dir, device=device,
-                             progress=progress, stream_ok=emms_mode is not None and repeat is None)
+                x = _prepare(
+                    mname,
+                    entry,
+                    dataloader=dataloader,
+                    layer=layer,
+                    cache_dir=cache_dir,
+                    device=device,
+                    progress=progress,
+                    stream_ok=emms_mode is not None and repeat is None,
+                )
                 if repeat is not None:
-                    x = check_features(materialize(x, str(mname)), f"features[{mname!r}]", N=int(N), n_source="the target's N")[repeat]
+                    x = check_features(
+                        materialize(x, str(mname)), f"features[{mname!r}]", N=int(N), n_source="the target's N"
+                    )[repeat]
                 feats[mname] = x
             except (ValueError, FileNotFoundError, RuntimeError, TypeError) as exc:
                 fail(mname, exc)
@@ -147,8 +183,15 @@ def rank(zoo, target=None, metric="emms", *, task: str = "classification", class
         t = time.perf_counter()
         scores, details = {}, {}
         if emms_mode is not None:
-            res = emms_scores(feats, tgt.label_embeddings, mode=emms_mode, errors=errors, progress=progress,
-                              device=device, **metric_options)
+            res = emms_scores(
+                feats,
+                tgt.label_embeddings,
+                mode=emms_mode,
+                errors=errors,
+                progress=progress,
+                device=device,
+                **metric_options,
+            )
             failures.update(res.failures)
             scores = res.scores
             details = dict(res)
@@ -156,7 +199,9 @@ def rank(zoo, target=None, metric="emms", *, task: str = "classification", class
             for mname, x in feats.items():
                 tm = time.perf_counter()
                 try:
-                    xv = check_features(materialize(x, str(mname)), f"features[{mname!r}]", N=int(N), n_source="the target's N")
+                    xv = check_features(
+                        materialize(x, str(mname)), f"features[{mname!r}]", N=int(N), n_source="the target's N"
+                    )
                     if device is not None:
                         xv = xv.to(device)
                     s = float(fn(xv, tgt, **metric_options))
@@ -179,8 +224,13 @@ def rank(zoo, target=None, metric="emms", *, task: str = "classification", class
         if not (msg.startswith("model ") and " skipped: " in msg):
             messages.append(msg)
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    timings = {"per_model": per_model, "labels": label_s, "scoring": scoring_s,
-               "total": time.perf_counter() - start}
-    return Ranking(scores=scores, metric=name, relative=relative, timings=timings, warnings=messages,
-                   failures={k: failures[k] for k in zoo if k in failures}, details=details)
-
+    timings = {"per_model": per_model, "labels": label_s, "scoring": scoring_s, "total": time.perf_counter() - start}
+    return Ranking(
+        scores=scores,
+        metric=name,
+        relative=relative,
+        timings=timings,
+        warnings=messages,
+        failures={k: failures[k] for k in zoo if k in failures},
+        details=details,
+    )

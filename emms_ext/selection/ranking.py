@@ -1,5 +1,6 @@
 """``Ranking``: the result of ``emms_ext.rank`` — models sorted by score, with timings, warnings, failures,
 and exports to dict / JSON / CSV / pandas and a matplotlib plot (pandas and matplotlib imported lazily)."""
+
 from __future__ import annotations
 
 import csv
@@ -65,10 +66,12 @@ class Ranking:
 
     @property
     def order(self) -> list:
+        """Model names from best to worst score (failed models excluded)."""
         return sorted(self.scores, key=lambda n: self.scores[n], reverse=True)
 
     @property
     def best(self):
+        """Name of the best-scoring model, or None when no model was scored."""
         order = self.order
         return order[0] if order else None
 
@@ -80,6 +83,8 @@ class Ranking:
 
     # ------------------------------------------------------------------------------------ exports
     def to_dict(self) -> dict:
+        """The ranking as a JSON-ready dict: metric, relative, order, scores (best first), failures, warnings,
+        timings and per-model details."""
         per_model = self.timings.get("per_model", {})
         return {
             "metric": self.metric,
@@ -93,12 +98,19 @@ class Ranking:
         }
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Ranking":
+    def from_dict(cls, d: dict) -> Ranking:
+        """A ranking from ``to_dict`` output; ``ValueError`` unless ``d`` holds ``scores: {model name: score}``."""
         if not isinstance(d, dict) or "scores" not in d or not isinstance(d["scores"], dict):
             raise ValueError("a ranking dict must hold 'scores': {model name: score} (as written by to_json)")
-        return cls(scores=d["scores"], metric=d.get("metric", "emms"), relative=bool(d.get("relative", False)),
-                   timings=d.get("timings", {}), warnings=list(d.get("warnings", [])),
-                   failures=dict(d.get("failures", {})), details=dict(d.get("details", {})))
+        return cls(
+            scores=d["scores"],
+            metric=d.get("metric", "emms"),
+            relative=bool(d.get("relative", False)),
+            timings=d.get("timings", {}),
+            warnings=list(d.get("warnings", [])),
+            failures=dict(d.get("failures", {})),
+            details=dict(d.get("details", {})),
+        )
 
     def to_json(self, path=None, indent: int = 2) -> str:
         """The ranking as JSON (``to_dict``); also written to ``path`` if given."""
@@ -109,7 +121,7 @@ class Ranking:
         return text
 
     @classmethod
-    def from_json(cls, path_or_text) -> "Ranking":
+    def from_json(cls, path_or_text) -> Ranking:
         """A ranking from ``to_json`` output (a path or the JSON text)."""
         text = os.fspath(path_or_text) if isinstance(path_or_text, os.PathLike) else path_or_text
         if isinstance(text, str) and not text.lstrip().startswith("{"):
@@ -122,11 +134,23 @@ class Ranking:
     def _rows(self):
         per_model = self.timings.get("per_model", {})
         for i, n in enumerate(self.order, 1):
-            yield {"rank": i, "model": n, "score": repr(self.scores[n]), "seconds": _fmt_s(per_model.get(n)),
-                   "status": "ok", "reason": ""}
+            yield {
+                "rank": i,
+                "model": n,
+                "score": repr(self.scores[n]),
+                "seconds": _fmt_s(per_model.get(n)),
+                "status": "ok",
+                "reason": "",
+            }
         for n, why in self.failures.items():
-            yield {"rank": "", "model": n, "score": "", "seconds": _fmt_s(per_model.get(n)), "status": "failed",
-                   "reason": why}
+            yield {
+                "rank": "",
+                "model": n,
+                "score": "",
+                "seconds": _fmt_s(per_model.get(n)),
+                "status": "failed",
+                "reason": why,
+            }
 
     def to_csv(self, path=None) -> str:
         """One row per model (rank, model, score, seconds, status, reason; failures last); also written to
@@ -142,7 +166,7 @@ class Ranking:
         return text
 
     @classmethod
-    def from_csv(cls, path_or_text, metric: str = "emms", relative: bool = False) -> "Ranking":
+    def from_csv(cls, path_or_text, metric: str = "emms", relative: bool = False) -> Ranking:
         """Scores, failures and per-model seconds from ``to_csv`` output (a path or the CSV text)."""
         text = os.fspath(path_or_text)
         if "\n" not in text:
@@ -156,8 +180,13 @@ class Ranking:
                 failures[row["model"]] = row.get("reason", "")
             else:
                 scores[row["model"]] = float(row["score"])
-        return cls(scores=scores, metric=metric, relative=relative, failures=failures,
-                   timings={"per_model": per_model} if per_model else {})
+        return cls(
+            scores=scores,
+            metric=metric,
+            relative=relative,
+            failures=failures,
+            timings={"per_model": per_model} if per_model else {},
+        )
 
     def to_pandas(self):
         """A ``pandas.DataFrame`` with the CSV columns (needs pandas)."""
@@ -177,8 +206,10 @@ class Ranking:
         names = self.order + list(self.failures)
         w = max([5] + [len(str(n)) for n in names])
         note = " (relative: scores compare only models within this zoo)" if self.relative else ""
-        lines = [f"Ranking by {self.metric}{note}: {len(self.order)} models ranked, {len(self.failures)} failed",
-                 f"{'rank':>4}  {'model':<{w}}  {'score':>12}  {'seconds':>8}"]
+        lines = [
+            f"Ranking by {self.metric}{note}: {len(self.order)} models ranked, {len(self.failures)} failed",
+            f"{'rank':>4}  {'model':<{w}}  {'score':>12}  {'seconds':>8}",
+        ]
         for i, n in enumerate(self.order, 1):
             s = per_model.get(n)
             lines.append(f"{i:>4}  {n:<{w}}  {self.scores[n]:>12.6g}  {'' if s is None else f'{s:8.3f}':>8}")
@@ -207,12 +238,14 @@ class Ranking:
             raise ImportError("Ranking.plot needs matplotlib: pip install matplotlib") from exc
         order = self.order
         if not order:
-            raise ValueError("nothing to plot: no model was scored" +
-                             (f" ({len(self.failures)} failed)" if self.failures else ""))
+            raise ValueError(
+                "nothing to plot: no model was scored" + (f" ({len(self.failures)} failed)" if self.failures else "")
+            )
         both = [n for n in order if truth and n in truth]
         if truth is not None and len(both) < 2:
-            raise ValueError(f"truth must give values for at least 2 ranked models (got {len(both)} of "
-                             f"{len(order)} names matching)")
+            raise ValueError(
+                f"truth must give values for at least 2 ranked models (got {len(both)} of {len(order)} names matching)"
+            )
         ncols = 2 if truth is not None else 1
         fig = Figure(figsize=(6.5 * ncols, max(2.5, 0.35 * len(order) + 1.2)), layout="constrained")
         ax = fig.add_subplot(1, ncols, 1)

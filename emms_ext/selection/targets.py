@@ -1,5 +1,6 @@
 """How ``rank`` reads a target: labels, texts or ready F-labels of a task (``TASKS``) -> a ``Target``,
 with F-labels from ``emms_ext.embed`` (imported only then) when the metric needs them (``build_target``)."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -40,8 +41,11 @@ def _is_f_labels(x) -> bool:
         return True
     if (torch.is_tensor(x) or isinstance(x, np.ndarray)) and x.ndim == 3:
         return True
-    return (isinstance(x, (list, tuple)) and len(x) > 0
-            and all((torch.is_tensor(z) or isinstance(z, np.ndarray)) and z.ndim == 2 for z in x))
+    return (
+        isinstance(x, (list, tuple))
+        and len(x) > 0
+        and all((torch.is_tensor(z) or isinstance(z, np.ndarray)) and z.ndim == 2 for z in x)
+    )
 
 
 def _label_rows(fl) -> int:
@@ -59,18 +63,38 @@ def _texts(target, texts, what: str):
     return list(x)
 
 
-def build_target(target, task: str = "classification", *, class_names=None, texts=None, embedders=None,
-                 need_embeddings: bool = True, templates=None, label_cache="default") -> tuple[Target, torch.Tensor | None]:
+def build_target(
+    target,
+    task: str = "classification",
+    *,
+    class_names=None,
+    texts=None,
+    embedders=None,
+    need_embeddings: bool = True,
+    templates=None,
+    label_cache="default",
+) -> tuple[Target, torch.Tensor | None]:
     """``(Target, repeat)``: the target as metrics see it, with F-labels when ``need_embeddings``;
     ``repeat [M]`` (or None) gives the sample of each label row when a sample has several texts."""
     if task not in TASKS:
         raise ValueError(f"task must be one of {', '.join(TASKS)} (got {task!r})")
     if isinstance(target, Target):
         if need_embeddings and target.label_embeddings is None and target.labels is not None:
-            fl, _ = build_target(target.labels, "classification", class_names=class_names, embedders=embedders,
-                                 templates=templates, label_cache=label_cache)
-            target = Target(labels=target.labels, targets=target.targets, label_embeddings=fl.label_embeddings,
-                            source_probs=target.source_probs, task=target.task)
+            fl, _ = build_target(
+                target.labels,
+                "classification",
+                class_names=class_names,
+                embedders=embedders,
+                templates=templates,
+                label_cache=label_cache,
+            )
+            target = Target(
+                labels=target.labels,
+                targets=target.targets,
+                label_embeddings=fl.label_embeddings,
+                source_probs=target.source_probs,
+                task=target.task,
+            )
         return target, _repeat_of(target.label_embeddings)
     if target is not None and _is_f_labels(target):
         labels = torch.as_tensor(target.indices).to(torch.int64) if isinstance(target, ClassLabels) else None
@@ -87,8 +111,10 @@ def build_target(target, task: str = "classification", *, class_names=None, text
         fl = None
         if need_embeddings:
             if names is None:
-                raise ValueError("class_names must be given (a list of C names) when labels are class indices; "
-                                 "EMMS embeds the class names as F-labels")
+                raise ValueError(
+                    "class_names must be given (a list of C names) when labels are class indices; "
+                    "EMMS embeds the class names as F-labels"
+                )
             fl = E.classification_labels(idx, names, embedders, **tpl, **kw)
         return Target(labels=idx, label_embeddings=fl, task=task), None
     if task == "regression":
@@ -108,9 +134,11 @@ def build_target(target, task: str = "classification", *, class_names=None, text
     if task in ("captioning", "free_text"):
         fl = E.free_text_labels(_texts(target, texts, task), embedders, **kw)
         return Target(label_embeddings=fl.labels, task=task), _repeat_of(fl)
-    raise ValueError("task 'referring' needs boxes and image sizes: build the F-labels with "
-                     "emms_ext.embed.referring_expression_labels(expressions, boxes, image_sizes) and pass them "
-                     "as the target")
+    raise ValueError(
+        "task 'referring' needs boxes and image sizes: build the F-labels with "
+        "emms_ext.embed.referring_expression_labels(expressions, boxes, image_sizes) and pass them "
+        "as the target"
+    )
 
 
 def _repeat_of(fl):
@@ -130,8 +158,10 @@ def _class_indices(labels, class_names):
             idx = t.to(torch.int64)
             names = None if class_names is None else [str(c) for c in class_names]
             if names is not None and idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= len(names)):
-                raise ValueError(f"labels must be class indices in [0, C={len(names)}) matching class_names "
-                                 f"(got values in [{int(idx.min())}, {int(idx.max())}])")
+                raise ValueError(
+                    f"labels must be class indices in [0, C={len(names)}) matching class_names "
+                    f"(got values in [{int(idx.min())}, {int(idx.max())}])"
+                )
             return idx, names
         labels = labels.tolist()
     if isinstance(labels, str) or not isinstance(labels, Sequence) or len(labels) == 0:

@@ -5,12 +5,13 @@ float32 on the CPU. F-labels are then built from such vectors by the task adapte
 embedders only implement ``_encode_batch``; sorting by length, batching, progress bars and the output
 contract live here so that every family behaves the same.
 """
+
 from __future__ import annotations
 
 import hashlib
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Protocol, runtime_checkable
 
 import torch
@@ -19,8 +20,7 @@ from ...common.cache import EmbeddingCache, model_key
 from ...common.progress import progress_iter
 from ...common.validate import check_texts
 
-_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
-           "float64": torch.float64}
+_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16, "float64": torch.float64}
 
 
 @runtime_checkable
@@ -30,7 +30,8 @@ class TextEmbedder(Protocol):
     name: str
     dim: int
 
-    def encode(self, texts: list[str]) -> torch.Tensor: ...
+    def encode(self, texts: list[str]) -> torch.Tensor:
+        """``[len(texts), dim]`` float32 vectors on the CPU, one row per text."""
 
 
 def resolve_dtype(dtype) -> torch.dtype:
@@ -68,8 +69,16 @@ class BaseEmbedder(ABC):
     #: how the vector of one text is formed from the model's outputs (part of the cache key)
     pooling: str = "none"
 
-    def __init__(self, name: str, *, device="cpu", batch_size: int = 64, max_length: int = 128,
-                 dtype=torch.float32, progress: bool | None = None):
+    def __init__(
+        self,
+        name: str,
+        *,
+        device="cpu",
+        batch_size: int = 64,
+        max_length: int = 128,
+        dtype=torch.float32,
+        progress: bool | None = None,
+    ):
         if int(batch_size) < 1:
             raise ValueError(f"batch_size must be >= 1 (got {batch_size})")
         if int(max_length) < 1:
@@ -89,8 +98,10 @@ class BaseEmbedder(ABC):
     def identity(self) -> str:
         """Model identity for the cache: family, weights fingerprint, truncation and compute dtype.
         Pooling is keyed separately (``pooling``)."""
-        return (f"{type(self).__name__}|{self.name}|{self.source_id}|len={self.max_length}|"
-                f"{str(self.dtype).replace('torch.', '')}")
+        return (
+            f"{type(self).__name__}|{self.name}|{self.source_id}|len={self.max_length}|"
+            f"{str(self.dtype).replace('torch.', '')}"
+        )
 
     @abstractmethod
     def _encode_batch(self, texts: list[str]) -> torch.Tensor:
@@ -111,7 +122,7 @@ class BaseEmbedder(ABC):
         order = sorted(range(len(texts)), key=lambda i: self._length_key(texts[i]))
         starts = range(0, len(order), self.batch_size)
         for s in progress_iter(starts, len(starts), f"embed {self.name}", "batch", self.progress):
-            idx = order[s:s + self.batch_size]
+            idx = order[s : s + self.batch_size]
             vecs = self._encode_batch([texts[i] for i in idx])
             out[torch.tensor(idx)] = vecs.detach().to("cpu", torch.float32)
         return out

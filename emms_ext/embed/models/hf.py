@@ -4,6 +4,7 @@ transformers is imported only when one of these is constructed, so ``import emms
 Every model is opened with ``local_files_only=True``: a name must be a local folder or already be in the
 local hub cache (locate.py); nothing is downloaded.
 """
+
 from __future__ import annotations
 
 import os
@@ -20,34 +21,60 @@ def import_transformers():
     try:
         import transformers
     except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError("emms_ext.embed needs transformers for this embedder: "
-                          "pip install 'emms_ext[embed]' (or pip install transformers)") from exc
+        raise ImportError(
+            "emms_ext.embed needs transformers for this embedder: "
+            "pip install 'emms_ext[embed]' (or pip install transformers)"
+        ) from exc
     return transformers
 
 
-def resolve_folder(name_or_path) -> "os.PathLike":
+def resolve_folder(name_or_path) -> os.PathLike:
     """Local folder of a model name/path, or a ValueError saying where the model was looked for."""
     folder = local_model_dir(name_or_path)
     if folder is None:
-        raise ValueError(f"model {os.fspath(name_or_path)!r} is neither an existing local folder nor a hub id in "
-                         "the local Hugging Face cache (nothing is downloaded); for the models known to work offline "
-                         "(e.g. 'all-MiniLM-L6-v2', 'paraphrase-MiniLM-L3-v2') use emms_ext.embed.load_embedder "
-                         "with a name from emms_ext.embed.available_models()")
+        raise ValueError(
+            f"model {os.fspath(name_or_path)!r} is neither an existing local folder nor a hub id in "
+            "the local Hugging Face cache (nothing is downloaded); for the models known to work offline "
+            "(e.g. 'all-MiniLM-L6-v2', 'paraphrase-MiniLM-L3-v2') use emms_ext.embed.load_embedder "
+            "with a name from emms_ext.embed.available_models()"
+        )
     return folder
 
 
 # Decoder-only families: their last hidden state is causal, so mean pooling over the mask is the
 # sensible default (the paper's GPT-2 F-labels) and the tokenizer usually lacks a pad token.
-_DECODER_TYPES = {"gpt2", "gpt_neo", "gpt_neox", "gptj", "llama", "mistral", "mixtral", "opt", "bloom",
-                  "qwen2", "qwen3", "phi", "phi3", "gemma", "gemma2", "falcon", "codegen", "ctrl",
-                  "openai-gpt", "olmo", "smollm3", "starcoder2"}
+_DECODER_TYPES = {
+    "gpt2",
+    "gpt_neo",
+    "gpt_neox",
+    "gptj",
+    "llama",
+    "mistral",
+    "mixtral",
+    "opt",
+    "bloom",
+    "qwen2",
+    "qwen3",
+    "phi",
+    "phi3",
+    "gemma",
+    "gemma2",
+    "falcon",
+    "codegen",
+    "ctrl",
+    "openai-gpt",
+    "olmo",
+    "smollm3",
+    "starcoder2",
+}
 
 
 def is_decoder_config(config) -> bool:
     """True for causal-LM checkpoints (GPT-2, Llama, ...) as opposed to bidirectional encoders."""
     archs = getattr(config, "architectures", None) or []
-    return (getattr(config, "model_type", "") in _DECODER_TYPES
-            or any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in archs))
+    return getattr(config, "model_type", "") in _DECODER_TYPES or any(
+        a.endswith(("ForCausalLM", "LMHeadModel")) for a in archs
+    )
 
 
 def is_text_tower_config(config) -> bool:
@@ -68,11 +95,29 @@ class HFEmbedder(BaseEmbedder):
         Others: see ``BaseEmbedder``.
     """
 
-    def __init__(self, name_or_path, *, name: str | None = None, normalize: bool = False, device="cpu",
-                 batch_size: int = 64, max_length: int = 128, dtype=torch.float32,
-                 progress: bool | None = None, model=None, tokenizer=None, source_id: str | None = None):
-        super().__init__(name or os.path.basename(os.fspath(name_or_path).rstrip("/")), device=device,
-                         batch_size=batch_size, max_length=max_length, dtype=dtype, progress=progress)
+    def __init__(
+        self,
+        name_or_path,
+        *,
+        name: str | None = None,
+        normalize: bool = False,
+        device="cpu",
+        batch_size: int = 64,
+        max_length: int = 128,
+        dtype=torch.float32,
+        progress: bool | None = None,
+        model=None,
+        tokenizer=None,
+        source_id: str | None = None,
+    ):
+        super().__init__(
+            name or os.path.basename(os.fspath(name_or_path).rstrip("/")),
+            device=device,
+            batch_size=batch_size,
+            max_length=max_length,
+            dtype=dtype,
+            progress=progress,
+        )
         self.normalize = bool(normalize)
         if model is None or tokenizer is None:
             folder = resolve_folder(name_or_path)
@@ -98,8 +143,7 @@ class HFEmbedder(BaseEmbedder):
         return int(n) if n else None
 
     def _tokenize(self, texts: list[str]) -> dict:
-        enc = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length,
-                             return_tensors="pt")
+        enc = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
         keep = ("input_ids", "attention_mask", "token_type_ids")
         return {k: v.to(self.device) for k, v in enc.items() if k in keep}
 
@@ -109,6 +153,7 @@ class HFEmbedder(BaseEmbedder):
 
     @property
     def identity(self) -> str:
+        """The base identity, plus ``|l2`` when the vectors are L2-normalized."""
         return super().identity + ("|l2" if self.normalize else "")
 
 

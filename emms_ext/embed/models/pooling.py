@@ -1,4 +1,5 @@
 """Token states -> one vector per text. Shapes: hidden ``[B, T, H]``, attention mask ``[B, T]`` (1 = token)."""
+
 from __future__ import annotations
 
 import torch

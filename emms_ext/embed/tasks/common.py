@@ -1,18 +1,18 @@
-"""Shared by the task adapters: the F-label containers (``NamedClassLabels``, ``FreeTextLabels``), resolving
-``embedders`` and ``cache`` arguments, ``embed_texts`` (each distinct text encoded once per model) and
-``clean_label``."""
+"""Shared by the task adapters: the F-label container ``NamedClassLabels`` (``FreeTextLabels`` lives in
+``core.labels``), resolving ``embedders`` and ``cache`` arguments, ``embed_texts`` (each distinct text encoded
+once per model) and ``clean_label``."""
+
 from __future__ import annotations
 
 import functools
 import re
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 
 from ...common.cache import EmbeddingCache
 from ...common.validate import check_texts
-from ...core.labels import ClassLabels, FreeTextLabels
+from ...core.labels import ClassLabels
 from ..models.base import TextEmbedder
 
 
@@ -46,6 +46,8 @@ def resolve_embedders(embedders) -> list[TextEmbedder]:
 
 
 def resolve_cache(cache) -> EmbeddingCache | None:
+    """The ``cache`` argument as an ``EmbeddingCache``: None / False -> None (no cache), "default" -> the
+    default cache directory, a cache -> itself, a path -> a cache in that directory."""
     if cache is None or cache is False:
         return None
     if isinstance(cache, EmbeddingCache):

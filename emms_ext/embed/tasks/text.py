@@ -1,5 +1,6 @@
 """Per-sample task adapters: free text / captions (``FreeTextLabels``), referring expressions (texts with
 relative boxes, optionally ``box_geometry``), text-QA answers, and regression targets (no text model)."""
+
 from __future__ import annotations
 
 import math
@@ -9,7 +10,8 @@ import numpy as np
 import torch
 
 from ...common.validate import check_texts
-from .common import FreeTextLabels, embed_texts
+from ...core.labels import FreeTextLabels
+from .common import embed_texts
 
 
 def regression_labels(targets) -> torch.Tensor:
@@ -71,8 +73,7 @@ def _relative_boxes(boxes, image_sizes, box_format: str, n: int) -> torch.Tensor
     if s.shape == (2,):
         s = s.expand(n, 2)
     if s.shape != (n, 2) or not bool((s > 0).all()):
-        raise ValueError(f"image_sizes must be (W, H) or [N, 2] positive sizes with N = {n} "
-                         f"(got {list(s.shape)})")
+        raise ValueError(f"image_sizes must be (W, H) or [N, 2] positive sizes with N = {n} (got {list(s.shape)})")
     if not bool(torch.isfinite(b).all()) or not bool((b[:, 2:] >= b[:, :2]).all()):
         raise ValueError("boxes must be finite with x1 >= x0 and y1 >= y0")
     return (b / s.repeat(1, 2)).clamp(0, 1)
@@ -86,14 +87,23 @@ def box_geometry(rel: torch.Tensor, n_frequencies: int = 4) -> torch.Tensor:
     w, h = x1 - x0, y1 - y0
     cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
     base = [x0, y0, x1, y1, cx, cy, w, h, w * h, torch.log((w + 1e-3) / (h + 1e-3))]
-    waves = [f(2.0 ** k * math.pi * c) for k in range(n_frequencies) for c in (cx, cy, w, h)
-             for f in (torch.sin, torch.cos)]
+    waves = [
+        f(2.0**k * math.pi * c) for k in range(n_frequencies) for c in (cx, cy, w, h) for f in (torch.sin, torch.cos)
+    ]
     return torch.stack(base + waves, 1).to(torch.float32)
 
 
-def referring_expression_labels(expressions, boxes, image_sizes, embedders=None, *, box_format: str = "xyxy",
-                                template: str = "{expression} at [{x0:.2f}, {y0:.2f}, {x1:.2f}, {y1:.2f}]",
-                                geometric: bool | int = False, cache="default") -> list[torch.Tensor]:
+def referring_expression_labels(
+    expressions,
+    boxes,
+    image_sizes,
+    embedders=None,
+    *,
+    box_format: str = "xyxy",
+    template: str = "{expression} at [{x0:.2f}, {y0:.2f}, {x1:.2f}, {y1:.2f}]",
+    geometric: bool | int = False,
+    cache="default",
+) -> list[torch.Tensor]:
     """Referring expressions: box + expression -> text with the box in relative coordinates.
 
     Args:
@@ -108,19 +118,22 @@ def referring_expression_labels(expressions, boxes, image_sizes, embedders=None,
     expressions = check_texts(expressions, "expressions")
     rel = _relative_boxes(boxes, image_sizes, box_format, len(expressions))
     try:
-        texts = [template.format(expression=e, x0=r[0], y0=r[1], x1=r[2], y1=r[3])
-                 for e, r in zip(expressions, rel.tolist())]
+        texts = [
+            template.format(expression=e, x0=r[0], y0=r[1], x1=r[2], y1=r[3]) for e, r in zip(expressions, rel.tolist())
+        ]
     except (KeyError, IndexError) as exc:
-        raise ValueError(f"template may use only {{expression}}, {{x0}}, {{y0}}, {{x1}}, {{y1}} "
-                         f"(got {template!r})") from exc
+        raise ValueError(
+            f"template may use only {{expression}}, {{x0}}, {{y0}}, {{x1}}, {{y1}} (got {template!r})"
+        ) from exc
     blocks = embed_texts(texts, embedders, cache=cache)
     if geometric:
         blocks.append(box_geometry(rel, 4 if geometric is True else int(geometric)))
     return blocks
 
 
-def text_qa_labels(answers, embedders=None, *, questions=None, template: str = "{answer}",
-                   cache="default") -> list[torch.Tensor]:
+def text_qa_labels(
+    answers, embedders=None, *, questions=None, template: str = "{answer}", cache="default"
+) -> list[torch.Tensor]:
     """Text QA: the answer strings (free text, one per sample) -> K blocks ``[N, L_k]``.
 
     Args:

@@ -1,6 +1,7 @@
 """Vocabulary task adapters: classification, multi-label sets and VQA answers -> ``NamedClassLabels`` (a
 class table of K blocks ``[C, L_k]`` plus ``indices [N]``), with the prompt templates and class-table
 helpers they share."""
+
 from __future__ import annotations
 
 import re
@@ -40,8 +41,9 @@ def _as_index_vector(labels, name: str) -> torch.Tensor | None:
     if isinstance(labels, (torch.Tensor, np.ndarray)):
         t = torch.as_tensor(labels)
         if t.dim() != 1 or t.dtype.is_floating_point or t.dtype == torch.bool:
-            raise ValueError(f"{name} must be an integer vector [N] or a list of N strings "
-                             f"(got {list(t.shape)} {t.dtype})")
+            raise ValueError(
+                f"{name} must be an integer vector [N] or a list of N strings (got {list(t.shape)} {t.dtype})"
+            )
         return t.to(torch.int64)
     if isinstance(labels, (str, bytes)) or not isinstance(labels, Sequence):
         raise ValueError(f"{name} must be a list of N class indices or names (got {type(labels).__name__})")
@@ -51,8 +53,9 @@ def _as_index_vector(labels, name: str) -> torch.Tensor | None:
 
 
 # ------------------------------------------------------------------------------------------- tasks
-def classification_labels(labels, class_names=None, embedders=None, *, templates=DEFAULT_TEMPLATES,
-                          clean: bool = True, cache="default") -> NamedClassLabels:
+def classification_labels(
+    labels, class_names=None, embedders=None, *, templates=DEFAULT_TEMPLATES, clean: bool = True, cache="default"
+) -> NamedClassLabels:
     """Classification: class names -> prompts -> class embeddings, gathered by the samples' classes.
 
     Args:
@@ -70,8 +73,7 @@ def classification_labels(labels, class_names=None, embedders=None, *, templates
         pos = {n: i for i, n in enumerate(names)}
         unknown = sorted({x for x in labels if x not in pos})
         if unknown:
-            raise ValueError(f"labels must be names in class_names (got {len(unknown)} unknown, e.g. "
-                             f"{unknown[:5]})")
+            raise ValueError(f"labels must be names in class_names (got {len(unknown)} unknown, e.g. {unknown[:5]})")
         idx = torch.tensor([pos[x] for x in labels], dtype=torch.int64)
     else:
         if class_names is None:
@@ -80,16 +82,26 @@ def classification_labels(labels, class_names=None, embedders=None, *, templates
         if idx.numel() == 0:
             raise ValueError("labels must hold N >= 1 class indices (got an empty list)")
         if int(idx.min()) < 0 or int(idx.max()) >= len(names):
-            raise ValueError(f"labels must be class indices in [0, C={len(names)}) matching class_names "
-                             f"(got values in [{int(idx.min())}, {int(idx.max())}])")
+            raise ValueError(
+                f"labels must be class indices in [0, C={len(names)}) matching class_names "
+                f"(got values in [{int(idx.min())}, {int(idx.max())}])"
+            )
     if len(set(names)) != len(names):
         raise ValueError(f"class_names must be distinct (got {len(names) - len(set(names))} duplicates)")
     table = _class_table(names, resolve_embedders(embedders), _check_templates(templates), clean, cache)
     return NamedClassLabels(table=table, indices=idx, names=list(names))
 
 
-def multilabel_labels(multi_hot, class_names, embedders=None, *, templates=DEFAULT_TEMPLATES,
-                      clean: bool = True, empty_text: str | None = None, cache="default") -> NamedClassLabels:
+def multilabel_labels(
+    multi_hot,
+    class_names,
+    embedders=None,
+    *,
+    templates=DEFAULT_TEMPLATES,
+    clean: bool = True,
+    empty_text: str | None = None,
+    cache="default",
+) -> NamedClassLabels:
     """Multi-label: each sample's label is the **mean of the embeddings of its positive classes** (for
     each model separately). Samples with the same label set share a row, so the result is vocabulary
     labels over the distinct label sets.
@@ -105,8 +117,9 @@ def multilabel_labels(multi_hot, class_names, embedders=None, *, templates=DEFAU
     n_classes = len(names)
     m = torch.as_tensor(np.asarray(multi_hot))
     if m.dim() != 2 or m.shape[1] != n_classes or m.shape[0] == 0:
-        raise ValueError(f"multi_hot must be [N, C] with N >= 1 and C = len(class_names) = {len(names)} "
-                         f"(got {list(m.shape)})")
+        raise ValueError(
+            f"multi_hot must be [N, C] with N >= 1 and C = len(class_names) = {len(names)} (got {list(m.shape)})"
+        )
     if not bool(((m == 0) | (m == 1)).all()):
         raise ValueError("multi_hot must hold only 0/1 (or bool) entries")
     if len(set(names)) != n_classes:
@@ -116,8 +129,10 @@ def multilabel_labels(multi_hot, class_names, embedders=None, *, templates=DEFAU
     if bool(empty.any()):
         if empty_text is None:
             rows = torch.nonzero(empty).flatten()[:5].tolist()
-            raise ValueError(f"multi_hot has {int(empty.sum())} rows with no positive class (e.g. rows {rows}); "
-                             "pass empty_text='...' to give them a label")
+            raise ValueError(
+                f"multi_hot has {int(empty.sum())} rows with no positive class (e.g. rows {rows}); "
+                "pass empty_text='...' to give them a label"
+            )
         m = torch.cat([m, empty[:, None].to(torch.float64)], 1)  # one pseudo-class for "no label"
         names = names + check_texts([empty_text], "empty_text")
     sets, inverse = torch.unique(m, dim=0, return_inverse=True)  # [U, C'], [N]
@@ -144,8 +159,7 @@ def _majority(item, i: int, name: str) -> str:
     return Counter(group).most_common(1)[0][0]
 
 
-def vqa_labels(answers, embedders=None, *, vocabulary=None, template: str = "{}",
-               cache="default") -> NamedClassLabels:
+def vqa_labels(answers, embedders=None, *, vocabulary=None, template: str = "{}", cache="default") -> NamedClassLabels:
     """VQA: answers are drawn from an answer vocabulary, so they are vocabulary labels.
 
     Args:
@@ -165,7 +179,6 @@ def vqa_labels(answers, embedders=None, *, vocabulary=None, template: str = "{}"
     pos = {v: i for i, v in enumerate(vocab)}
     unknown = sorted({a for a in chosen if a not in pos})
     if unknown:
-        raise ValueError(f"answers must be in vocabulary (got {len(unknown)} answers outside it, e.g. "
-                         f"{unknown[:5]})")
+        raise ValueError(f"answers must be in vocabulary (got {len(unknown)} answers outside it, e.g. {unknown[:5]})")
     table = _class_table(vocab, resolve_embedders(embedders), _check_templates(template), False, cache)
     return NamedClassLabels(table=table, indices=torch.tensor([pos[a] for a in chosen]), names=vocab)
