@@ -512,3 +512,18 @@ def test_tf32_ranking_agrees_with_float64():
     tf32 = emms_ext.emms_scores(zoo, labels, precision="tf32")
     for name in zoo:
         assert rel_err(tf32[name].score, f64[name].score) < 1e-2
+
+
+def test_warnings_point_at_the_callers_line():
+    # However deep the call runs inside the package (emms_score -> emms_scores -> pipeline), the warning
+    # names the user's file, so that warnings filters and tracebacks point at the call.
+    X = torch.randn(10, 20, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    Z = torch.randn(10, 4, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    for call in (
+        lambda: emms_ext.emms_score(X, Z),
+        lambda: emms_ext.emms_scores({"a": X, "bad": X[:3]}, Z, errors="skip"),
+    ):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            call()
+        assert caught and all(w.filename == __file__ for w in caught), [(w.filename, str(w.message)) for w in caught]

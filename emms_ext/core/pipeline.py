@@ -12,12 +12,12 @@ What differs between the in-sample modes and the out-of-sample ones lives in two
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import torch
 
 from ..common.progress import progress_bar
+from ..common.warn import warn
 from ..ops.operators import wlsr_simplex
 from .factor import Factor, make_factor
 from .ingest import batch_stats, compute_precision, in_memory_features, model_groups, stream_stats
@@ -134,7 +134,7 @@ def score_zoo(items: list, basis: LabelBasis, opts: ScoreOptions) -> ZooScores:
         if opts.errors == "raise":
             raise exc
         failures[name] = str(exc)
-        warnings.warn(f"model {name!r} skipped: {exc}", stacklevel=4)
+        warn(f"model {name!r} skipped: {exc}")
 
     tensors, streams, precisions = {}, {}, {}
     for name, features in items:
@@ -164,11 +164,10 @@ def score_zoo(items: list, basis: LabelBasis, opts: ScoreOptions) -> ZooScores:
             and st.eps > torch.finfo(torch.float64).eps
             and bool(factor.ill_conditioned(st.eps)[0])
         ):
-            warnings.warn(
+            warn(
                 f"{_label(name)}: the float32 Gram of these streamed features is ill-conditioned "
                 f"(condition >= {float(factor.cond[0]):.1e}); its score may be off in the leading "
-                "digits. Pass precision='float64' (streams cannot be re-read automatically).",
-                stacklevel=3,
+                "digits. Pass precision='float64' (streams cannot be re-read automatically)."
             )
         batches.append(_Batch([name], st, factor, B))
         bar.update(1)
@@ -246,7 +245,7 @@ def _results(b: _Batch, t, obj, its, score, basis: LabelBasis, strategy: _InSamp
         D_used = int(used[i])
         notes = strategy.notes(name, st, i, D_used)
         for note in notes:
-            warnings.warn(note, EMMSDegeneracyWarning, stacklevel=4)
+            warn(note, EMMSDegeneracyWarning)
         out[name] = EMMSResult(
             score=float(score[i]),
             t=t[i].clone(),

@@ -116,19 +116,18 @@ def emms_score(
             ``table [C, L, K]`` class embeddings and ``indices [N]``. Dense labels whose rows take at most
             N/2 distinct values are detected and handled in the class basis automatically.{common}
     """
-    opts = ScoreOptions(
+    # One model is a zoo of one, named None so that messages say "features".
+    options = dict(return_W=return_W, max_iter=max_iter, tol=tol, precision=precision, device=device)
+    return emms_scores(
+        {None: features},
+        label_embeddings,
         mode,
-        _check_options(mode, ridge, max_iter, tol),
-        return_W,
-        int(max_iter),
-        float(tol),
-        precision,
-        device,
-        chunk_size,
-        "raise",
-        progress,
-    )
-    return score_zoo([(None, features)], prepare_labels(label_embeddings), opts)[None]
+        ridge,
+        **options,
+        chunk_size=chunk_size,
+        errors="raise",
+        progress=progress,
+    )[None]
 
 
 def emms_scores(
