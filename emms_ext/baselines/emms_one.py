@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from ..core.labels import ClassLabels
+from ..core.labels import ClassLabels, FreeTextLabels
+from ..core.score import emms_score
 
 
 def _select(label_embeddings, k: int):
@@ -22,6 +23,10 @@ def _select(label_embeddings, k: int):
             pass
     if isinstance(label_embeddings, ClassLabels):
         return ClassLabels(_select(label_embeddings.table, k), label_embeddings.indices)
+    if isinstance(label_embeddings, FreeTextLabels):
+        return FreeTextLabels(
+            _select(label_embeddings.labels, k), label_embeddings.sample_index, label_embeddings.n_samples
+        )
     if isinstance(label_embeddings, (list, tuple)):
         return [label_embeddings[k]]
     z = label_embeddings
@@ -31,6 +36,8 @@ def _select(label_embeddings, k: int):
 def _count(label_embeddings) -> int:
     if isinstance(label_embeddings, ClassLabels):
         return _count(label_embeddings.table)
+    if isinstance(label_embeddings, FreeTextLabels):
+        return _count(label_embeddings.labels)
     if isinstance(label_embeddings, tuple) and len(label_embeddings) == 2:
         try:
             idx = torch.as_tensor(label_embeddings[1])
@@ -61,8 +68,6 @@ def emms_one(features, label_embeddings, embedder: int | str = "best", mode: str
         embedder: an index k in [0, K), or ``"best"`` (max over k) / ``"mean"`` (mean over k).
         mode, options: passed to ``emms_score``.
     """
-    from ..core.score import emms_score
-
     K = _count(label_embeddings)
     if isinstance(embedder, str):
         if embedder not in ("best", "mean"):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 
 from .. import ops
+from ..core.labels import LabelBasis, prepare_labels
 from ._common import class_labels, features64, targets64
 
 _EPS64 = 2.220446049250313e-16
@@ -84,11 +85,10 @@ def logme(
     return float(_evidence(F, Y, max_iter, tol, eps).mean())
 
 
-def flabel_targets(label_embeddings, device=None) -> _Targets:
-    """F-labels (any form ``prepare_labels`` accepts) -> standardized regression targets [N, T] over the label
-    dimensions of all K embedders, as EMMS standardizes them; padding and constant columns are dropped."""
-    from ..core.labels import prepare_labels
-
+def flabel_targets(label_embeddings, device=None) -> tuple[_Targets, LabelBasis]:
+    """F-labels (any form ``prepare_labels`` accepts) -> (standardized regression targets [N, T] over the label
+    dimensions of all K embedders, as EMMS standardizes them, padding and constant columns dropped; the basis,
+    which says how to repeat the features when a sample has several label rows)."""
     basis = prepare_labels(label_embeddings)
     if basis.is_vocabulary:
         table = basis.table.reshape(basis.table.shape[0], -1)  # [C, K*L]
@@ -97,7 +97,7 @@ def flabel_targets(label_embeddings, device=None) -> _Targets:
     else:
         dense = basis.dense[:, (basis.dense != 0).any(0)]
         out = _Targets(dense=dense.to(device))
-    return out
+    return out, basis
 
 
 def logme_flabels(features, label_embeddings, *, max_iter: int = 11, tol: float = 1e-3, eps: float = 1e-5) -> float:
@@ -109,11 +109,16 @@ def logme_flabels(features, label_embeddings, *, max_iter: int = 11, tol: float 
     Args:
         features: ``[N, D]``.
         label_embeddings: ``[N, L, K]``, a list of K ``[N, L_k]`` or ``ClassLabels(table, indices)`` /
-            ``(table, indices)`` — the forms ``emms_score`` accepts. Vocabulary labels never form the
-            ``N x (K L)`` target matrix (class sums instead).
+            ``(table, indices)`` or ``FreeTextLabels`` — the forms ``emms_score`` accepts. Vocabulary labels
+            never form the ``N x (K L)`` target matrix (class sums instead).
     """
     F = features64(features)
-    Y = flabel_targets(label_embeddings, F.device)
+    Y, basis = flabel_targets(label_embeddings, F.device)
+    if F.shape[0] != basis.n_samples:
+        raise ValueError(
+            f"label_embeddings must describe N = {F.shape[0]} samples like the features (got {basis.n_samples})"
+        )
+    F = basis.repeat_rows(F)  # several label rows per sample (FreeTextLabels): one feature row per label row
     N = F.shape[0]
     n_rows = Y.dense.shape[0] if Y.dense is not None else Y.classes.shape[0]
     if n_rows != N:

@@ -35,7 +35,9 @@ class FreeTextLabels:
     """Several texts per sample. ``labels``: K blocks ``[M, L_k]``, one row per text (M >= N) or per sample
     (averaged, M = N); ``sample_index [M]`` (int64): the sample each row belongs to.
 
-    Score with ``emms_score(labels.features(X), labels.labels)``: the features are repeated to match."""
+    ``emms_score(X, labels)`` / ``emms_scores`` / ``rank`` take it as it is, with features ``X [N, D]``: with
+    several rows per sample the score is EMMS on the features repeated once per row (docs/design.md §2), as
+    ``emms_score(labels.features(X), labels.labels)`` computes explicitly."""
 
     labels: list
     sample_index: torch.Tensor
@@ -62,6 +64,21 @@ class LabelBasis:
     table: torch.Tensor | None = None  # [C, K, L] float64 standardized class embeddings (R)
     pair: torch.Tensor | None = None  # [K, K, C, C] float64, R_k R_l', when small enough
     dense: torch.Tensor | None = None  # [N, K*L] float64 standardized labels, column (k, l) = Z_k[:, l]
+    # Several label rows per sample (FreeTextLabels): [S] int64 rows of each of the S samples, the rows
+    # sorted by sample. The features [S, D] are repeated to the N label rows; None: one row per sample.
+    rows_per_sample: torch.Tensor | None = None
+
+    @property
+    def n_samples(self) -> int:
+        """Rows the features must have: S with several label rows per sample, else N."""
+        return self.N if self.rows_per_sample is None else int(self.rows_per_sample.shape[0])
+
+    def repeat_rows(self, x: torch.Tensor, first: int = 0) -> torch.Tensor:
+        """Feature rows ``x [n, D]`` (samples ``first .. first + n - 1``) repeated to their label rows."""
+        if self.rows_per_sample is None:
+            return x
+        counts = self.rows_per_sample[first : first + x.shape[0]].to(x.device)
+        return x.repeat_interleave(counts, dim=0)
 
     @property
     def r(self) -> int:
@@ -78,7 +95,7 @@ class LabelBasis:
         device = torch.device(device)
         if self.A.device == device:
             return self
-        move = {f: getattr(self, f) for f in ("A", "classes", "counts", "table", "pair", "dense")}
+        move = {f: getattr(self, f) for f in ("A", "classes", "counts", "table", "pair", "dense", "rows_per_sample")}
         return replace(self, **{f: None if v is None else v.to(device) for f, v in move.items()})
 
     def B_from_half(self, W: torch.Tensor) -> torch.Tensor:
@@ -207,10 +224,13 @@ def prepare_labels(label_embeddings, vocabulary: bool | None = None) -> LabelBas
     Args:
         label_embeddings: ``[N, L, K]`` tensor/array; a list of K arrays ``[N, L_k]`` (each standardized,
             then zero-padded to the widest, so L = max L_k in the score's 1/(N L)); or ``ClassLabels`` /
-            a ``(table, indices)`` pair for vocabulary labels.
+            a ``(table, indices)`` pair for vocabulary labels; or ``FreeTextLabels`` (several rows per sample:
+            the basis has one row per label row, and ``rows_per_sample`` says how to repeat the features).
         vocabulary: force (True) or forbid (False) the class-basis shortcut for dense input; by default it
             is used when the N rows take at most N/2 distinct values.
     """
+    if isinstance(label_embeddings, FreeTextLabels):
+        return _free_text_basis(label_embeddings, vocabulary)
     if isinstance(label_embeddings, tuple) and len(label_embeddings) == 2 and _is_index_vector(label_embeddings[1]):
         label_embeddings = ClassLabels(*label_embeddings)
     if isinstance(label_embeddings, ClassLabels):
@@ -246,6 +266,39 @@ def prepare_labels(label_embeddings, vocabulary: bool | None = None) -> LabelBas
     A = torch.einsum("nkl,njl->kj", Z, Z)
     _check_labels_vary(A)
     return LabelBasis(N=N, K=K, L=L, A=(A + A.T) / 2, dense=Z.reshape(N, K * L))
+
+
+def _free_text_basis(fl: FreeTextLabels, vocabulary: bool | None) -> LabelBasis:
+    """The basis of the label rows sorted by sample (a permutation of rows applied to both sides changes no
+    score), with ``rows_per_sample`` when a sample has other than one row."""
+    S = int(fl.n_samples)
+    idx = torch.as_tensor(fl.sample_index)
+    if idx.dim() != 1 or idx.dtype.is_floating_point or idx.dtype == torch.bool:
+        raise ValueError(f"label_embeddings.sample_index must be an integer vector [M] (got {describe(idx)})")
+    idx = idx.to(torch.int64).cpu()
+    if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= S):
+        raise ValueError(
+            f"label_embeddings.sample_index must lie in [0, n_samples={S}) "
+            f"(got values in [{int(idx.min())}, {int(idx.max())}])"
+        )
+    counts = torch.bincount(idx, minlength=S)
+    if bool((counts == 0).any()):
+        raise ValueError(
+            f"every sample needs at least one label row: label_embeddings.sample_index names no row for "
+            f"{int((counts == 0).sum())} of the {S} samples (e.g. sample {int((counts == 0).nonzero()[0, 0])})"
+        )
+    order = torch.argsort(idx, stable=True)
+    zs, _ = _as_embedder_list(fl.labels, "label_embeddings.labels", "M")
+    if any(z.shape[0] != idx.shape[0] for z in zs):
+        raise ValueError(
+            f"label_embeddings.labels must be K blocks [M, L_k] with M = {idx.shape[0]} rows, one per entry of "
+            f"sample_index (got {[list(z.shape) for z in zs]})"
+        )
+    _check_n(S, "label_embeddings.n_samples")
+    basis = prepare_labels([z[order] for z in zs], vocabulary)
+    if bool((counts == 1).all()):
+        return basis
+    return replace(basis, rows_per_sample=counts)
 
 
 def _check_labels_vary(A: torch.Tensor) -> None:

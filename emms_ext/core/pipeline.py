@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from ..common.progress import progress_bar
+from ..common.validate import check_features
 from ..common.warn import warn
 from ..ops.operators import wlsr_simplex
 from .factor import Factor, make_factor
@@ -139,10 +140,11 @@ def score_zoo(items: list, basis: LabelBasis, opts: ScoreOptions) -> ZooScores:
     tensors, streams, precisions = {}, {}, {}
     for name, features in items:
         try:
-            x = in_memory_features(features, _label(name), basis.N)
+            x = in_memory_features(features, _label(name), basis.n_samples)
             if x is None:
-                streams[name] = features
+                streams[name] = features if basis.rows_per_sample is None else _repeated(features, basis, name)
             else:
+                x = basis.repeat_rows(x)  # several label rows per sample: the sample's features once per row
                 precisions[name] = compute_precision(x, opts.precision, _label(name), basis.N)
                 tensors[name] = x
         except ValueError as exc:
@@ -191,6 +193,21 @@ def score_zoo(items: list, basis: LabelBasis, opts: ScoreOptions) -> ZooScores:
         t, obj, its, score = strategy.finish(b.factor, b.st, t_all[sl], obj_all[sl], its_all[sl])
         results.update(_results(b, t, obj, its, score, basis, strategy, opts))
     return ZooScores({name: results[name] for name, _ in items if name in results}, failures)
+
+
+def _repeated(chunks, basis: LabelBasis, name):
+    """A stream of ``[n_i, D]`` feature chunks, checked against the S samples, each sample's row repeated
+    once per label row (FreeTextLabels with several rows per sample)."""
+    seen, width = 0, None
+    for i, chunk in enumerate(chunks):
+        x = check_features(chunk, f"{_label(name)} chunk {i}", N=basis.n_samples, width=width, seen=seen)
+        yield basis.repeat_rows(x, seen)
+        seen, width = seen + x.shape[0], x.shape[1]
+    if seen != basis.n_samples:
+        raise ValueError(
+            f"{_label(name)} must be [N, D] with N == {basis.n_samples} (the label embeddings' samples); "
+            f"got {seen} rows"
+        )
 
 
 def _in_memory_batches(

@@ -124,7 +124,7 @@ def rank(
 
     t0 = time.perf_counter()
     need_emb = emms_mode is not None or "label_embeddings" in needs
-    tgt, repeat = build_target(
+    tgt = build_target(
         target,
         task,
         class_names=class_names,
@@ -169,12 +169,8 @@ def rank(
                     cache_dir=cache_dir,
                     device=device,
                     progress=progress,
-                    stream_ok=emms_mode is not None and repeat is None,
+                    stream_ok=emms_mode is not None,
                 )
-                if repeat is not None:
-                    x = check_features(
-                        materialize(x, str(mname)), f"features[{mname!r}]", N=int(N), n_source="the target's N"
-                    )[repeat]
                 feats[mname] = x
             except (ValueError, FileNotFoundError, RuntimeError, TypeError) as exc:
                 fail(mname, exc)

@@ -73,14 +73,14 @@ def build_target(
     need_embeddings: bool = True,
     templates=None,
     label_cache="default",
-) -> tuple[Target, torch.Tensor | None]:
-    """``(Target, repeat)``: the target as metrics see it, with F-labels when ``need_embeddings``;
-    ``repeat [M]`` (or None) gives the sample of each label row when a sample has several texts."""
+) -> Target:
+    """The target as metrics see it, with F-labels when ``need_embeddings`` (``FreeTextLabels`` when a
+    sample has several texts: the scores repeat its features per text)."""
     if task not in TASKS:
         raise ValueError(f"task must be one of {', '.join(TASKS)} (got {task!r})")
     if isinstance(target, Target):
         if need_embeddings and target.label_embeddings is None and target.labels is not None:
-            fl, _ = build_target(
+            fl = build_target(
                 target.labels,
                 "classification",
                 class_names=class_names,
@@ -95,10 +95,10 @@ def build_target(
                 source_probs=target.source_probs,
                 task=target.task,
             )
-        return target, _repeat_of(target.label_embeddings)
+        return target
     if target is not None and _is_f_labels(target):
         labels = torch.as_tensor(target.indices).to(torch.int64) if isinstance(target, ClassLabels) else None
-        return Target(labels=labels, label_embeddings=target, task=task), _repeat_of(target)
+        return Target(labels=labels, label_embeddings=target, task=task)
 
     from .. import embed as E  # lazy: transformers loads only with the first text model
 
@@ -116,36 +116,29 @@ def build_target(
                     "EMMS embeds the class names as F-labels"
                 )
             fl = E.classification_labels(idx, names, embedders, **tpl, **kw)
-        return Target(labels=idx, label_embeddings=fl, task=task), None
+        return Target(labels=idx, label_embeddings=fl, task=task)
     if task == "regression":
         fl = E.regression_labels(target)
-        return Target(targets=fl[:, :, 0], label_embeddings=fl, task=task), None
+        return Target(targets=fl[:, :, 0], label_embeddings=fl, task=task)
     if task == "multilabel":
         if class_names is None:
             raise ValueError("task 'multilabel' needs class_names (C names) and an [N, C] 0/1 target")
         m = torch.as_tensor(np.asarray(target))
         fl = E.multilabel_labels(m, class_names, embedders, **tpl, **kw) if need_embeddings else None
-        return Target(targets=m.to(torch.float64), label_embeddings=fl, task=task), None
+        return Target(targets=m.to(torch.float64), label_embeddings=fl, task=task)
     if task == "vqa":
         fl = E.vqa_labels(_texts(target, texts, task), embedders, **kw)
-        return Target(labels=torch.as_tensor(fl.indices), label_embeddings=fl, task=task), None
+        return Target(labels=torch.as_tensor(fl.indices), label_embeddings=fl, task=task)
     if task == "text_qa":
-        return Target(label_embeddings=E.text_qa_labels(_texts(target, texts, task), embedders, **kw), task=task), None
+        return Target(label_embeddings=E.text_qa_labels(_texts(target, texts, task), embedders, **kw), task=task)
     if task in ("captioning", "free_text"):
         fl = E.free_text_labels(_texts(target, texts, task), embedders, **kw)
-        return Target(label_embeddings=fl.labels, task=task), _repeat_of(fl)
+        return Target(label_embeddings=fl, task=task)
     raise ValueError(
         "task 'referring' needs boxes and image sizes: build the F-labels with "
         "emms_ext.embed.referring_expression_labels(expressions, boxes, image_sizes) and pass them "
         "as the target"
     )
-
-
-def _repeat_of(fl):
-    if isinstance(fl, FreeTextLabels):
-        idx = fl.sample_index
-        return None if len(idx) == fl.n_samples and bool((idx == torch.arange(len(idx))).all()) else idx
-    return None
 
 
 def _class_indices(labels, class_names):
