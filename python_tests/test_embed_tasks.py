@@ -256,3 +256,28 @@ def test_errors_mismatches_and_names(embedders, cache):
     lab = E.classification_labels([0, 1, 0, 1], ["cat", "dog"], embedders, cache=cache)
     with pytest.raises(ValueError, match="N == 4"):
         emms_ext.emms_score(np.zeros((5, 3)), lab)
+
+
+@pytest.mark.parametrize("reduce", ["repeat", "mean"])
+def test_several_captions_through_every_door(embedders, cache, reduce):
+    # The container itself goes to emms_score / emms_scores / rank, with [N, D] features; rank also builds it
+    # from raw captions (task="captioning"). Every door gives the explicit-repeat score.
+    texts, codes = _captions(np.random.default_rng(5), 40)
+    lab = E.free_text_labels(texts, embedders, reduce=reduce, cache=cache)
+    zoo = {"good": informative(codes), "bad": noise_features(40)}
+    want = {k: emms_ext.emms_score(lab.features(x), lab.labels, ridge=1.0).score for k, x in zoo.items()}
+    assert want["good"] > want["bad"]
+    got_one = {k: emms_ext.emms_score(x, lab, ridge=1.0).score for k, x in zoo.items()}
+    got_zoo = emms_ext.emms_scores(zoo, lab, ridge=1.0).scores
+    r_ready = emms_ext.rank(zoo, lab, ridge=1.0, progress=False)
+    for got in (got_one, got_zoo, r_ready.scores):
+        assert got.keys() == want.keys()
+        for k in want:
+            assert got[k] == pytest.approx(want[k], rel=1e-10, abs=1e-12)
+    if reduce == "repeat":  # rank's own adapter: the default reduction
+        r_raw = emms_ext.rank(
+            zoo, texts, task="captioning", embedders=embedders, label_cache=cache, ridge=1.0, progress=False
+        )
+        assert not r_raw.failures and r_raw.order == ["good", "bad"]
+        for k in want:
+            assert r_raw.scores[k] == pytest.approx(want[k], rel=1e-10, abs=1e-12)
