@@ -11,7 +11,17 @@ import numpy as np
 from ..selection.evaluate import evaluate
 from ..selection.features import feature_files
 from ..selection.rank import rank
-from .inputs import EXIT_OK, EXIT_USAGE, UsageError, _need_file, read_json, read_labels, read_lines
+from .inputs import (
+    EXIT_OK,
+    EXIT_USAGE,
+    UsageError,
+    _need_file,
+    read_array,
+    read_json,
+    read_jsonl,
+    read_labels,
+    read_lines,
+)
 
 
 # -------------------------------------------------------------------------------------- subcommands
@@ -42,14 +52,7 @@ def cmd_rank(args) -> int:
         else:
             target = arr
     else:
-        if not args.labels:
-            raise UsageError("give --labels FILE (or --label-embeddings FILE.npy with ready F-labels)")
-        target = read_labels(args.labels, regression=args.task == "regression")
-        if args.task == "classification" and class_names is None and not isinstance(target, list):
-            raise UsageError(
-                "--labels holds class indices: give --class-names FILE (one class name per line, "
-                "in index order) so the names can be embedded as F-labels"
-            )
+        target = _task_target(args, class_names)
     options = {}
     if args.ridge is not None:
         options["ridge"] = args.ridge
@@ -84,6 +87,57 @@ def cmd_rank(args) -> int:
         )
         return EXIT_USAGE
     return EXIT_OK
+
+
+_TEXT_TASKS = {"captioning": "texts", "free_text": "texts", "vqa": "answers", "text_qa": "answers"}
+
+
+def _task_target(args, class_names):
+    """What ``rank`` takes as the target of ``args.task``, read from the files that task needs."""
+    task = args.task
+    if task in _TEXT_TASKS:
+        flag = _TEXT_TASKS[task]
+        if getattr(args, flag) is None:
+            raise UsageError(f"--task {task} needs --{flag} FILE.jsonl (one JSON string or list of strings per sample)")
+        values = read_jsonl(getattr(args, flag), flag)
+        if task == "text_qa" and not all(isinstance(v, str) for v in values):
+            raise UsageError("--answers: text_qa takes one answer string per sample")
+        return values
+    if task == "referring":
+        missing = [f for f in ("texts", "boxes", "image_sizes") if getattr(args, f) is None]
+        if missing:
+            raise UsageError(f"--task referring needs {', '.join('--' + m.replace('_', '-') for m in missing)}")
+        expressions = read_jsonl(args.texts, "texts")
+        if not all(isinstance(e, str) for e in expressions):
+            raise UsageError("--texts: referring takes one expression string per sample")
+        boxes = read_array(args.boxes, "boxes", "[N, 4]")
+        sizes = read_array(args.image_sizes, "image-sizes", "[N, 2]")
+        n = len(expressions)
+        if boxes.shape != (n, 4) or sizes.shape != (n, 2):
+            raise UsageError(
+                f"--boxes must be [N, 4] and --image-sizes [N, 2] with N = {n} expressions "
+                f"(got {list(boxes.shape)} and {list(sizes.shape)})"
+            )
+        from ..embed import referring_expression_labels
+
+        return referring_expression_labels(expressions, boxes, sizes, args.embedders or None)
+    if not args.labels:
+        raise UsageError("give --labels FILE (or --label-embeddings FILE.npy with ready F-labels)")
+    if task == "multilabel":
+        y = read_array(args.labels, "labels", "[N, C] of 0/1")
+        if y.ndim != 2 or class_names is None or y.shape[1] != len(class_names):
+            raise UsageError(
+                "--task multilabel needs --labels .npy [N, C] of 0/1 and --class-names with C names "
+                f"(got labels {list(y.shape)} and {0 if class_names is None else len(class_names)} names)"
+            )
+        return y
+    target = read_labels(args.labels, regression=task == "regression")
+    if task == "classification" and class_names is None and not isinstance(target, list):
+        raise UsageError(
+            "--labels holds class indices: give --class-names FILE (one class name per line, "
+            "in index order) so the names can be embedded as F-labels"
+        )
+    return target
 
 
 def cmd_embed(args) -> int:

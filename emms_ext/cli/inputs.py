@@ -96,3 +96,43 @@ def read_json(path: str, what: str) -> dict:
     if not isinstance(data, dict):
         raise UsageError(f"--{what} {path}: must be a JSON object {{model name: value}}")
     return data
+
+
+def read_jsonl(path: str, what: str) -> list:
+    """One JSON value per non-empty line (a string or a list of strings per sample); a missing file, a bad line
+    or an empty file is a ``UsageError`` naming ``what`` and the line."""
+    p = _need_file(path, what)
+    out = []
+    for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise UsageError(
+                f"--{what} {path} line {i}: not valid JSON ({exc}); write one JSON string or list per line"
+            ) from exc
+        if not (
+            isinstance(value, str) or (isinstance(value, list) and value and all(isinstance(v, str) for v in value))
+        ):
+            raise UsageError(
+                f"--{what} {path} line {i}: must be a string or a non-empty list of strings (got {line[:60]!r})"
+            )
+        out.append(value)
+    if not out:
+        raise UsageError(f"--{what} {path}: the file has no samples")
+    return out
+
+
+def read_array(path: str, what: str, shape: str):
+    """A numeric .npy array; ``shape`` (e.g. "[N, 4]") is checked by the caller and named in errors."""
+    import numpy as np
+
+    p = _need_file(path, what)
+    try:
+        arr = np.load(p, allow_pickle=False)
+    except ValueError as exc:
+        raise UsageError(f"--{what} {path}: not a plain .npy array {shape} ({exc})") from exc
+    if arr.dtype.kind not in "iuf":
+        raise UsageError(f"--{what} {path}: must be a numeric array {shape} (got dtype {arr.dtype})")
+    return arr

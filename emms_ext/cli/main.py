@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..selection.targets import TASKS
 from .commands import cmd_demo, cmd_embed, cmd_evaluate, cmd_rank
 from .inputs import EXIT_FAILURE, EXIT_USAGE, UsageError
 
@@ -51,9 +52,21 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument(
         "--task",
         default="classification",
-        choices=["classification", "regression"],
-        help="how to read the labels (default: classification)",
+        choices=list(TASKS),
+        help="the target task (default: classification). classification: --labels (indices with --class-names, "
+        "or names); multilabel: --labels .npy [N, C] 0/1 with --class-names; regression: --labels numbers; "
+        "captioning / free_text: --texts; vqa / text_qa: --answers; referring: --texts, --boxes, --image-sizes",
     )
+    r.add_argument(
+        "--texts",
+        metavar="FILE.jsonl",
+        help="per-sample texts, one JSON value per line: a string or a list of strings (several captions)",
+    )
+    r.add_argument(
+        "--answers", metavar="FILE.jsonl", help="per-sample answers (vqa: a string or a list; text_qa: a string)"
+    )
+    r.add_argument("--boxes", metavar="FILE.npy", help="referring: boxes [N, 4] in pixels (x0, y0, x1, y1)")
+    r.add_argument("--image-sizes", metavar="FILE.npy", help="referring: image sizes [N, 2] (width, height)")
     r.add_argument("--class-names", metavar="FILE", help="class names, one per line, in class-index order")
     r.add_argument(
         "--label-embeddings",
