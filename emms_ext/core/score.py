@@ -114,16 +114,20 @@ def emms_score(
         label_embeddings: F-labels: ``[N, L, K]``; a list of K arrays ``[N, L_k]`` (each standardized, then
             zero-padded to the widest); or ``ClassLabels(table, indices)`` / ``(table, indices)`` with
             ``table [C, L, K]`` class embeddings and ``indices [N]``. Dense labels whose rows take at most
-            N/2 distinct values are detected and handled in the class basis automatically.{common}
+            N/2 distinct values are detected and handled in the class basis automatically. Several label
+            rows per sample: ``FreeTextLabels`` (the features ``[N, D]`` are repeated once per row).{common}
     """
     # One model is a zoo of one, named None so that messages say "features".
-    options = dict(return_W=return_W, max_iter=max_iter, tol=tol, precision=precision, device=device)
     return emms_scores(
         {None: features},
         label_embeddings,
         mode,
         ridge,
-        **options,
+        return_W=return_W,
+        max_iter=max_iter,
+        tol=tol,
+        precision=precision,
+        device=device,
         chunk_size=chunk_size,
         errors="raise",
         progress=progress,
@@ -161,16 +165,16 @@ def emms_scores(
     if errors not in ("raise", "skip"):
         raise ValueError(f"errors must be 'raise' or 'skip' (got {errors!r})")
     opts = ScoreOptions(
-        mode,
-        _check_options(mode, ridge, max_iter, tol),
-        return_W,
-        int(max_iter),
-        float(tol),
-        precision,
-        device,
-        chunk_size,
-        errors,
-        progress,
+        mode=mode,
+        ridge=_check_options(mode, ridge, max_iter, tol),
+        return_W=return_W,
+        max_iter=int(max_iter),
+        tol=float(tol),
+        precision=precision,
+        device=device,
+        chunk_size=chunk_size,
+        errors=errors,
+        progress=progress,
     )
     if isinstance(zoo, Mapping):
         items = list(zoo.items())
