@@ -144,9 +144,9 @@ def score_zoo(items: list, basis: LabelBasis, opts: ScoreOptions) -> ZooScores:
             if x is None:
                 streams[name] = features if basis.rows_per_sample is None else _repeated(features, basis, name)
             else:
-                x = basis.repeat_rows(x)  # several label rows per sample: the sample's features once per row
+                # Read the range before the repeat (same values, fewer rows); the Gram runs over basis.N rows.
                 precisions[name] = compute_precision(x, opts.precision, _label(name), basis.N)
-                tensors[name] = x
+                tensors[name] = basis.repeat_rows(x)  # several label rows per sample: one row each
         except ValueError as exc:
             fail(name, exc)
 
