@@ -222,3 +222,38 @@ def test_encode_rejects_bad_texts(tiny):
     with pytest.raises(ValueError, match=r"texts\[1\] must be a string"):
         e.encode(["ok", 3])
     assert e.encode([]).shape == (0, e.dim)
+
+
+# ------------------------------------------------------------------------------ all-mpnet-base-v2
+def test_mpnet_by_name_matches_its_sentence_transformers_pipeline():
+    from emms_ext.embed.models.locate import mpnet_dir
+
+    if "all-mpnet-base-v2" not in E.available_models():
+        pytest.skip("all-mpnet-base-v2 packages not installed (pip install 'emms_ext[mpnet]')")
+    st = pytest.importorskip("sentence_transformers")
+    texts = ["a dog runs on the beach", "a puppy", "the stock market fell", "a word for a kind of bird"]
+    emb = E.load_embedder("all-mpnet-base-v2")
+    got = emb.encode(texts)
+    ref = st.SentenceTransformer(str(mpnet_dir()), local_files_only=True).encode(texts, normalize_embeddings=True)
+    assert emb.dim == 768 and got.shape == (4, 768)
+    torch.testing.assert_close(got, torch.as_tensor(ref), atol=1e-5, rtol=0)
+    # Another family than the MiniLMs: its vectors are not theirs.
+    assert not torch.allclose(got[:, :384], E.load_embedder("all-MiniLM-L6-v2").encode(texts), atol=0.05)
+
+
+def test_mpnet_assembly_checks_the_checksum(tmp_path, monkeypatch):
+    from emms_ext.embed.models import locate
+
+    pieces = []
+    for i in range(1, 6):
+        p = tmp_path / f"all-mpnet-base-v2.zip.{i:03d}"
+        p.write_bytes(bytes([i]) * 10)
+        pieces.append(p)
+    monkeypatch.setenv("EMMS_EXT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(locate, "_mpnet_pieces", lambda: pieces)
+    assert locate.mpnet_available()
+    with pytest.raises(ValueError, match="sha256"):
+        locate.mpnet_dir()
+    assert not (tmp_path / "cache" / "models" / "all-mpnet-base-v2").exists()  # nothing half-written left
+    monkeypatch.setattr(locate, "_mpnet_pieces", lambda: None)
+    assert not locate.mpnet_available() and locate.mpnet_dir() is None

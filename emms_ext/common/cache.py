@@ -38,9 +38,10 @@ def cache_root() -> Path:
 
 
 def default_cache_dir(kind: str) -> Path:
-    """The folder of one store under the cache root: ``kind`` is ``"features"`` or ``"embeddings"``."""
-    if kind not in ("features", "embeddings"):
-        raise ValueError(f"kind must be 'features' or 'embeddings' (got {kind!r})")
+    """The folder of one store under the cache root: ``kind`` is ``"features"``, ``"embeddings"`` or
+    ``"models"`` (model folders assembled from PyPI packages)."""
+    if kind not in ("features", "embeddings", "models"):
+        raise ValueError(f"kind must be 'features', 'embeddings' or 'models' (got {kind!r})")
     return cache_root() / kind
 
 

