@@ -1,7 +1,7 @@
 """The project's "paper table": every transferability method on every benchmark task of the real zoo,
 against both ground truths (fine-tuning and linear probe), with wall-clock.
 
-    python benchmarks/run_zoo.py [--tasks digits fashion wordnet wordnet-words] [--readme] [--json out.json]
+    python benchmarks/run_zoo.py [--tasks digits fashion wordnet wordnet-words wordnet-synonyms] [--readme] [--json out.json]
 
 Needs the ground-truth files made by ``benchmarks.zoo.ground_truth`` / ``benchmarks.zoo.text_truth`` (a task
 whose truth file is missing is skipped with the command that makes it). Features of the training split are
@@ -94,14 +94,17 @@ def ablations(task, gcv: dict) -> dict:
         out[f"EMMS (gcv, embedder {k} only)"] = _timed(
             lambda k=k: emms_ext.emms_scores(task.features, zoo_tasks.one_embedder(task.labels, k), "gcv").scores
         )
-    A = prepare_labels(task.labels).A
-    N = len(next(iter(task.features.values())))
+    basis = prepare_labels(task.labels)
+    A, N = basis.A, basis.N  # N: label rows (a sample with several texts counts once per text)
     # A by-product of mode="gcv" (no time of its own: None).
     out["EMMS (gcv, R^2)"] = ({m: 1 + r.score * r.label_dim * N / float(r.t @ A @ r.t) for m, r in gcv.items()}, None)
     Z = reference.label_stack(zoo_tasks.per_sample(task.labels))  # standardized [N, L, K]
 
     def evidence():
-        return {m: logme(task.features[m].double(), Z @ r.t, regression=True) for m, r in gcv.items()}
+        return {
+            m: logme(zoo_tasks.rows(task.labels, task.features[m]).double(), Z @ r.t, regression=True)
+            for m, r in gcv.items()
+        }
 
     out["EMMS (gcv t) + LogME evidence"] = _timed(evidence)
     return out

@@ -34,6 +34,28 @@ def test_score_equals_the_explicit_repeat(mode):
         assert got == pytest.approx(float(ref["score"]), rel=1e-10)
 
 
+@pytest.mark.parametrize("mode", ["exact", "alternating", "reference"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_in_sample_modes_weight_rows_instead_of_repeating(mode, dtype, monkeypatch):
+    """In-sample modes on in-memory features: the statistics of the repeated rows are weighted statistics of
+    the samples (no [N, D] copy), equal to the float64 reference that repeats explicitly, over several
+    chunks and with means large next to the spread (the centring must stay exact)."""
+    X, fl = _problem(5, rows=lambda i: 1 + (i * 7) % 5)
+    X = (X * 0.01 + 50.0).to(dtype)
+    ref = float(reference.emms_score(X.double()[fl.sample_index], fl.labels, mode)["score"])
+    from emms_ext.core.labels import LabelBasis
+
+    def no_repeat(self, x, first=0):
+        raise AssertionError("the features were repeated")
+
+    monkeypatch.setattr(LabelBasis, "repeat_rows", no_repeat)
+    for chunk_size in (7, 1000):
+        got = emms_ext.emms_score(X, fl, mode, chunk_size=chunk_size).score
+        assert got == pytest.approx(ref, rel=1e-9 if dtype == torch.float64 else 2e-4)
+    zoo = emms_ext.emms_scores({"a": X, "b": X[:, :4]}, fl, mode)
+    assert zoo["a"].score == pytest.approx(ref, rel=1e-9 if dtype == torch.float64 else 2e-4)
+
+
 def test_streams_zoos_and_one_row_per_sample():
     X, fl = _problem(1)
     one = emms_ext.emms_score(X, fl).score

@@ -135,6 +135,24 @@ def wordnet_glosses(pos: str = "noun", root: Path = WORDNET_ROOT) -> list[tuple[
     return out
 
 
+def wordnet_lemmas(pos: str = "noun", root: Path = WORDNET_ROOT) -> list[list[str]]:
+    """Every synset's lemmas (synonyms, underscores as spaces), in the order of ``wordnet_glosses``."""
+    if pos not in ("noun", "verb"):
+        raise ValueError(f"pos must be 'noun' or 'verb' (got {pos!r})")
+    path = root / f"data.{pos}"
+    if not path.is_file():
+        raise _missing("WordNet", path, "wordnet-base")
+    out = []
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            if line.startswith("  "):
+                continue
+            fields = line.partition(" | ")[0].split()
+            n = int(fields[3], 16)  # w_cnt is two hex digits, followed by n (word, lex_id) pairs
+            out.append([fields[4 + 2 * j].replace("_", " ") for j in range(n)])
+    return out
+
+
 def balanced_subset(
     labels: np.ndarray, per_class: int, seed: int = 0, exclude: np.ndarray | None = None, classes: list | None = None
 ) -> np.ndarray:

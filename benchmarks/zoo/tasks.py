@@ -7,7 +7,8 @@ training split (extracted once, cached as .npy), the target (class indices, F-la
     task.target                     # emms_ext.selection.Target for the baselines
 
 Vision tasks (digits, fashion) use ``vision``; text tasks (wordnet: gloss -> lexicographer class;
-wordnet-words: gloss -> its head word, free text) use ``text``.
+wordnet-words: gloss -> its head word, free text; wordnet-synonyms: gloss -> all its lemmas, several texts
+per sample) use ``text``.
 """
 
 from __future__ import annotations
@@ -18,13 +19,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from emms_ext import ClassLabels
+from emms_ext import ClassLabels, FreeTextLabels
 from emms_ext.selection import Target
 
 ROOT = Path(__file__).resolve().parents[2]
 CACHE = ROOT / "benchmarks" / "out" / "features"  # extracted features, one .npy per (task, split, candidate)
 EXTRACTION = 2  # bump when feature extraction changes (2: vision candidates built in eval mode), so caches renew
-VISION, TEXT = ("digits", "fashion"), ("wordnet", "wordnet-words")
+VISION, TEXT = ("digits", "fashion"), ("wordnet", "wordnet-words", "wordnet-synonyms")
 # Prompts for the class names. Digits are written numerals, Fashion-MNIST items are photographed products,
 # lexicographer classes are kinds of nouns.
 TEMPLATES = {
@@ -38,7 +39,7 @@ TEMPLATES = {
 class Task:
     name: str
     features: dict  # candidate -> [N, D] float32 tensor (training split)
-    labels: object  # F-labels: ClassLabels (vocabulary) or a list of K [N, L_k] blocks (free text)
+    labels: object  # F-labels: ClassLabels (vocabulary), K [N, L_k] blocks (free text) or FreeTextLabels
     target: Target
     truth: dict  # ground truth -> {candidate: value}, e.g. {"finetune": {...}, "probe": {...}}
     classes: list | None = None  # class names (None for free-text labels)
@@ -84,6 +85,9 @@ def load(name: str, truth: dict, embedders=None) -> Task:
         feats = _cached(name, truth, len(ytr), lambda c: text.extract(text.build(c), xtr).numpy())
     else:
         raise ValueError(f"unknown task {name!r}; known: {', '.join(VISION + TEXT)}")
+    if classes is None and isinstance(ytr[0], list):  # several texts per sample: one label row per text
+        fl = free_text_labels(list(ytr), embedders, reduce="repeat")
+        return Task(name, feats, fl, Target(label_embeddings=fl, task="captioning"), gts)
     if classes is None:  # free text: one label text per sample
         fl = free_text_labels(list(ytr), embedders, reduce="mean")
         return Task(name, feats, fl.labels, Target(label_embeddings=fl.labels, task="captioning"), gts)
@@ -99,11 +103,21 @@ def one_embedder(labels, k: int):
     """The same F-labels restricted to embedder k (K = 1)."""
     if isinstance(labels, ClassLabels):
         return ClassLabels([labels.table[k]], labels.indices)
+    if isinstance(labels, FreeTextLabels):
+        return FreeTextLabels([labels.labels[k]], labels.sample_index, labels.n_samples)
     return [labels[k]]
 
 
 def per_sample(labels) -> list[torch.Tensor]:
-    """K blocks [N, L_k] of per-sample label embeddings (class tables gathered by the samples' classes)."""
+    """K blocks [M, L_k] of per-row label embeddings (class tables gathered by the samples' classes; one row
+    per text for FreeTextLabels, whose features then repeat: ``rows(labels, x)``)."""
     if isinstance(labels, ClassLabels):
         return [torch.as_tensor(t)[labels.indices] for t in labels.table]
+    if isinstance(labels, FreeTextLabels):
+        return [torch.as_tensor(b) for b in labels.labels]
     return [torch.as_tensor(b) for b in labels]
+
+
+def rows(labels, x: torch.Tensor) -> torch.Tensor:
+    """Features x [N, D] with one row per label row of ``per_sample(labels)`` (repeated for FreeTextLabels)."""
+    return labels.features(x) if isinstance(labels, FreeTextLabels) else x

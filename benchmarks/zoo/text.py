@@ -6,8 +6,9 @@ from a list of texts to the masked mean of the cut layer's token states ([B, 384
 * "minilm3-L1" .. "minilm3-L3": paraphrase-MiniLM-L3-v2 (its ONNX package rebuilt as a BertModel);
 * "random-minilm6-L6": the MiniLM-L6 architecture, full depth, random weights (seeded).
 
-Two tasks on WordNet noun glosses (``load_task``): "wordnet" (gloss -> lexicographer class, 10 classes)
-and "wordnet-words" (gloss -> its head word, a free-text label per sample).
+Three tasks on WordNet noun glosses (``load_task``): "wordnet" (gloss -> lexicographer class, 10 classes),
+"wordnet-words" (gloss -> its head word, a free-text label per sample) and "wordnet-synonyms" (gloss -> all
+its lemmas: several texts per sample, the way COCO has several captions per image).
 
     from benchmarks.zoo.text import candidates, build, extract, load_task
     xtr, ytr, xte, yte, names = load_task("wordnet", 2000, 1000)
@@ -27,7 +28,8 @@ CONTROL = "random-minilm6-L6"
 DEPTHS = {"minilm6": 6, "minilm3": 3}
 MAX_LENGTH = 64  # tokens; the drawn WordNet glosses average ~14 tokens and none is longer than 57
 N_CLASSES = 10
-TASKS = ("wordnet", "wordnet-words")
+TASKS = ("wordnet", "wordnet-words", "wordnet-synonyms")
+MAX_SYNONYMS = 5  # texts per sample, like COCO's five captions per image
 
 
 def candidates() -> list[str]:
@@ -132,21 +134,33 @@ def load_task(task: str, n_train: int = 2000, n_test: int = 1000, seed: int = 0)
     * "wordnet-words": (train glosses, train head words, test glosses, test head words, None). Every head
       word occurs once in train + test together (compared lower-cased: the models are uncased), so each
       test gloss has exactly one right word to retrieve.
+    * "wordnet-synonyms": (train glosses, train word lists, test glosses, test word lists, None): synsets
+      with 2 or more lemmas, each sample's first MAX_SYNONYMS lemmas; no word occurs in two samples, so a
+      retrieved word names exactly one gloss.
 
     Duplicates are removed before drawing (first of each gloss, and of each word for "wordnet-words", in a
     seeded random order), which keeps the splits balanced, of the asked size and disjoint as texts too.
     """
-    from .data import balanced_subset, wordnet_glosses
+    from .data import balanced_subset, wordnet_glosses, wordnet_lemmas
 
     if task not in TASKS:
         raise ValueError(f"task must be one of {list(TASKS)} (got {task!r})")
     rows = wordnet_glosses("noun")
+    lemmas = [ls[:MAX_SYNONYMS] for ls in wordnet_lemmas("noun")]
     classes = _top_classes([r[1] for r in rows])
-    # A few synsets share a gloss (and many share a head word): in a seeded random order, a sample whose text
-    # (or, for "wordnet-words", word) was already seen is dropped, so no text is both trained and tested on.
+    eligible = [i for i, r in enumerate(rows) if r[1] in classes and (task != "wordnet-synonyms" or len(lemmas[i]) > 1)]
+    words_of = {
+        "wordnet": lambda i: [],
+        "wordnet-words": lambda i: [rows[i][2]],
+        "wordnet-synonyms": lambda i: lemmas[i],
+    }[task]
+    # A few synsets share a gloss (and many share a word): in a seeded random order, a sample whose text (or
+    # one of whose words) was already seen is dropped, so no text is both trained and tested on.
     seen, keep = set(), []
-    for i in np.random.default_rng(seed).permutation([i for i, r in enumerate(rows) if r[1] in classes]):
-        keys = [("gloss", rows[i][0])] + ([("word", rows[i][2].lower())] if task == "wordnet-words" else [])
+    for i in np.random.default_rng(seed).permutation(eligible):
+        keys = [("gloss", rows[i][0])] + [("word", w.lower()) for w in words_of(i)]
+        if len({w for _, w in keys[1:]}) < len(keys) - 1:
+            continue  # two lemmas of one synset equal up to case: the words would not be distinct
         if not seen.intersection(keys):
             seen.update(keys)
             keep.append(i)
@@ -158,5 +172,8 @@ def load_task(task: str, n_train: int = 2000, n_test: int = 1000, seed: int = 0)
     if task == "wordnet":
         names = [c.removeprefix("noun.") for c in classes]
         return glosses[0], torch.from_numpy(labels[itr]), glosses[1], torch.from_numpy(labels[ite]), names
-    words = [[rows[i][2] for i in pool[idx]] for idx in (itr, ite)]
+    if task == "wordnet-words":
+        words = [[rows[i][2] for i in pool[idx]] for idx in (itr, ite)]
+    else:
+        words = [[list(lemmas[i]) for i in pool[idx]] for idx in (itr, ite)]
     return glosses[0], words[0], glosses[1], words[1], None

@@ -116,12 +116,18 @@ def stream_stats(features, basis: LabelBasis, name: str, precision, device, chun
 def batch_stats(
     xs: list[torch.Tensor], basis: LabelBasis, dtype, tf32: bool, device, chunk_size: int
 ) -> StandardizedStats:
-    """Statistics of M in-memory models of equal D: every chunk's GEMMs batched over the models."""
+    """Statistics of M in-memory models of equal D: every chunk's GEMMs batched over the models. xs hold
+    N rows, or the S samples of a basis with several label rows per sample (``weighted_rows``)."""
     acc = FeatureStats(basis.to(device), len(xs), xs[0].shape[1], dtype, device)
+    # Features of S samples against N > S label rows (several texts per sample): weighted statistics.
+    repeats = basis.rows_per_sample if xs[0].shape[0] != basis.N else None
     with tf32_matmul(tf32):
-        for start in range(0, basis.N, chunk_size):
+        for start in range(0, xs[0].shape[0], chunk_size):
             rows = [x[start : start + chunk_size].to(device, dtype) for x in xs]
-            acc.update(rows[0][None].contiguous() if len(rows) == 1 else torch.stack(rows))
+            acc.update(
+                rows[0][None].contiguous() if len(rows) == 1 else torch.stack(rows),
+                None if repeats is None else repeats[start : start + chunk_size],
+            )
     return acc.finalize()
 
 
@@ -145,3 +151,10 @@ def model_groups(tensors: dict, precisions: dict, device, chunk_size: int, r: in
         size = max(1, batch_budget(dev) // per_model)
         for i in range(0, len(names), size):
             yield names[i : i + size], dtype, tf32, dev
+
+
+def weighted_rows(basis: LabelBasis, D: int, out_of_sample: bool) -> bool:
+    """True when features of S samples can be scored against a basis with several label rows per sample
+    as weighted statistics, without repeating them: dense labels, an in-sample mode (leave-one-out and GCV
+    need the rows themselves) and D <= N (the kernel form works on rows)."""
+    return basis.rows_per_sample is not None and not basis.is_vocabulary and not out_of_sample and D <= basis.N

@@ -21,7 +21,7 @@ from ..common.validate import check_features
 from ..common.warn import warn
 from ..ops.operators import wlsr_simplex
 from .factor import Factor, make_factor
-from .ingest import batch_stats, compute_precision, in_memory_features, model_groups, stream_stats
+from .ingest import batch_stats, compute_precision, in_memory_features, model_groups, stream_stats, weighted_rows
 from .labels import LabelBasis
 from .out_of_sample import OUT_OF_SAMPLE_MODES, make_out_of_sample
 from .results import EMMSDegeneracyWarning, EMMSResult, ZooScores
@@ -144,9 +144,11 @@ def score_zoo(items: list, basis: LabelBasis, opts: ScoreOptions) -> ZooScores:
             if x is None:
                 streams[name] = features if basis.rows_per_sample is None else _repeated(features, basis, name)
             else:
-                # Read the range before the repeat (same values, fewer rows); the Gram runs over basis.N rows.
+                # Read the range before any repeat (same values, fewer rows); the Gram runs over basis.N rows.
                 precisions[name] = compute_precision(x, opts.precision, _label(name), basis.N)
-                tensors[name] = basis.repeat_rows(x)  # several label rows per sample: one row each
+                # Several label rows per sample: weighted statistics where they apply, else one row each.
+                weighted = weighted_rows(basis, x.shape[1], opts.mode in OUT_OF_SAMPLE_MODES)
+                tensors[name] = x if weighted else basis.repeat_rows(x)
         except ValueError as exc:
             fail(name, exc)
 

@@ -124,21 +124,42 @@ class FeatureStats:
         self.mean_cross = torch.zeros(M, D, basis.r, **kw)  # sum_c (m_c - shift) u_c'
         self.usum = torch.zeros(basis.r, **kw)  # column sums of U (shared by the models)
 
-    def update(self, x: torch.Tensor) -> None:
-        """Add rows [n, n + n_i) of every model's features; x [M, n_i, D] in the compute dtype, contiguous."""
-        n_i = x.shape[1]
+    def update(self, x: torch.Tensor, repeats: torch.Tensor | None = None) -> None:
+        """Add rows [n, n + n_i) of every model's features; x [M, n_i, D] in the compute dtype, contiguous.
+
+        repeats [n_i] (int64, dense label bases only): x holds samples and sample j stands for repeats[j]
+        consecutive label rows, as if repeated (several texts per sample, docs/design.md §2): the
+        statistics are then weighted, with no repeated copy of the features.
+        """
+        n_i = x.shape[1] if repeats is None else int(repeats.sum())
         if n_i == 0:
             return
         start, stop = self.n, self.n + n_i
-        m_sub = x.mean(1, keepdim=True)  # pairwise-summed in the compute dtype
-        xc = x - m_sub
-        # m_sub is rounded, so xc keeps a tiny mean r_c; it is measured and taken out of the Gram and the
-        # cross-product below, so that both are centred on the chunk's exact mean m_c.
-        r_c = xc.mean(1).to(torch.float64)  # [M, D]
+        if repeats is None:
+            m_sub = x.mean(1, keepdim=True)  # pairwise-summed in the compute dtype
+            xc = x - m_sub
+            # m_sub is rounded, so xc keeps a tiny mean r_c; it is measured and taken out of the Gram and the
+            # cross-product below, so that both are centred on the chunk's exact mean m_c.
+            r_c = xc.mean(1).to(torch.float64)  # [M, D]
+            G_c = symmetric_gram(xc)
+        else:
+            w = repeats.to(x.device, x.dtype)
+            m_sub = (w @ x)[:, None] / n_i  # the weighted mean [M, 1, D]
+            xc = x - m_sub
+            r_c = ((w @ xc) / n_i).to(torch.float64)
+            G_c = symmetric_gram(xc * w.sqrt()[:, None])  # sum_j w_j xc_j xc_j'
         m_c = m_sub[:, 0].to(torch.float64) + r_c
-        G_c = symmetric_gram(xc).baddbmm_(r_c[:, :, None], r_c[:, None, :], alpha=-n_i)
+        G_c.baddbmm_(r_c[:, :, None], r_c[:, None, :], alpha=-n_i)
 
-        if self.basis.is_vocabulary:
+        if repeats is not None:
+            if self.basis.is_vocabulary:
+                raise ValueError("repeated rows need a dense label basis")
+            U = self.basis.basis_rows(start, stop, x.dtype)
+            owner = torch.repeat_interleave(torch.arange(x.shape[1], device=U.device), repeats.to(U.device))
+            U_s = torch.zeros(x.shape[1], U.shape[1], dtype=U.dtype, device=U.device).index_add_(0, owner, U)
+            u_c = torch.sum(U, dim=0, dtype=torch.float64)
+            cross_c = (xc.transpose(1, 2) @ U_s).to(torch.float64)  # sum over a sample's rows, then one GEMM
+        elif self.basis.is_vocabulary:
             cls = self.basis.classes[start:stop]
             C = self.basis.r
             order, offsets = class_order(cls, C)
