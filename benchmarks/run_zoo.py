@@ -1,7 +1,7 @@
 """The project's "paper table": every transferability method on every benchmark task of the real zoo,
 against both ground truths (fine-tuning and linear probe), with wall-clock.
 
-    python benchmarks/run_zoo.py [--tasks digits fashion wordnet wordnet-words wordnet-synonyms] [--readme] [--json out.json]
+    python benchmarks/run_zoo.py [--tasks digits fashion wordnet ...] [--readme] [--json out.json]
 
 Needs the ground-truth files made by ``benchmarks.zoo.ground_truth`` / ``benchmarks.zoo.text_truth`` (a task
 whose truth file is missing is skipped with the command that makes it). Features of the training split are

@@ -224,67 +224,6 @@ def test_rank_with_the_out_of_sample_metric(workdir):
     assert res["scores"]["good"] == pytest.approx(direct, rel=1e-9)
 
 
-def _task_inputs(workdir):
-    """Inputs of every task for the samples of `workdir`: (task, CLI arguments, the same target for rank())."""
-    import emms_ext.embed as E
-
-    rng = np.random.default_rng(7)
-    y = np.load(workdir / "labels.npy")
-    names = ["cat", "dog", "bird", "horse"]
-    captions = [[f"a {names[c]}", f"a photo of one {names[c]}"][: 1 + i % 2] for i, c in enumerate(y)]
-    answers = [names[c] for c in y]
-    multi = np.eye(C)[y] + np.eye(C)[(y + 1) % C] * (rng.random(N) < 0.5)[:, None]
-    boxes = np.stack(
-        [rng.uniform(0, 50, N), rng.uniform(0, 50, N), rng.uniform(60, 100, N), rng.uniform(60, 100, N)], 1
-    )
-    sizes = np.full((N, 2), 100.0)
-    write = lambda name, rows: (workdir / name).write_text("".join(json.dumps(r) + "\n" for r in rows))  # noqa: E731
-    write("captions.jsonl", captions)
-    write("answers.jsonl", answers)
-    write("expressions.jsonl", [f"the {a}" for a in answers])
-    np.save(workdir / "multi.npy", multi)
-    np.save(workdir / "boxes.npy", boxes)
-    np.save(workdir / "sizes.npy", sizes)
-    np.save(workdir / "targets.npy", y.astype(np.float64) + 0.1 * rng.standard_normal(N))
-    referring = E.referring_expression_labels([f"the {a}" for a in answers], boxes, sizes)
-    return [
-        ("captioning", ["--texts", "captions.jsonl"], {"target": captions}),
-        ("free_text", ["--texts", "captions.jsonl"], {"target": captions}),
-        ("vqa", ["--answers", "answers.jsonl"], {"target": answers}),
-        ("text_qa", ["--answers", "answers.jsonl"], {"target": answers}),
-        (
-            "referring",
-            ["--texts", "expressions.jsonl", "--boxes", "boxes.npy", "--image-sizes", "sizes.npy"],
-            {"target": referring},
-        ),
-        (
-            "multilabel",
-            ["--labels", "multi.npy", "--class-names", "classes.txt"],
-            {"target": multi, "class_names": names},
-        ),
-        ("regression", ["--labels", "targets.npy"], {"target": np.load(workdir / "targets.npy")}),
-        ("classification", ["--labels", "labels.txt"], {"target": [names[c] for c in y]}),
-    ]
-
-
-@pytest.mark.skipif(not defaults_installed(), reason="the offline text models (emms_ext[embed]) are not installed")
-def test_every_task_from_the_command_line_equals_rank(workdir):
-    import emms_ext
-
-    files = {p.stem: str(p) for p in (workdir / "feats").iterdir() if p.suffix in (".npy", ".pt", ".safetensors")}
-    for task, args, api in _task_inputs(workdir):
-        p = run_cli(
-            "rank", "--features", "feats", "--task", task, *args, "--out", f"{task}.json", "--quiet", cwd=workdir
-        )
-        assert p.returncode == 0, (task, p.stderr)
-        got = json.loads((workdir / f"{task}.json").read_text())
-        want = emms_ext.rank(files, api["target"], task=task, class_names=api.get("class_names"), progress=False)
-        assert set(got["scores"]) == set(want.scores) == {"good", "medium", "noise"}, task
-        assert "broken" in got["failures"], task
-        for name, score in want.scores.items():
-            assert got["scores"][name] == pytest.approx(score, rel=1e-10, abs=1e-12), (task, name)
-
-
 def test_a_missing_task_input_is_a_usage_error(workdir):
     cases = [
         (["--task", "captioning"], "--task captioning needs --texts FILE.jsonl"),

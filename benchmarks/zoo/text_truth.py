@@ -130,7 +130,9 @@ def ridge_retrieval(ftr: np.ndarray, ttr: np.ndarray, fte: np.ndarray, tte) -> f
     sc = StandardScaler().fit(ftr)
     reg = RidgeCV(alphas=RIDGE_ALPHAS).fit(sc.transform(ftr), ttr)  # one alpha for all outputs, by leave-one-out
     pred = torch.from_numpy(reg.predict(sc.transform(fte)))
-    return any_word_retrieval(pred, tte) if isinstance(tte, WordSets) else retrieval_accuracy(pred, torch.from_numpy(tte))
+    if isinstance(tte, WordSets):
+        return any_word_retrieval(pred, tte)
+    return retrieval_accuracy(pred, torch.from_numpy(tte))
 
 
 def _loss(z: torch.Tensor, y) -> torch.Tensor:

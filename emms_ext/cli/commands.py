@@ -58,6 +58,8 @@ def cmd_rank(args) -> int:
         options["ridge"] = args.ridge
     if args.templates:
         options["templates"] = tuple(args.templates)
+    if args.reduce is not None:
+        options["reduce"] = args.reduce
     progress = False if args.quiet else None
     result = rank(
         {name: str(path) for name, path in files.items()},

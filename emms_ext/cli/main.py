@@ -63,6 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="per-sample texts, one JSON value per line: a string or a list of strings (several captions)",
     )
     r.add_argument(
+        "--reduce",
+        choices=["repeat", "mean"],
+        help="several texts per sample: one label row per text, the features repeated (default), or their mean",
+    )
+    r.add_argument(
         "--answers", metavar="FILE.jsonl", help="per-sample answers (vqa: a string or a list; text_qa: a string)"
     )
     r.add_argument("--boxes", metavar="FILE.npy", help="referring: boxes [N, 4] in pixels (x0, y0, x1, y1)")

@@ -31,7 +31,7 @@ from .metrics import EMMS_METRICS, get_metric
 from .ranking import Ranking
 from .targets import build_target, target_rows
 
-_LABEL_OPTIONS = ("templates", "label_cache")  # metric_options keys that go to the F-label adapters
+_LABEL_OPTIONS = ("templates", "label_cache", "reduce")  # metric_options keys that go to the F-label adapters
 
 
 # ------------------------------------------------------------------------------------------- zoo
@@ -101,7 +101,8 @@ def rank(
         progress: progress bars (None: automatic).
         errors: "skip" (a model that fails lands in ``Ranking.failures``) or "raise".
         metric_options: passed to the metric (for EMMS: ``ridge``, ``mode``, ``precision``, ...);
-            ``templates`` and ``label_cache`` go to the F-label adapters instead.
+            ``templates``, ``label_cache`` and ``reduce`` (several texts per sample: "repeat", the
+            default, or "mean") go to the F-label adapters instead.
 
     Returns a ``Ranking``.
     """
@@ -133,6 +134,7 @@ def rank(
         need_embeddings=need_emb,
         templates=label_opts.get("templates"),
         label_cache=label_opts.get("label_cache", "default"),
+        reduce=label_opts.get("reduce", "repeat"),
     )
     for field_name in needs:
         if getattr(tgt, field_name, None) in (None, {}):

@@ -73,9 +73,11 @@ def build_target(
     need_embeddings: bool = True,
     templates=None,
     label_cache="default",
+    reduce: str = "repeat",
 ) -> Target:
     """The target as metrics see it, with F-labels when ``need_embeddings`` (``FreeTextLabels`` when a
-    sample has several texts: the scores repeat its features per text)."""
+    sample has several texts: with ``reduce="repeat"`` the scores repeat its features per text, with
+    ``"mean"`` its texts' embeddings are averaged)."""
     if task not in TASKS:
         raise ValueError(f"task must be one of {', '.join(TASKS)} (got {task!r})")
     if isinstance(target, Target):
@@ -132,7 +134,7 @@ def build_target(
     if task == "text_qa":
         return Target(label_embeddings=E.text_qa_labels(_texts(target, texts, task), embedders, **kw), task=task)
     if task in ("captioning", "free_text"):
-        fl = E.free_text_labels(_texts(target, texts, task), embedders, **kw)
+        fl = E.free_text_labels(_texts(target, texts, task), embedders, reduce=reduce, **kw)
         return Target(label_embeddings=fl, task=task)
     raise ValueError(
         "task 'referring' needs boxes and image sizes: build the F-labels with "
