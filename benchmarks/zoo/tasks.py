@@ -54,7 +54,7 @@ def truth_command(name: str, path: Path) -> str:
     return f"python -m benchmarks.zoo.{module} {name} --out {path}"
 
 
-def _cached(name: str, truth: dict, n: int, compute) -> dict:
+def cached_features(name: str, truth: dict, n: int, compute) -> dict:
     """candidate -> features, computed by compute(candidate) once and kept under benchmarks/out/features/."""
     cache = CACHE / f"{name}-v{truth['version']}-x{EXTRACTION}-n{n}"
     cache.mkdir(parents=True, exist_ok=True)
@@ -77,12 +77,12 @@ def load(name: str, truth: dict, embedders=None) -> Task:
         from . import ground_truth, vision
 
         xtr, ytr, _, _, classes = ground_truth.load_target(name, truth["n_train"], truth["n_test"])
-        feats = _cached(name, truth, len(ytr), lambda c: vision.extract(vision.build(c), xtr).numpy())
+        feats = cached_features(name, truth, len(ytr), lambda c: vision.extract(vision.build(c), xtr).numpy())
     elif name in TEXT:
         from . import text
 
         xtr, ytr, _, _, classes = text.load_task(name, truth["n_train"], truth["n_test"])
-        feats = _cached(name, truth, len(ytr), lambda c: text.extract(text.build(c), xtr).numpy())
+        feats = cached_features(name, truth, len(ytr), lambda c: text.extract(text.build(c), xtr).numpy())
     else:
         raise ValueError(f"unknown task {name!r}; known: {', '.join(VISION + TEXT)}")
     if classes is None and isinstance(ytr[0], list):  # several texts per sample: one label row per text
