@@ -25,11 +25,13 @@ import torch
 from torch import nn
 
 from ..common.validate import check_features, describe
+from ..common.warn import warn
 from ..core.score import emms_scores
 from .features import check_dataloader, extract_features, load_features, materialize
 from .metrics import EMMS_METRICS, get_metric
+from .overlap import FREE_TEXT_TASKS, find_overlaps, outside_embedders, overlap_message
 from .ranking import Ranking
-from .targets import build_target, target_rows
+from .targets import Target, build_target, is_f_labels, target_rows
 
 _LABEL_OPTIONS = ("templates", "label_cache", "reduce")  # metric_options keys that go to the F-label adapters
 
@@ -90,7 +92,10 @@ def rank(
         task: how to read ``target`` (see ``TASKS``).
         class_names: the C class names (classification / multilabel).
         texts: per-sample texts for free-text tasks.
-        embedders: text models for the F-labels (names or embedders; default ``embed.default_embedders()``).
+        embedders: text models for the F-labels (names or embedders; default ``embed.default_embedders()``),
+            or ``"outside"``: the installed offline models that overlap no candidate (same name / folder or
+            shared weights; ``overlap.py``). On free text a candidate that is (part of) an embedder gets one
+            warning, and ``Ranking.overlaps`` records it.
         dataloader: the target inputs for ``nn.Module`` entries (not shuffled; batches are tensors,
             ``(inputs, labels)`` tuples or dicts); a dict name -> dataloader for per-model inputs.
         layer: which activations are the features (default: the input of the last ``nn.Linear``); a
@@ -125,6 +130,14 @@ def rank(
 
     t0 = time.perf_counter()
     need_emb = emms_mode is not None or "label_embeddings" in needs
+    used, overlaps = _resolve_embedders(zoo, target, task, embedders, need_emb)
+    if used is not None:
+        embedders = used
+    # On free text an overlap inflates scores: one warning. Class-like tasks stay quiet (a few class names
+    # span the class space whatever model embeds them).
+    overlap_note = overlap_message(overlaps) if overlaps and task in FREE_TEXT_TASKS else None
+    if overlap_note:
+        warn(overlap_note)
     tgt = build_target(
         target,
         task,
@@ -216,7 +229,7 @@ def rank(
         share = scoring_s / len(feats)  # one batched call: each model gets an equal share
         for mname in feats:
             per_model[mname] += share
-    messages = []
+    messages = [overlap_note] if overlap_note else []
     for w in recorded:
         msg = str(w.message)
         if not (msg.startswith("model ") and " skipped: " in msg):
@@ -231,4 +244,19 @@ def rank(
         warnings=messages,
         failures={k: failures[k] for k in zoo if k in failures},
         details=details,
+        embedders=None if used is None else [str(e.name) for e in used],
+        overlaps=overlaps,
     )
+
+
+def _resolve_embedders(zoo: Mapping, target, task: str, embedders, need_emb: bool):
+    """(the loaded F-label embedders or None, candidate -> embedders it is part of) when rank builds the
+    F-labels itself; ``embedders="outside"`` keeps only those that overlap no candidate."""
+    if not need_emb or target is None or isinstance(target, Target) or is_f_labels(target):
+        return None, {}  # ready F-labels, or none needed: no embedder to choose
+    if isinstance(embedders, str) and embedders == "outside":
+        return outside_embedders(zoo), {}
+    from ..embed.tasks import resolve_embedders
+
+    used = resolve_embedders(embedders)
+    return used, find_overlaps(zoo, used)

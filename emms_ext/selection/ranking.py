@@ -50,6 +50,10 @@ class Ranking:
         warnings: messages raised while scoring (e.g. the EMMS degeneracy warning).
         failures: name -> reason, for models that could not be scored.
         details: name -> per-model detail (``EMMSResult`` for EMMS metrics).
+        embedders: names of the F-label embedders ``rank`` used (None when the target came with ready
+            F-labels, or the metric needs none).
+        overlaps: candidate -> the embedders it is (part of): same name / folder or shared weights
+            (``overlap.py``); on free text such candidates' scores are inflated.
     """
 
     scores: dict
@@ -59,6 +63,8 @@ class Ranking:
     warnings: list = field(default_factory=list)
     failures: dict = field(default_factory=dict)
     details: dict = field(default_factory=dict)
+    embedders: list | None = None
+    overlaps: dict = field(default_factory=dict)
 
     def __post_init__(self):
         self.scores = {str(k) if not isinstance(k, str) else k: float(v) for k, v in self.scores.items()}

@@ -36,7 +36,8 @@ class Target:
 
 
 # ------------------------------------------------------------------------------------------ target
-def _is_f_labels(x) -> bool:
+def is_f_labels(x) -> bool:
+    """True for F-labels in any form the score takes (ready to use, no adapter needed)."""
     if isinstance(x, (ClassLabels, FreeTextLabels)):
         return True
     if (torch.is_tensor(x) or isinstance(x, np.ndarray)) and x.ndim == 3:
@@ -98,7 +99,7 @@ def build_target(
                 task=target.task,
             )
         return target
-    if target is not None and _is_f_labels(target):
+    if target is not None and is_f_labels(target):
         labels = torch.as_tensor(target.indices).to(torch.int64) if isinstance(target, ClassLabels) else None
         return Target(labels=labels, label_embeddings=target, task=task)
 

@@ -119,8 +119,9 @@ class HFEmbedder(BaseEmbedder):
             progress=progress,
         )
         self.normalize = bool(normalize)
+        self.folder = None  # the checkpoint folder, when loaded from one (rank() matches candidates to it)
         if model is None or tokenizer is None:
-            folder = resolve_folder(name_or_path)
+            folder = self.folder = resolve_folder(name_or_path)
             transformers = import_transformers()
             tokenizer = tokenizer or transformers.AutoTokenizer.from_pretrained(folder, local_files_only=True)
             model = model or transformers.AutoModel.from_pretrained(folder, local_files_only=True)
