@@ -108,6 +108,11 @@ def emms_score(
 ) -> EMMSResult:
     """EMMS transferability of one model: higher is better.
 
+    Features alone do not say which model made them, so a candidate that is (part of) one of the F-label
+    embedders goes unseen here, and on free-text labels it scores too high: take F-labels from models that
+    are not candidates. ``rank()``, which sees the models, finds such overlaps and can use only embedders
+    outside the zoo (``embedders="outside"``).
+
     Args:
         features: ``[N, D]`` torch tensor or numpy array (any float dtype, any strides), or an iterable of
             ``[n_i, D]`` chunks (streamed; O(D^2) memory).
@@ -152,7 +157,8 @@ def emms_scores(
     """EMMS for a zoo: ``zoo`` is a dict name -> features or a list of features (keys 0, 1, ...).
 
     The label statistics are computed once and shared; in-memory models of equal width are batched (every
-    GEMM and Cholesky runs over the batch); all K x K problems are solved in one op call.
+    GEMM and Cholesky runs over the batch); all K x K problems are solved in one op call. As with
+    ``emms_score``, a candidate that is (part of) an F-label embedder cannot be seen from its features.
 
     Args:
         zoo: dict name -> features (or a list); features as in ``emms_score``.
