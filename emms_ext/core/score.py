@@ -16,6 +16,7 @@ import torch
 
 from ..common.validate import describe
 from ..ops.operators import MODES
+from .evidence import EVIDENCE_MODE, evidence_scores
 from .labels import prepare_labels
 from .out_of_sample import OUT_OF_SAMPLE_MODES
 from .pipeline import ScoreOptions, score_zoo
@@ -42,8 +43,13 @@ def _ridge_grid(ridge, mode: str) -> torch.Tensor | None:
 
 def _check_options(mode: str, ridge, max_iter: int, tol: float):
     """The validated ridge for ``mode`` (None, a number > 0, "gcv", or an out-of-sample grid)."""
-    if mode not in MODES and mode not in OUT_OF_SAMPLE_MODES:
-        raise ValueError(f"mode must be one of {sorted(MODES) + list(OUT_OF_SAMPLE_MODES)} (got {mode!r})")
+    if mode not in MODES and mode not in OUT_OF_SAMPLE_MODES and mode != EVIDENCE_MODE:
+        known = sorted(MODES) + list(OUT_OF_SAMPLE_MODES) + [EVIDENCE_MODE]
+        raise ValueError(f"mode must be one of {known} (got {mode!r})")
+    if mode == EVIDENCE_MODE:
+        if ridge is not None:
+            raise ValueError("mode='evidence' chooses its regularization by the evidence: ridge must be None")
+        return None
     if mode in OUT_OF_SAMPLE_MODES:
         return _ridge_grid(ridge, mode)
     if isinstance(ridge, str):
@@ -75,7 +81,10 @@ _COMMON_ARGS = """
             ``"reference"`` (the released code's single step and scaling): the paper's in-sample score.
             Out of sample: ``"gcv"`` (minus the generalized cross-validation error of the ridge fit of the
             label mixture, minimized jointly over t and a ridge grid) or ``"loo"`` (the same with exact
-            leave-one-out residuals; in-memory features only). See docs/design.md §3.
+            leave-one-out residuals; in-memory features only). ``"evidence"``: the mixture t that maximizes
+            LogME's Bayesian evidence of ``Z t`` (alpha, beta per label dimension by MacKay's fixed point),
+            scored by that evidence per sample and label dimension; features used as given, like LogME;
+            in-memory features only. See docs/design.md §3.
         ridge: None for the paper's least squares; lambda > 0 to minimize ``||XW - Zt||^2 + lambda ||W||^2``
             (sklearn Ridge's alpha on the standardized features), which keeps D >= N models apart; or
             ``"gcv"`` to choose lambda per model by generalized cross-validation (reported in ``.ridge``).
@@ -188,6 +197,8 @@ def emms_scores(
         items = list(enumerate(zoo))
     else:
         raise ValueError(f"zoo must be a dict name -> features or a list of features (got {describe(zoo)})")
+    if mode == EVIDENCE_MODE:
+        return evidence_scores(items, prepare_labels(label_embeddings), errors, progress)
     return score_zoo(items, prepare_labels(label_embeddings), opts)
 
 

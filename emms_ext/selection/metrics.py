@@ -69,6 +69,7 @@ EMMS_METRICS = {
     "emms_reference": "reference",
     "emms_gcv": "gcv",
     "emms_loo": "loo",
+    "emms_evidence": "evidence",
 }
 for _name, _mode in EMMS_METRICS.items():
     register_metric(_name, _emms(_mode), needs=("label_embeddings",))
