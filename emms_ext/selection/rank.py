@@ -27,6 +27,7 @@ from torch import nn
 from ..common.validate import check_features, describe
 from ..common.warn import warn
 from ..core.score import emms_scores
+from .consensus import DEFAULT_MEMBERS, aggregate
 from .features import check_dataloader, extract_features, load_features, materialize
 from .metrics import EMMS_METRICS, get_metric
 from .overlap import FREE_TEXT_TASKS, find_overlaps, outside_embedders, overlap_message
@@ -88,7 +89,9 @@ def rank(
             text_qa, captioning — or ``texts=``); or ready F-labels (``[N, L, K]``, a list of K ``[N, L_k]``,
             ``ClassLabels``, ``FreeTextLabels``); or a ``Target``.
         metric: a registered metric name (``metrics.available_metrics()``; default "emms" = EMMS exact),
-            or a function ``fn(features [N, D], target: Target, **options) -> float``.
+            or a function ``fn(features [N, D], target: Target, **options) -> float``, or ``"consensus"``:
+            the mean normalized rank over ``metrics=[...]`` (default ``consensus.DEFAULT_MEMBERS``, those
+            that apply to the task; features extracted once; ``details["members"]`` keeps each ranking).
         task: how to read ``target`` (see ``TASKS``).
         class_names: the C class names (classification / multilabel).
         texts: per-sample texts for free-text tasks.
@@ -119,6 +122,17 @@ def rank(
     if not zoo:
         raise ValueError("zoo must hold at least one model (got an empty dict)")
     label_opts = {k: metric_options.pop(k) for k in _LABEL_OPTIONS if k in metric_options}
+    if isinstance(metric, str) and metric == "consensus":
+        members = metric_options.pop("metrics", None)
+        return _consensus(
+            zoo,
+            target,
+            members,
+            dict(task=task, class_names=class_names, texts=texts, embedders=embedders, **label_opts),
+            dict(dataloader=dataloader, layer=layer, cache_dir=cache_dir, device=device, progress=progress),
+            errors,
+            metric_options,
+        )
     if callable(metric) and not isinstance(metric, str):
         fn, name, relative, needs = metric, getattr(metric, "__name__", "custom"), False, ()
     else:
@@ -260,3 +274,58 @@ def _resolve_embedders(zoo: Mapping, target, task: str, embedders, need_emb: boo
 
     used = resolve_embedders(embedders)
     return used, find_overlaps(zoo, used)
+
+
+def _consensus(zoo: Mapping, target, members, target_opts: dict, feature_opts: dict, errors: str, options: dict):
+    """``metric="consensus"``: the target and the features once, every member metric on them, then the rank
+    aggregation of ``consensus.py``."""
+    start = time.perf_counter()
+    if options:
+        raise ValueError(f"metric='consensus' takes metrics=[...] only (got options {sorted(options)})")
+    task = target_opts.pop("task")
+    label_opts = {k: target_opts.pop(k) for k in _LABEL_OPTIONS if k in target_opts}
+    used, overlaps = _resolve_embedders(zoo, target, task, target_opts.pop("embedders"), True)
+    tgt = build_target(target, task, embedders=used, **target_opts, **label_opts)
+    applicable = [m for m in (members or DEFAULT_MEMBERS) if _applies(m, tgt)]
+    if members is not None and len(applicable) < len(members):
+        bad = [m for m in members if m not in applicable]
+        raise ValueError(f"metrics {bad} do not apply to this target (task {task!r}); members must apply to it")
+    if not applicable:
+        raise ValueError(f"none of the consensus members {list(members or DEFAULT_MEMBERS)} applies to task {task!r}")
+    if _one_shot(feature_opts["dataloader"]):
+        feature_opts["dataloader"] = list(feature_opts["dataloader"])
+    failures, feats = {}, {}
+    for name, entry in zoo.items():
+        try:
+            feats[name] = materialize(_prepare(name, entry, stream_ok=False, **feature_opts), str(name))
+        except (ValueError, FileNotFoundError, RuntimeError, TypeError) as exc:
+            if errors == "raise":
+                raise
+            failures[name] = str(exc) or type(exc).__name__
+    runs = {
+        m: rank(feats, tgt, m, task=task, errors=errors, device=feature_opts["device"], progress=False)
+        for m in applicable
+    }
+    scores = aggregate({m: r.scores for m, r in runs.items()})
+    for m, r in runs.items():
+        for name, why in r.failures.items():
+            failures.setdefault(name, f"{m}: {why}")
+    messages = list(dict.fromkeys(w for r in runs.values() for w in r.warnings))
+    return Ranking(
+        scores=scores,
+        metric="consensus",
+        relative=True,
+        timings={"total": time.perf_counter() - start},
+        warnings=messages,
+        failures={k: failures[k] for k in zoo if k in failures},
+        details={"members": {m: r.scores for m, r in runs.items()}},
+        embedders=None if used is None else [str(e.name) for e in used],
+        overlaps=overlaps,
+    )
+
+
+def _applies(metric: str, tgt: Target) -> bool:
+    spec = get_metric(metric)
+    if metric == "logme":
+        return tgt.labels is not None or tgt.targets is not None
+    return all(getattr(tgt, f, None) not in (None, {}) for f in spec.needs)
