@@ -30,6 +30,7 @@ from emms_ext.baselines.logme import logme  # noqa: E402
 from emms_ext.core.labels import prepare_labels  # noqa: E402
 from emms_ext.ops import reference  # noqa: E402
 from emms_ext.selection import get_metric  # noqa: E402
+from emms_ext.selection.consensus import DEFAULT_MEMBERS, aggregate  # noqa: E402
 from emms_ext.selection.evaluate import evaluate, format_table  # noqa: E402
 
 # The API's default mode and the out-of-sample mode benchmarks/README.md recommends: verdicts and scatter plots.
@@ -41,7 +42,10 @@ EMMS_VARIANTS = {
     "EMMS (ridge=gcv)": dict(mode="exact", ridge="gcv"),
     "EMMS (gcv)": dict(mode="gcv"),
     "EMMS (loo)": dict(mode="loo"),
+    "EMMS (evidence)": dict(mode="evidence"),
 }
+# metric="consensus": the rank aggregation of these rows (the members rank() uses by default, where they apply)
+CONSENSUS = {"emms_gcv": "EMMS (gcv)", "logme_flabels": "LogME (F-labels)", "logme": "LogME"}
 BASELINES = {
     "LogME": "logme",
     "LogME (F-labels)": "logme_flabels",
@@ -90,11 +94,11 @@ def ablations(task, gcv: dict) -> dict:
         out["EMMS (gcv, L2-normalized F-labels)"] = _timed(
             lambda: emms_ext.emms_scores(task.features, unit, "gcv").scores
         )
-    for k in range(2):
+    basis = prepare_labels(task.labels)
+    for k in range(basis.K if basis.K > 1 else 0):  # K = 1 (regression targets): nothing to ablate
         out[f"EMMS (gcv, embedder {k} only)"] = _timed(
             lambda k=k: emms_ext.emms_scores(task.features, zoo_tasks.one_embedder(task.labels, k), "gcv").scores
         )
-    basis = prepare_labels(task.labels)
     A, N = basis.A, basis.N  # N: label rows (a sample with several texts counts once per text)
     # A by-product of mode="gcv" (no time of its own: None).
     out["EMMS (gcv, R^2)"] = ({m: 1 + r.score * r.label_dim * N / float(r.t @ A @ r.t) for m, r in gcv.items()}, None)
@@ -129,7 +133,7 @@ def score_task(task) -> tuple[dict, dict]:
         for method, name in BASELINES.items():
             metric = get_metric(name)
             if any(getattr(task.target, need) is None for need in metric.needs) or (
-                name == "logme" and task.target.labels is None
+                name == "logme" and task.target.labels is None and task.target.targets is None
             ):
                 continue  # the method does not apply to this kind of task (e.g. class-based on free text)
             start = time.perf_counter()
@@ -140,6 +144,8 @@ def score_task(task) -> tuple[dict, dict]:
                 except Exception as exc:  # one failing (method, model) must not stop the table
                     print(f"  {method} failed on {cand}: {exc}", file=sys.stderr)
             seconds[method] = time.perf_counter() - start
+        members = {m: scores[row] for m, row in CONSENSUS.items() if m in DEFAULT_MEMBERS and row in scores}
+        scores["Consensus"], seconds["Consensus"] = aggregate(members), None
     return scores, seconds
 
 
@@ -210,7 +216,7 @@ def report(tables: dict, detail: dict, timing: dict, provenance: list[str] = ())
         "",
         (
             "(by-product: computed from another row's results at no cost of its own — uniform t from "
-            '`ridge="gcv"`, R^2 from `gcv`.)'
+            '`ridge="gcv"`, R^2 from `gcv`, Consensus from the rows of its members.)'
         ),
     ]
     if provenance:

@@ -153,6 +153,39 @@ def wordnet_lemmas(pos: str = "noun", root: Path = WORDNET_ROOT) -> list[list[st
     return out
 
 
+def wordnet_depths(pos: str = "noun", root: Path = WORDNET_ROOT) -> list[int]:
+    """Every synset's depth in the hypernym tree (hypernym and instance-hypernym pointers; the shortest path
+    to a synset with none, e.g. "entity" = 0), in the order of ``wordnet_glosses``."""
+    if pos not in ("noun", "verb"):
+        raise ValueError(f"pos must be 'noun' or 'verb' (got {pos!r})")
+    path = root / f"data.{pos}"
+    if not path.is_file():
+        raise _missing("WordNet", path, "wordnet-base")
+    order, parents = [], {}
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            if line.startswith("  "):
+                continue
+            fields = line.partition(" | ")[0].split()
+            n = int(fields[3], 16)
+            at = 4 + 2 * n
+            pointers = [fields[at + 1 + 4 * j : at + 5 + 4 * j] for j in range(int(fields[at]))]
+            parents[fields[0]] = [p[1] for p in pointers if p[0] in ("@", "@i") and p[2] == pos[0]]
+            order.append(fields[0])
+    depth: dict[str, int] = {}
+    for start in order:  # iterative: the hypernym graph is a DAG, deep enough to exhaust recursion
+        stack = [start]
+        while stack:
+            node = stack[-1]
+            todo = [p for p in parents[node] if p not in depth]
+            if todo:
+                stack.extend(todo)
+                continue
+            depth[node] = 1 + min((depth[p] for p in parents[node]), default=-1)
+            stack.pop()
+    return [depth[o] for o in order]
+
+
 def balanced_subset(
     labels: np.ndarray, per_class: int, seed: int = 0, exclude: np.ndarray | None = None, classes: list | None = None
 ) -> np.ndarray:

@@ -8,7 +8,7 @@ training split (extracted once, cached as .npy), the target (class indices, F-la
 
 Vision tasks (digits, fashion) use ``vision``; text tasks (wordnet: gloss -> lexicographer class;
 wordnet-words: gloss -> its head word, free text; wordnet-synonyms: gloss -> all its lemmas, several texts
-per sample) use ``text``.
+per sample; wordnet-depth: gloss -> depth in the hypernym tree, regression) use ``text``.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from emms_ext.selection import Target
 ROOT = Path(__file__).resolve().parents[2]
 CACHE = ROOT / "benchmarks" / "out" / "features"  # extracted features, one .npy per (task, split, candidate)
 EXTRACTION = 2  # bump when feature extraction changes (2: vision candidates built in eval mode), so caches renew
-VISION, TEXT = ("digits", "fashion"), ("wordnet", "wordnet-words", "wordnet-synonyms")
+VISION, TEXT = ("digits", "fashion"), ("wordnet", "wordnet-words", "wordnet-synonyms", "wordnet-depth")
 # Prompts for the class names. Digits are written numerals, Fashion-MNIST items are photographed products,
 # lexicographer classes are kinds of nouns.
 TEMPLATES = {
@@ -39,7 +39,7 @@ TEMPLATES = {
 class Task:
     name: str
     features: dict  # candidate -> [N, D] float32 tensor (training split)
-    labels: object  # F-labels: ClassLabels (vocabulary), K [N, L_k] blocks (free text) or FreeTextLabels
+    labels: object  # F-labels: ClassLabels, K [N, L_k] blocks (free text), FreeTextLabels or [N, T, 1] (regression)
     target: Target
     truth: dict  # ground truth -> {candidate: value}, e.g. {"finetune": {...}, "probe": {...}}
     classes: list | None = None  # class names (None for free-text labels)
@@ -69,7 +69,7 @@ def cached_features(name: str, truth: dict, n: int, compute) -> dict:
 
 def load(name: str, truth: dict, embedders=None) -> Task:
     """The task `name` with the split and candidates recorded in its ground-truth file."""
-    from emms_ext.embed import classification_labels, free_text_labels
+    from emms_ext.embed import classification_labels, free_text_labels, regression_labels
 
     gts = {gt: {c: row[gt] for c, row in truth["candidates"].items() if gt in row} for gt in ("finetune", "probe")}
     gts = {gt: values for gt, values in gts.items() if values}
@@ -85,6 +85,9 @@ def load(name: str, truth: dict, embedders=None) -> Task:
         feats = cached_features(name, truth, len(ytr), lambda c: text.extract(text.build(c), xtr).numpy())
     else:
         raise ValueError(f"unknown task {name!r}; known: {', '.join(VISION + TEXT)}")
+    if torch.is_tensor(ytr) and ytr.is_floating_point():  # regression: the targets are the F-labels (K = 1)
+        fl = regression_labels(ytr)
+        return Task(name, feats, fl, Target(targets=fl[:, :, 0], label_embeddings=fl, task="regression"), gts)
     if classes is None and isinstance(ytr[0], list):  # several texts per sample: one label row per text
         fl = free_text_labels(list(ytr), embedders, reduce="repeat")
         return Task(name, feats, fl, Target(label_embeddings=fl, task="captioning"), gts)
@@ -105,6 +108,8 @@ def one_embedder(labels, k: int):
         return ClassLabels([labels.table[k]], labels.indices)
     if isinstance(labels, FreeTextLabels):
         return FreeTextLabels([labels.labels[k]], labels.sample_index, labels.n_samples)
+    if torch.is_tensor(labels):  # [N, L, K]
+        return labels[:, :, k : k + 1]
     return [labels[k]]
 
 
@@ -115,9 +120,38 @@ def per_sample(labels) -> list[torch.Tensor]:
         return [torch.as_tensor(t)[labels.indices] for t in labels.table]
     if isinstance(labels, FreeTextLabels):
         return [torch.as_tensor(b) for b in labels.labels]
+    if torch.is_tensor(labels):  # [N, L, K]
+        return [labels[:, :, k] for k in range(labels.shape[-1])]
     return [torch.as_tensor(b) for b in labels]
 
 
 def rows(labels, x: torch.Tensor) -> torch.Tensor:
     """Features x [N, D] with one row per label row of ``per_sample(labels)`` (repeated for FreeTextLabels)."""
     return labels.features(x) if isinstance(labels, FreeTextLabels) else x
+
+
+def subset_labels(labels, idx: torch.Tensor):
+    """The F-labels of the samples idx [n] (sorted), in the same form."""
+    if isinstance(labels, ClassLabels):
+        return ClassLabels(labels.table, torch.as_tensor(labels.indices)[idx])
+    if isinstance(labels, FreeTextLabels):
+        where = torch.full((labels.n_samples,), -1, dtype=torch.int64)
+        where[idx] = torch.arange(len(idx))
+        rows = where[labels.sample_index] >= 0
+        return FreeTextLabels([b[rows] for b in labels.labels], where[labels.sample_index[rows]], len(idx))
+    if torch.is_tensor(labels):
+        return labels[idx]
+    return [b[idx] for b in labels]
+
+
+def subset(task: Task, idx: torch.Tensor) -> Task:
+    """The task restricted to the training samples idx [n] (sorted): features, F-labels and target alike."""
+    labels = subset_labels(task.labels, idx)
+    t = task.target
+    target = Target(
+        labels=None if t.labels is None else t.labels[idx],
+        targets=None if t.targets is None else t.targets[idx],
+        label_embeddings=labels,
+        task=t.task,
+    )
+    return Task(task.name, {c: x[idx] for c, x in task.features.items()}, labels, target, task.truth, task.classes)

@@ -6,9 +6,10 @@ from a list of texts to the masked mean of the cut layer's token states ([B, 384
 * "minilm3-L1" .. "minilm3-L3": paraphrase-MiniLM-L3-v2 (its ONNX package rebuilt as a BertModel);
 * "random-minilm6-L6": the MiniLM-L6 architecture, full depth, random weights (seeded).
 
-Three tasks on WordNet noun glosses (``load_task``): "wordnet" (gloss -> lexicographer class, 10 classes),
-"wordnet-words" (gloss -> its head word, a free-text label per sample) and "wordnet-synonyms" (gloss -> all
-its lemmas: several texts per sample, the way COCO has several captions per image).
+Four tasks on WordNet noun glosses (``load_task``): "wordnet" (gloss -> lexicographer class, 10 classes),
+"wordnet-words" (gloss -> its head word, a free-text label per sample), "wordnet-synonyms" (gloss -> all
+its lemmas: several texts per sample, the way COCO has several captions per image) and "wordnet-depth"
+(gloss -> the synset's depth in the hypernym tree: regression).
 
     from benchmarks.zoo.text import candidates, build, extract, load_task
     xtr, ytr, xte, yte, names = load_task("wordnet", 2000, 1000)
@@ -28,7 +29,7 @@ CONTROL = "random-minilm6-L6"
 DEPTHS = {"minilm6": 6, "minilm3": 3}
 MAX_LENGTH = 64  # tokens; the drawn WordNet glosses average ~14 tokens and none is longer than 57
 N_CLASSES = 10
-TASKS = ("wordnet", "wordnet-words", "wordnet-synonyms")
+TASKS = ("wordnet", "wordnet-words", "wordnet-synonyms", "wordnet-depth")
 MAX_SYNONYMS = 5  # texts per sample, like COCO's five captions per image
 
 
@@ -134,6 +135,8 @@ def load_task(task: str, n_train: int = 2000, n_test: int = 1000, seed: int = 0)
     * "wordnet-words": (train glosses, train head words, test glosses, test head words, None). Every head
       word occurs once in train + test together (compared lower-cased: the models are uncased), so each
       test gloss has exactly one right word to retrieve.
+    * "wordnet-depth": (train glosses, train depths [n] float64, test glosses, test depths, None): the
+      synset's shortest hypernym path to the root ("entity" = 0; drawn samples lie in 3..18).
     * "wordnet-synonyms": (train glosses, train word lists, test glosses, test word lists, None): synsets
       with 2 or more lemmas, each sample's first MAX_SYNONYMS lemmas; no word occurs in two samples, so a
       retrieved word names exactly one gloss.
@@ -141,7 +144,7 @@ def load_task(task: str, n_train: int = 2000, n_test: int = 1000, seed: int = 0)
     Duplicates are removed before drawing (first of each gloss, and of each word for "wordnet-words", in a
     seeded random order), which keeps the splits balanced, of the asked size and disjoint as texts too.
     """
-    from .data import balanced_subset, wordnet_glosses, wordnet_lemmas
+    from .data import balanced_subset, wordnet_depths, wordnet_glosses, wordnet_lemmas
 
     if task not in TASKS:
         raise ValueError(f"task must be one of {list(TASKS)} (got {task!r})")
@@ -151,6 +154,7 @@ def load_task(task: str, n_train: int = 2000, n_test: int = 1000, seed: int = 0)
     eligible = [i for i, r in enumerate(rows) if r[1] in classes and (task != "wordnet-synonyms" or len(lemmas[i]) > 1)]
     words_of = {
         "wordnet": lambda i: [],
+        "wordnet-depth": lambda i: [],
         "wordnet-words": lambda i: [rows[i][2]],
         "wordnet-synonyms": lambda i: lemmas[i],
     }[task]
@@ -172,6 +176,9 @@ def load_task(task: str, n_train: int = 2000, n_test: int = 1000, seed: int = 0)
     if task == "wordnet":
         names = [c.removeprefix("noun.") for c in classes]
         return glosses[0], torch.from_numpy(labels[itr]), glosses[1], torch.from_numpy(labels[ite]), names
+    if task == "wordnet-depth":
+        depth = np.array(wordnet_depths("noun"), dtype=np.float64)
+        return glosses[0], torch.from_numpy(depth[pool[itr]]), glosses[1], torch.from_numpy(depth[pool[ite]]), None
     if task == "wordnet-words":
         words = [[rows[i][2] for i in pool[idx]] for idx in (itr, ite)]
     else:

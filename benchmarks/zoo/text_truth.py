@@ -4,6 +4,7 @@ measured by fine-tuning and by a probe on frozen features; the same JSON layout 
     python -m benchmarks.zoo.text_truth --task wordnet       --out benchmarks/zoo/truth_wordnet.json [--resume]
     python -m benchmarks.zoo.text_truth --task wordnet-words --out benchmarks/zoo/truth_wordnet-words.json [--resume]
     python -m benchmarks.zoo.text_truth --task wordnet-synonyms --out benchmarks/zoo/truth_wordnet-synonyms.json
+    python -m benchmarks.zoo.text_truth --task wordnet-depth --out benchmarks/zoo/truth_wordnet-depth.json
 
 Protocol (fixed seeds; the best held-out value over a small grid counts, as for the vision zoo):
 
@@ -18,6 +19,9 @@ Protocol (fixed seeds; the best held-out value over a small grid counts, as for 
   fixed targets, same grid; probe = ridge regression (RidgeCV over a small alpha grid) from standardized
   frozen features to the targets. The metric of both is held-out top-1 retrieval accuracy: the nearest
   (cosine) target among all test words must be the gloss's own word (chance = 1 / n_test).
+* "wordnet-depth" (gloss -> the synset's depth in the hypernym tree; regression on the same glosses as
+  "wordnet"): fine-tune = the candidate + a linear head to 1, MSE on the depth standardized by the training
+  split's mean and std, same grid; probe = RidgeCV on standardized frozen features. Metric: held-out R^2.
 * "wordnet-synonyms" (gloss -> all its lemmas, 2 to 5 per sample: several texts per sample): each word is
   embedded by all-mpnet-base-v2 alone (unit vectors [W, 768]), a model of no candidate's family, so the
   truth does not favour one family's embedding space. Fine-tune = the candidate + a linear head to 768,
@@ -112,6 +116,22 @@ def any_word_retrieval(pred: torch.Tensor, words: WordSets) -> float:
     return float((words.owner[sims.argmax(1)] == torch.arange(len(sims))).float().mean())
 
 
+def r_squared(pred: torch.Tensor, y: torch.Tensor) -> float:
+    """1 - MSE / Var(y) of predictions [N] against targets [N] (in the same standardized units)."""
+    pred, y = torch.as_tensor(pred, dtype=torch.float64), torch.as_tensor(y, dtype=torch.float64)
+    return float(1 - ((pred - y) ** 2).mean() / y.var(unbiased=False))
+
+
+def ridge_r2(ftr: np.ndarray, ytr: np.ndarray, fte: np.ndarray, yte: np.ndarray) -> float:
+    """Held-out R^2 of a ridge regression from standardized frozen features to the targets."""
+    from sklearn.linear_model import RidgeCV
+    from sklearn.preprocessing import StandardScaler
+
+    sc = StandardScaler().fit(ftr)
+    reg = RidgeCV(alphas=RIDGE_ALPHAS).fit(sc.transform(ftr), ytr)
+    return r_squared(torch.from_numpy(reg.predict(sc.transform(fte))), torch.from_numpy(yte))
+
+
 def retrieval_accuracy(pred: torch.Tensor, targets: torch.Tensor) -> float:
     """Share of rows i of pred [N, D] whose nearest row (cosine) of targets [N, D] is row i."""
     sims = (
@@ -142,6 +162,8 @@ def _loss(z: torch.Tensor, y) -> torch.Tensor:
         return (logits.logsumexp(1) - logits.masked_fill(~positive, float("-inf")).logsumexp(1)).mean()
     if not y.dtype.is_floating_point:  # class indices
         return nn.functional.cross_entropy(z, y)
+    if y.dim() == 1:  # standardized regression targets
+        return nn.functional.mse_loss(z[:, 0], y.to(z.dtype))
     # InfoNCE: each gloss must pick its own word among the batch's words (all distinct by load_task).
     logits = nn.functional.normalize(z, dim=1) @ y.T / TEMPERATURE
     return nn.functional.cross_entropy(logits, torch.arange(len(y)))
@@ -152,6 +174,8 @@ def _score(z: torch.Tensor, y) -> float:
         return any_word_retrieval(z, y)
     if not y.dtype.is_floating_point:
         return float((z.argmax(1) == y).float().mean())
+    if y.dim() == 1:
+        return r_squared(z[:, 0], y)
     return retrieval_accuracy(z, y)
 
 
@@ -172,6 +196,8 @@ def finetune_score(
     """
     if isinstance(yte, WordSets):
         out_dim = yte.vectors.shape[1]
+    elif yte.dim() == 1 and yte.dtype.is_floating_point:
+        out_dim = 1
     else:
         out_dim = yte.shape[1] if yte.dtype.is_floating_point else int(max(ytr.max(), yte.max())) + 1
     grid = {}
@@ -214,21 +240,27 @@ def main(argv=None) -> None:
         "torch": torch.__version__,
         "candidates": {},
     }
-    synonyms = args.task == "wordnet-synonyms"
-    if names is None:
+    synonyms, depth = args.task == "wordnet-synonyms", args.task == "wordnet-depth"
+    if depth:  # standardized by the training split (the test split in the same units)
+        mean, std = ytr.mean(), ytr.std(unbiased=False)
+        out.update(target_mean=float(mean), target_std=float(std))
+        ytr, yte = (ytr - mean) / std, (yte - mean) / std
+    elif names is None:
         out.update(embedders=[SYNONYM_EMBEDDER] if synonyms else list(EMBEDDERS), temperature=TEMPERATURE)
     if args.resume:  # before the targets: a mismatched file should fail at once
         out["candidates"] = _resumable(args.out, out)
     if synonyms:  # several words per sample: fixed target vectors, any of a sample's words counts
         ytr, yte = WordSets.embed(ytr + yte).split(len(xtr))
-    elif names is None:  # free text: the words become fixed target vectors (one pass loads the models once)
+    elif names is None and not depth:  # free text: the words become fixed target vectors (models load once)
         targets = word_targets(ytr + yte)
         ytr, yte = targets[: len(ytr)], targets[len(ytr) :]
 
     def measure(name: str) -> dict:
         model = text.build(name)
         ftr, fte = text.extract(model, xtr).numpy(), text.extract(model, xte).numpy()
-        if synonyms:
+        if depth:
+            probe = ridge_r2(ftr, ytr.numpy(), fte, yte.numpy())
+        elif synonyms:
             probe = ridge_retrieval(ftr, ytr.means().numpy(), fte, yte)
         elif names is None:
             probe = ridge_retrieval(ftr, ytr.numpy(), fte, yte.numpy())
