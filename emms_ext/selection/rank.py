@@ -28,6 +28,7 @@ from ..common.validate import check_features, describe
 from ..common.warn import warn
 from ..core.score import emms_scores
 from .consensus import DEFAULT_MEMBERS, aggregate
+from .dataset_input import from_dataset, is_dataset
 from .features import check_dataloader, extract_features, load_features, materialize
 from .metrics import EMMS_METRICS, get_metric
 from .overlap import FREE_TEXT_TASKS, find_overlaps, outside_embedders, overlap_message
@@ -76,6 +77,12 @@ def rank(
     device=None,
     progress=None,
     errors: str = "skip",
+    text_column: str | None = None,
+    image_column: str | None = None,
+    label_column: str | None = None,
+    sample=None,
+    layers="last",
+    pooling: str = "mean",
     **metric_options,
 ) -> Ranking:
     """Rank a zoo of models by predicted transferability to one target task (higher score = better).
@@ -112,15 +119,41 @@ def rank(
             ``templates``, ``label_cache`` and ``reduce`` (several texts per sample: "repeat", the
             default, or "mean") go to the F-label adapters instead.
 
+        text_column, image_column, label_column: with a ``datasets.Dataset`` (or a dict of columns) as the
+            target: the input column (texts or PIL images) that model folders / hub ids in the zoo run over,
+            and the column to predict (``ClassLabel`` -> classification with its names, lists of
+            ``ClassLabel`` -> multilabel, floats -> regression); see ``dataset_input.py``.
+        sample: with a dataset target, keep a seeded subset: a count or a fraction (stratified by class).
+        layers: for model folders / hub ids: "last" (default), "all" (every hidden layer a candidate
+            "name@layer", from one forward pass), "mean" (the mean of the layers), or layer indices
+            (0 = the embedding layer's output).
+        pooling: token pooling of text models: "mean" (masked, default) or "cls".
+
     Returns a ``Ranking``.
     """
     start = time.perf_counter()
     if errors not in ("raise", "skip"):
         raise ValueError(f"errors must be 'raise' or 'skip' (got {errors!r})")
+    if isinstance(zoo, (list, tuple)) and all(isinstance(z, (str, os.PathLike)) for z in zoo):
+        from ..embed.hub import model_name
+
+        zoo = {model_name(z): z for z in zoo}  # model folders / hub ids, named by their folder or id
     if not isinstance(zoo, Mapping):
-        raise ValueError(f"zoo must be a dict name -> features / file / nn.Module (got {describe(zoo)})")
+        raise ValueError(
+            f"zoo must be a dict name -> features / file / nn.Module / model folder, or a list of model folders "
+            f"or hub ids (got {describe(zoo)})"
+        )
     if not zoo:
         raise ValueError("zoo must hold at least one model (got an empty dict)")
+    extraction_failures, model_refs = {}, {}
+    if is_dataset(target):
+        zoo, target, task, class_names, extraction_failures, model_refs = _dataset_zoo(
+            zoo, target, text_column, image_column, label_column, sample, layers, pooling, cache_dir, progress
+        )
+    elif text_column or image_column or label_column:
+        raise ValueError(
+            "text_column / image_column / label_column need a datasets.Dataset (or dict of columns) target"
+        )
     label_opts = {k: metric_options.pop(k) for k in _LABEL_OPTIONS if k in metric_options}
     if isinstance(metric, str) and metric == "consensus":
         members = metric_options.pop("metrics", None)
@@ -144,7 +177,7 @@ def rank(
 
     t0 = time.perf_counter()
     need_emb = emms_mode is not None or "label_embeddings" in needs
-    used, overlaps = _resolve_embedders(zoo, target, task, embedders, need_emb)
+    used, overlaps = _resolve_embedders({**zoo, **model_refs}, target, task, embedders, need_emb)
     if used is not None:
         embedders = used
     # On free text an overlap inflates scores: one warning. Class-like tasks stay quiet (a few class names
@@ -256,11 +289,33 @@ def rank(
         relative=relative,
         timings=timings,
         warnings=messages,
-        failures={k: failures[k] for k in zoo if k in failures},
+        failures={**extraction_failures, **{k: failures[k] for k in zoo if k in failures}},
         details=details,
         embedders=None if used is None else [str(e.name) for e in used],
         overlaps=overlaps,
     )
+
+
+def _dataset_zoo(zoo, ds, text_column, image_column, label_column, sample, layers, pooling, cache_dir, progress):
+    """A dataset target: (zoo with each model folder / hub id replaced by its layer candidates' features,
+    the target, task, class names, extraction failures, candidate -> its model folder)."""
+    from ..embed.hub import is_model_ref, zoo_features
+
+    dt = from_dataset(ds, text_column=text_column, image_column=image_column, label_column=label_column, sample=sample)
+    refs = {name: entry for name, entry in zoo.items() if is_model_ref(entry)}
+    feats, failed = zoo_features(
+        refs, dt.inputs, modality=dt.modality, layers=layers, pooling=pooling, cache_dir=cache_dir, progress=progress
+    )
+    out = {}
+    for name, entry in zoo.items():  # keep the zoo's order; a model's layers in place of the model
+        if name in refs:
+            out.update({k: v for k, v in feats.items() if k.rsplit("@", 1)[0] == str(name)})
+        else:
+            out[name] = entry
+    if not out:
+        raise ValueError(f"no candidate left to rank: every model failed ({failed})")
+    behind = {k: refs[k.rsplit("@", 1)[0]] for k in out if "@" in k and k.rsplit("@", 1)[0] in refs}
+    return out, dt.target, dt.task, dt.class_names, failed, behind
 
 
 def _resolve_embedders(zoo: Mapping, target, task: str, embedders, need_emb: bool):

@@ -75,6 +75,16 @@ class Ranking:
         """Model names from best to worst score (failed models excluded)."""
         return sorted(self.scores, key=lambda n: self.scores[n], reverse=True)
 
+    def best_layers(self) -> dict:
+        """model -> (its best candidate "model@layer", score), for candidates named "model@layer" (layers
+        of one checkpoint, ``rank(..., layers="all")``), models in the order of their best score."""
+        best = {}
+        for name in self.order:
+            model, sep, _ = str(name).rpartition("@")
+            if sep and model not in best:
+                best[model] = (name, self.scores[name])
+        return best
+
     @property
     def best(self):
         """Name of the best-scoring model, or None when no model was scored."""

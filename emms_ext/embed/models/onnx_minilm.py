@@ -136,3 +136,30 @@ class MiniLMOnnxEmbedder(HFEncoder):
         model = bert_from_onnx(onnx_path)
         source = fingerprint_files([onnx_path, *Path(tokenizer_path).glob("vocab.txt")])
         super().__init__(onnx_path, name=name, model=model, tokenizer=tokenizer, source_id=source, **kwargs)
+
+
+def minilm_l3_dir() -> Path | None:
+    """A transformers folder of paraphrase-MiniLM-L3-v2 (the ONNX weights as a ``BertModel`` with
+    all-MiniLM-L6-v2's tokenizer, which it shares), written into the cache on first use so that the model
+    can be loaded by path like any checkpoint (e.g. as a zoo candidate); None when its packages are missing."""
+    import tempfile
+
+    from ...common.cache import default_cache_dir
+
+    target = default_cache_dir("models") / "paraphrase-MiniLM-L3-v2"
+    if (target / "config.json").is_file():
+        return target
+    onnx_path, tok_dir = paraphrase_minilm_onnx_path(), minilm_l6_dir()
+    if onnx_path is None or tok_dir is None:
+        return None
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:  # renamed into place: never half-written
+        bert_from_onnx(onnx_path).save_pretrained(tmp)
+        import_transformers().AutoTokenizer.from_pretrained(tok_dir, local_files_only=True).save_pretrained(tmp)
+        try:
+            os.replace(tmp, target)
+        except OSError:  # another process finished first
+            if not (target / "config.json").is_file():
+                raise
+        os.makedirs(tmp, exist_ok=True)  # TemporaryDirectory removes what it created
+    return target
