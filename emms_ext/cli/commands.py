@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -28,6 +29,10 @@ from .inputs import (
 def cmd_rank(args) -> int:
     """``emms rank``: score every feature file in ``--features`` on the labels (or ready F-labels), print the
     ranking and write the requested JSON / CSV / plot; exit code 2 when no model could be scored."""
+    if args.models or args.dataset:
+        return _rank_dataset(args)
+    if not args.features:
+        raise UsageError("rank needs --features DIR (feature files), or --models with --dataset")
     try:
         files = feature_files(args.features)
     except FileNotFoundError as exc:
@@ -72,6 +77,58 @@ def cmd_rank(args) -> int:
         progress=progress,
         **options,
     )
+    return _report(result, args)
+
+
+def _load_dataset(path: str):
+    """A dataset from disk (save_to_disk folder, or a CSV / JSON / Parquet file) or, online, the hub."""
+    try:
+        import datasets
+    except ImportError as exc:
+        raise UsageError("--dataset needs the datasets package: pip install 'emms_ext[hf]'") from exc
+    p = Path(path)
+    if p.is_dir():
+        return datasets.load_from_disk(str(p))
+    kinds = {".csv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
+    if p.is_file():
+        if p.suffix not in kinds:
+            raise UsageError(f"--dataset {path}: expected a save_to_disk folder or {sorted(kinds)} (got {p.suffix})")
+        return datasets.load_dataset(kinds[p.suffix], data_files=str(p), split="train")
+    return datasets.load_dataset(path, split="train")
+
+
+def _rank_dataset(args) -> int:
+    """``emms rank --models ... --dataset ...``: model folders run over a dataset's input column."""
+    if not (args.models and args.dataset):
+        raise UsageError("--models and --dataset go together (model folders run over the dataset's inputs)")
+    if not args.label_column or not (args.text_column or args.image_column):
+        raise UsageError("--dataset needs --label-column and one of --text-column / --image-column")
+    layers = args.layers
+    if layers not in ("last", "all", "mean"):
+        try:
+            layers = [int(v) for v in layers.split(",")]
+        except ValueError as exc:
+            raise UsageError(f"--layers: last, all, mean or comma-separated integers (got {layers!r})") from exc
+    sample = None if args.sample is None else (int(args.sample) if args.sample >= 1 else float(args.sample))
+    result = rank(
+        [m for m in args.models.split(",") if m],
+        _load_dataset(args.dataset),
+        args.metric,
+        task=args.task,
+        embedders=args.embedders or None,
+        device=args.device,
+        progress=False if args.quiet else None,
+        text_column=args.text_column,
+        image_column=args.image_column,
+        label_column=args.label_column,
+        layers=layers,
+        sample=sample,
+    )
+    return _report(result, args)
+
+
+def _report(result, args) -> int:
+    """Print / write the ranking as asked; the exit code."""
     if not args.quiet:
         print(result)
     if args.out:

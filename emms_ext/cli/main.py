@@ -45,7 +45,24 @@ def build_parser() -> argparse.ArgumentParser:
             "model, named after the file) on the labels in FILE."
         ),
     )
-    r.add_argument("--features", required=True, metavar="DIR", help="directory of feature files, one per model")
+    r.add_argument("--features", metavar="DIR", help="directory of feature files, one per model")
+    r.add_argument(
+        "--models",
+        metavar="A,B,...",
+        help="model folders or cached hub ids (comma-separated), run over --dataset's input column",
+    )
+    r.add_argument(
+        "--dataset",
+        metavar="PATH",
+        help="a dataset saved with save_to_disk, a .csv / .json / .jsonl / .parquet file, or a hub name (online)",
+    )
+    r.add_argument("--text-column", metavar="NAME", help="--dataset: the column of input texts")
+    r.add_argument("--image-column", metavar="NAME", help="--dataset: the column of input images")
+    r.add_argument("--label-column", metavar="NAME", help="--dataset: the column to predict")
+    r.add_argument(
+        "--layers", default="last", help="--models: last (default), all, mean, or comma-separated layer indices"
+    )
+    r.add_argument("--sample", type=float, help="--dataset: keep this many rows (>= 1) or this fraction (< 1)")
     r.add_argument(
         "--labels", metavar="FILE", help=".npy / .txt / .csv labels: class indices or names, or regression targets"
     )

@@ -64,8 +64,12 @@ def _sample(n: int, sample, classes: np.ndarray | None, seed: int) -> np.ndarray
     return np.sort(np.concatenate(picks))
 
 
-def from_dataset(ds, *, text_column=None, image_column=None, label_column=None, sample=None, seed: int = 0):
-    """The inputs and the target of a dataset (see the module docstring) -> ``DatasetTarget``."""
+FREE_TEXT = ("captioning", "free_text", "text_qa")
+
+
+def from_dataset(ds, *, text_column=None, image_column=None, label_column=None, sample=None, seed: int = 0, task=None):
+    """The inputs and the target of a dataset (see the module docstring) -> ``DatasetTarget``. With ``task``
+    one of FREE_TEXT the label column holds texts (a string or a list of strings per row)."""
     if (text_column is None) == (image_column is None):
         raise ValueError("a dataset target needs exactly one of text_column=... or image_column=...")
     if label_column is None:
@@ -76,6 +80,9 @@ def from_dataset(ds, *, text_column=None, image_column=None, label_column=None, 
     feat = _feature(ds, label_column)
     names = getattr(feat, "names", None)
     inner = getattr(feat, "feature", None)
+    if task in FREE_TEXT:
+        keep = _sample(len(inputs), sample, None, seed)
+        return DatasetTarget([inputs[i] for i in keep], modality, [labels[i] for i in keep], task, None)
     if names is not None:  # ClassLabel
         y = np.asarray(labels, dtype=np.int64)
         task, classes = "classification", y

@@ -148,7 +148,7 @@ def rank(
     extraction_failures, model_refs = {}, {}
     if is_dataset(target):
         zoo, target, task, class_names, extraction_failures, model_refs = _dataset_zoo(
-            zoo, target, text_column, image_column, label_column, sample, layers, pooling, cache_dir, progress
+            zoo, target, task, text_column, image_column, label_column, sample, layers, pooling, cache_dir, progress
         )
     elif text_column or image_column or label_column:
         raise ValueError(
@@ -296,12 +296,14 @@ def rank(
     )
 
 
-def _dataset_zoo(zoo, ds, text_column, image_column, label_column, sample, layers, pooling, cache_dir, progress):
+def _dataset_zoo(zoo, ds, task, text_column, image_column, label_column, sample, layers, pooling, cache_dir, progress):
     """A dataset target: (zoo with each model folder / hub id replaced by its layer candidates' features,
     the target, task, class names, extraction failures, candidate -> its model folder)."""
     from ..embed.hub import is_model_ref, zoo_features
 
-    dt = from_dataset(ds, text_column=text_column, image_column=image_column, label_column=label_column, sample=sample)
+    dt = from_dataset(
+        ds, text_column=text_column, image_column=image_column, label_column=label_column, sample=sample, task=task
+    )
     refs = {name: entry for name, entry in zoo.items() if is_model_ref(entry)}
     feats, failed = zoo_features(
         refs, dt.inputs, modality=dt.modality, layers=layers, pooling=pooling, cache_dir=cache_dir, progress=progress

@@ -251,7 +251,7 @@ class Ranking:
         try:
             from matplotlib.figure import Figure
         except ImportError as exc:
-            raise ImportError("Ranking.plot needs matplotlib: pip install matplotlib") from exc
+            raise ImportError("Ranking.plot needs matplotlib: pip install 'emms_ext[plot]'") from exc
         order = self.order
         if not order:
             raise ValueError(
