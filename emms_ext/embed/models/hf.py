@@ -7,6 +7,7 @@ local hub cache (locate.py); nothing is downloaded.
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import torch
@@ -26,6 +27,22 @@ def import_transformers():
             "pip install 'emms_ext[embed]' (or pip install transformers)"
         ) from exc
     return transformers
+
+
+@contextlib.contextmanager
+def quiet_transformers():
+    """transformers' info logging and weight-loading bars off for the duration (restored after): our
+    entry points show one progress bar of their own; warnings and errors still show."""
+    t = import_transformers()
+    level, bars = t.logging.get_verbosity(), t.utils.logging.is_progress_bar_enabled()
+    t.logging.set_verbosity_warning()
+    t.utils.logging.disable_progress_bar()
+    try:
+        yield t
+    finally:
+        t.logging.set_verbosity(level)
+        if bars:
+            t.utils.logging.enable_progress_bar()
 
 
 def resolve_folder(name_or_path) -> os.PathLike:
@@ -122,9 +139,9 @@ class HFEmbedder(BaseEmbedder):
         self.folder = None  # the checkpoint folder, when loaded from one (rank() matches candidates to it)
         if model is None or tokenizer is None:
             folder = self.folder = resolve_folder(name_or_path)
-            transformers = import_transformers()
-            tokenizer = tokenizer or transformers.AutoTokenizer.from_pretrained(folder, local_files_only=True)
-            model = model or transformers.AutoModel.from_pretrained(folder, local_files_only=True)
+            with quiet_transformers() as transformers:
+                tokenizer = tokenizer or transformers.AutoTokenizer.from_pretrained(folder, local_files_only=True)
+                model = model or transformers.AutoModel.from_pretrained(folder, local_files_only=True)
             source_id = source_id or fingerprint_files(identity_files(folder))
         self.source_id = source_id or "unidentified"
         self.tokenizer = self._prepare_tokenizer(tokenizer)
