@@ -31,11 +31,12 @@ def import_transformers():
 
 @contextlib.contextmanager
 def quiet_transformers():
-    """transformers' info logging and weight-loading bars off for the duration (restored after): our
-    entry points show one progress bar of their own; warnings and errors still show."""
+    """transformers' logging below errors and its weight-loading bars off for the duration (restored after):
+    our entry points show one progress bar of their own. Loading a checkpoint for its hidden states, the
+    load report's "missing pooler / head" warnings are expected and say nothing about the features."""
     t = import_transformers()
     level, bars = t.logging.get_verbosity(), t.utils.logging.is_progress_bar_enabled()
-    t.logging.set_verbosity_warning()
+    t.logging.set_verbosity_error()
     t.utils.logging.disable_progress_bar()
     try:
         yield t
