@@ -246,3 +246,14 @@ def test_a_minilm_folder_on_free_text_warns_once_and_records(folders):
             [folders[0]], _text_dataset(10), text_column="text", label_column="label", metric="emms_gcv", progress=False
         )
     assert not [w for w in quiet if "favours its own candidates" in str(w.message)]
+
+
+def test_checkpoints_with_and_without_a_pooler_load_without_a_report(folders, capfd):
+    """The L6 folder has pooler weights, the L3 folder none: neither prints transformers' load report."""
+    from emms_ext.embed.hub import load_model
+
+    for folder in folders:
+        model, _ = load_model(folder, "text")
+        assert (getattr(model, "pooler", None) is not None) == folder.endswith("model")  # L6 keeps its pooler
+    out, err = capfd.readouterr()
+    assert "LOAD REPORT" not in out + err and "MISSING" not in out + err

@@ -66,7 +66,7 @@ def _load(t, folder, modality: str):
     config = t.AutoConfig.from_pretrained(folder, local_files_only=True)
     if modality == "text":
         prep = t.AutoTokenizer.from_pretrained(folder, local_files_only=True)
-        model = t.AutoModel.from_pretrained(folder, local_files_only=True)
+        model = t.AutoModel.from_pretrained(folder, local_files_only=True, **_no_pooler(t, config, folder))
         if hasattr(model, "text_model") and hasattr(config, "text_config"):  # CLIP-style: the text tower
             model = model.text_model
     elif modality == "image":
@@ -77,6 +77,23 @@ def _load(t, folder, modality: str):
     else:
         raise ValueError(f"modality must be 'text' or 'image' (got {modality!r})")
     return model.eval(), prep
+
+
+def _no_pooler(t, config, folder) -> dict:
+    """{"add_pooling_layer": False} for a checkpoint saved without a pooler (sentence-transformers exports)
+    whose architecture has that option: only hidden states are read, and it then loads without a MISSING
+    report. Checkpoints with a pooler keep it (no UNEXPECTED report either)."""
+    import inspect
+
+    weights = Path(folder) / "model.safetensors"
+    cls = getattr(t.AutoModel, "_model_mapping", {}).get(type(config), None) if weights.is_file() else None
+    if cls is None or "add_pooling_layer" not in inspect.signature(cls.__init__).parameters:
+        return {}
+    from safetensors import safe_open
+
+    with safe_open(str(weights), framework="pt") as f:
+        has_pooler = any("pooler." in k for k in f.keys())
+    return {} if has_pooler else {"add_pooling_layer": False}
 
 
 def resolve_layers(layers, n_layers: int) -> list:

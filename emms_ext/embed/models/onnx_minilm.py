@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from .base import fingerprint_files
-from .hf import HFEncoder, import_transformers
+from .hf import HFEncoder, import_transformers, quiet_transformers
 from .locate import minilm_l6_dir
 
 _PREFIX = "model.0.auto_model."
@@ -154,8 +154,9 @@ def minilm_l3_dir() -> Path | None:
         return None
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:  # renamed into place: never half-written
-        bert_from_onnx(onnx_path).save_pretrained(tmp)
-        import_transformers().AutoTokenizer.from_pretrained(tok_dir, local_files_only=True).save_pretrained(tmp)
+        with quiet_transformers() as t:  # no shard-writing bar: the caller's own bar is the one shown
+            bert_from_onnx(onnx_path).save_pretrained(tmp)
+            t.AutoTokenizer.from_pretrained(tok_dir, local_files_only=True).save_pretrained(tmp)
         try:
             os.replace(tmp, target)
         except OSError:  # another process finished first
