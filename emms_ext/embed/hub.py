@@ -211,7 +211,7 @@ def zoo_features(refs: dict, inputs, *, modality: str, layers="last", pooling="m
                     name=name,
                 )
             )
-        except (ValueError, OSError, RuntimeError) as exc:
-            failures[name] = str(exc)
+        except Exception as exc:  # noqa: BLE001 - one bad checkpoint must not stop the others
+            failures[name] = f"{type(exc).__name__}: {exc}"
     bar.close()
     return feats, failures
