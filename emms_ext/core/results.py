@@ -44,6 +44,9 @@ class EMMSResult:
     ridge_grid: list[float] | None = None
     error_path: list[float] | None = None
     warnings: list[str] = field(default_factory=list)
+    # folds=F: the [F] float64 leave-one-fold-out scores and their delete-a-group jackknife standard error
+    fold_scores: torch.Tensor | None = None
+    stderr: float | None = None
 
     def __float__(self) -> float:
         return self.score

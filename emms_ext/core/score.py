@@ -9,6 +9,7 @@ fused op ``emms::wlsr_simplex`` (pipeline.py). Nothing of size N x L is formed p
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
 
@@ -17,6 +18,7 @@ import torch
 from ..common.validate import describe
 from ..ops.operators import MODES
 from .evidence import EVIDENCE_MODE, evidence_scores
+from .folds import assign_folds, fold_subsets, jackknife_stderr, label_classes, leave_one_fold_out
 from .labels import prepare_labels
 from .out_of_sample import OUT_OF_SAMPLE_MODES
 from .pipeline import ScoreOptions, score_zoo
@@ -98,7 +100,12 @@ _COMMON_ARGS = """
         device: where the statistics are computed (e.g. ``"cuda"``); default: the features' device
             (CPU for numpy arrays and iterables).
         chunk_size: rows per chunk for in-memory features.
-        progress: show a progress bar (default: for zoos of 32 models or more, if tqdm is installed)."""
+        progress: show a progress bar (default: for zoos of 32 models or more, if tqdm is installed).
+        folds: None (default, no extra cost) or F >= 2: also score each model on the F leave-one-fold-out
+            subsets (in-memory features only; F extra scorings) and fill ``EMMSResult.fold_scores [F]`` and
+            ``EMMSResult.stderr`` (delete-a-group jackknife). Folds are stratified by class for class
+            labels and identical for every model of the zoo, so fold scores are paired across models.
+        seed: the seed of the fold assignment."""
 
 
 def emms_score(
@@ -114,6 +121,8 @@ def emms_score(
     device=None,
     chunk_size: int = 16384,
     progress: bool | None = False,
+    folds: int | None = None,
+    seed: int = 0,
 ) -> EMMSResult:
     """EMMS transferability of one model: higher is better.
 
@@ -145,6 +154,8 @@ def emms_score(
         chunk_size=chunk_size,
         errors="raise",
         progress=progress,
+        folds=folds,
+        seed=seed,
     )[None]
 
 
@@ -162,6 +173,8 @@ def emms_scores(
     chunk_size: int = 16384,
     errors: str = "raise",
     progress: bool | None = None,
+    folds: int | None = None,
+    seed: int = 0,
 ) -> ZooScores:
     """EMMS for a zoo: ``zoo`` is a dict name -> features or a list of features (keys 0, 1, ...).
 
@@ -198,8 +211,37 @@ def emms_scores(
     else:
         raise ValueError(f"zoo must be a dict name -> features or a list of features (got {describe(zoo)})")
     if mode == EVIDENCE_MODE:
-        return evidence_scores(items, prepare_labels(label_embeddings), errors, progress)
-    return score_zoo(items, prepare_labels(label_embeddings), opts)
+        scores = evidence_scores(items, prepare_labels(label_embeddings), errors, progress)
+    else:
+        scores = score_zoo(items, prepare_labels(label_embeddings), opts)
+    if folds is not None:
+        _add_jackknife(scores, dict(items), label_embeddings, opts, folds, seed)
+    return scores
+
+
+def _add_jackknife(scores: ZooScores, features: dict, label_embeddings, opts: ScoreOptions, folds: int, seed: int):
+    """Fill ``fold_scores`` / ``stderr`` of every scored model by re-scoring it on the F leave-one-fold-out
+    subsets (one fold assignment for the whole zoo, so the models' fold scores are paired)."""
+    some = next(iter(scores.values()), None)
+    if some is None:
+        return
+    subsets = fold_subsets(assign_folds(some.n_samples, folds, seed=seed, classes=label_classes(label_embeddings)))
+    sub_opts = dataclasses.replace(opts, return_W=False, errors="raise", progress=False)
+
+    def one(x, labels) -> float:
+        if opts.mode == EVIDENCE_MODE:
+            return evidence_scores([(None, x)], prepare_labels(labels))[None].score
+        return score_zoo([(None, x)], prepare_labels(labels), sub_opts)[None].score
+
+    for name, result in scores.items():
+        try:
+            result.fold_scores = leave_one_fold_out(one, features[name], label_embeddings, subsets)
+        except (ValueError, RuntimeError) as exc:
+            if opts.errors == "raise":
+                raise
+            result.warnings.append(f"no standard error: {exc}")  # the score itself stands
+            continue
+        result.stderr = jackknife_stderr(result.fold_scores)
 
 
 emms_score.__doc__ = emms_score.__doc__.format(common=_COMMON_ARGS)
