@@ -10,6 +10,16 @@ import emms_ext
 from emms_ext.selection.consensus import aggregate, normalized_ranks
 
 
+def test_average_ranks_match_scipy():
+    from scipy.stats import rankdata
+
+    from emms_ext.selection.consensus import average_ranks
+
+    rng = np.random.default_rng(0)
+    for x in (rng.integers(0, 4, 12).astype(float), rng.standard_normal(9), np.array([2.0, 2.0, 2.0])):
+        np.testing.assert_array_equal(average_ranks(x), rankdata(x, method="average"))
+
+
 def test_aggregation_on_hand_made_tables():
     a = {"x": 3.0, "y": 2.0, "z": 1.0}
     b = {"x": -5.0, "y": 10.0, "z": 0.0}

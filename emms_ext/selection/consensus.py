@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import numpy as np
-from scipy.stats import rankdata
 
 # Members chosen a priori, one per kind of evidence, none of them in-sample (no D >= N ties): EMMS judged
 # out of sample, LogME's evidence on the F-labels, and LogME on the labels themselves where the task has
@@ -25,8 +24,19 @@ def normalized_ranks(scores: Mapping) -> dict:
     names = list(scores)
     if len(names) == 1:
         return {names[0]: 1.0}
-    r = rankdata(np.array([float(scores[n]) for n in names]), method="average")
+    r = average_ranks(np.array([float(scores[n]) for n in names]))
     return {n: float((v - 1) / (len(names) - 1)) for n, v in zip(names, r)}
+
+
+def average_ranks(x: np.ndarray) -> np.ndarray:
+    """Ranks 1..n of x [n] (1 = smallest), tied values sharing their average rank (numpy only: the package
+    imports without scipy)."""
+    ranks = np.empty(len(x))
+    ranks[np.argsort(x, kind="stable")] = np.arange(1, len(x) + 1)
+    for v in np.unique(x):
+        tied = x == v
+        ranks[tied] = ranks[tied].mean()
+    return ranks
 
 
 def aggregate(tables: Mapping[str, Mapping]) -> dict:
