@@ -56,14 +56,6 @@ def training_split(task: str, truth: dict) -> tuple[dict, list, torch.Tensor, in
     return feats, [t for g in groups for t in g], owner, len(groups)
 
 
-def subset(fl: FreeTextLabels, keep: torch.Tensor) -> FreeTextLabels:
-    """The label rows of the samples `keep` [S'] (sorted), renumbered 0..S'-1."""
-    where = torch.full((fl.n_samples,), -1, dtype=torch.int64)
-    where[keep] = torch.arange(len(keep))
-    rows = where[fl.sample_index] >= 0
-    return FreeTextLabels([b[rows] for b in fl.labels], where[fl.sample_index[rows]], len(keep))
-
-
 def tau(scores: dict, truth: dict) -> float:
     """tau_w over the candidates both name."""
     names = [c for c in truth if c in scores]
@@ -94,7 +86,10 @@ def measure(task: str, truth: dict, draws: int, seed: int = 0) -> dict:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             full = emms_ext.emms_scores(feats, fl)
-            per_draw = [emms_ext.emms_scores({c: x[h] for c, x in feats.items()}, subset(fl, h)).scores for h in halves]
+            per_draw = [
+                emms_ext.emms_scores({c: x[h] for c, x in feats.items()}, zoo_tasks.subset_labels(fl, h)).scores
+                for h in halves
+            ]
         scores = full.scores
         row = {
             "t": [float(v) for v in torch.stack([r.t for r in full.values()]).mean(0)],

@@ -110,68 +110,52 @@ def fashion_mnist(split: str = "train", root: Path = FASHION_ROOT) -> tuple[np.n
     return images, labels.astype(np.int64)
 
 
+def _synsets(pos: str, root: Path):
+    """(fields before "|", the text after it) of every synset line of WordNet's data.<pos>, in file order."""
+    if pos not in ("noun", "verb"):
+        raise ValueError(f"pos must be 'noun' or 'verb' (got {pos!r})")
+    path = root / f"data.{pos}"
+    if not path.is_file():
+        raise _missing("WordNet", path, "wordnet-base")
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            if line.startswith("  "):  # the license header
+                continue
+            head, _, gloss = line.partition(" | ")
+            yield head.split(), gloss
+
+
+def _lemmas(fields: list[str]) -> list[str]:
+    n = int(fields[3], 16)  # w_cnt is two hex digits, followed by n (word, lex_id) pairs
+    return [fields[4 + 2 * j].replace("_", " ") for j in range(n)]
+
+
 def wordnet_glosses(pos: str = "noun", root: Path = WORDNET_ROOT) -> list[tuple[str, str, str]]:
     """Every synset of `pos` ("noun" | "verb") as (gloss, lexicographer file name, head word), in file order.
 
     The gloss is the text after "|" up to the first "; " (definitions, without the quoted examples); the head
     word is the synset's first lemma with underscores as spaces.
     """
-    if pos not in ("noun", "verb"):
-        raise ValueError(f"pos must be 'noun' or 'verb' (got {pos!r})")
-    path = root / f"data.{pos}"
-    if not path.is_file():
-        raise _missing("WordNet", path, "wordnet-base")
-    out = []
-    with open(path, encoding="utf-8", errors="replace") as f:
-        for line in f:
-            if line.startswith("  "):  # the license header
-                continue
-            head, _, gloss = line.partition(" | ")
-            fields = head.split()
-            lexname = LEXNAMES[int(fields[1])]
-            word = fields[4].replace("_", " ")
-            definition = gloss.strip().split("; ")[0].strip().strip('"')
-            out.append((definition, lexname, word))
-    return out
+    return [
+        (gloss.strip().split("; ")[0].strip().strip('"'), LEXNAMES[int(fields[1])], fields[4].replace("_", " "))
+        for fields, gloss in _synsets(pos, root)
+    ]
 
 
 def wordnet_lemmas(pos: str = "noun", root: Path = WORDNET_ROOT) -> list[list[str]]:
     """Every synset's lemmas (synonyms, underscores as spaces), in the order of ``wordnet_glosses``."""
-    if pos not in ("noun", "verb"):
-        raise ValueError(f"pos must be 'noun' or 'verb' (got {pos!r})")
-    path = root / f"data.{pos}"
-    if not path.is_file():
-        raise _missing("WordNet", path, "wordnet-base")
-    out = []
-    with open(path, encoding="utf-8", errors="replace") as f:
-        for line in f:
-            if line.startswith("  "):
-                continue
-            fields = line.partition(" | ")[0].split()
-            n = int(fields[3], 16)  # w_cnt is two hex digits, followed by n (word, lex_id) pairs
-            out.append([fields[4 + 2 * j].replace("_", " ") for j in range(n)])
-    return out
+    return [_lemmas(fields) for fields, _ in _synsets(pos, root)]
 
 
 def wordnet_depths(pos: str = "noun", root: Path = WORDNET_ROOT) -> list[int]:
     """Every synset's depth in the hypernym tree (hypernym and instance-hypernym pointers; the shortest path
     to a synset with none, e.g. "entity" = 0), in the order of ``wordnet_glosses``."""
-    if pos not in ("noun", "verb"):
-        raise ValueError(f"pos must be 'noun' or 'verb' (got {pos!r})")
-    path = root / f"data.{pos}"
-    if not path.is_file():
-        raise _missing("WordNet", path, "wordnet-base")
     order, parents = [], {}
-    with open(path, encoding="utf-8", errors="replace") as f:
-        for line in f:
-            if line.startswith("  "):
-                continue
-            fields = line.partition(" | ")[0].split()
-            n = int(fields[3], 16)
-            at = 4 + 2 * n
-            pointers = [fields[at + 1 + 4 * j : at + 5 + 4 * j] for j in range(int(fields[at]))]
-            parents[fields[0]] = [p[1] for p in pointers if p[0] in ("@", "@i") and p[2] == pos[0]]
-            order.append(fields[0])
+    for fields, _ in _synsets(pos, root):
+        at = 4 + 2 * int(fields[3], 16)
+        pointers = [fields[at + 1 + 4 * j : at + 5 + 4 * j] for j in range(int(fields[at]))]
+        parents[fields[0]] = [p[1] for p in pointers if p[0] in ("@", "@i") and p[2] == pos[0]]
+        order.append(fields[0])
     depth: dict[str, int] = {}
     for start in order:  # iterative: the hypernym graph is a DAG, deep enough to exhaust recursion
         stack = [start]
