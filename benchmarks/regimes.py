@@ -2,7 +2,7 @@
 training samples, 50 per class, or 10 per class (R seeded random draws each) — against the same full-task
 fine-tuning truth, with paired bootstrap confidence intervals.
 
-    python benchmarks/regimes.py [--tasks ...] [--draws 5] [--boot 1000] [--readme] [--json out.json]
+    python benchmarks/regimes.py [--tasks ...] [--draws 5] [--boot 1000] [--readme] [--json out.json | --from-json out.json]
 
 Regimes: tasks without classes (free text, regression) draw 50 x 10 and 10 x 10 samples (the sample counts
 of the 10-class tasks). A method's tau_w on one (task, regime, draw) is against the fine-tuning truth of
@@ -226,18 +226,23 @@ def main(argv=None) -> dict:
     ap.add_argument("--draws", type=int, default=5)
     ap.add_argument("--boot", type=int, default=1000)
     ap.add_argument("--truth-dir", default=None)
-    ap.add_argument("--json", default=None)
+    ap.add_argument("--json", default=None, help="write the scored units here (before the statistics)")
+    ap.add_argument("--from-json", default=None, help="re-report units written by --json instead of scoring")
     ap.add_argument("--readme", action="store_true")
     args = ap.parse_args(argv)
-    units, truths = run(args.tasks, args.draws, args.truth_dir)
+    if args.from_json:
+        saved = json.loads(Path(args.from_json).read_text())
+        units, truths = [tuple(u) for u in saved["units"]], saved["truths"]
+    else:
+        units, truths = run(args.tasks, args.draws, args.truth_dir)
+        if args.json:  # the scoring is the hour-long part: keep it before anything else can fail
+            Path(args.json).write_text(json.dumps({"units": units, "truths": truths}, indent=1, default=float))
     if not units:
         print("no task had a ground-truth file")
         return {}
     taus = bootstrap(units, truths, args.boot)
     text, pick = report(taus, units, args.boot)
     print(text)
-    if args.json:
-        Path(args.json).write_text(json.dumps({"units": units, "truths": truths}, indent=1, default=float))
     if args.readme:
         body = README.read_text()
         start, end = body.index(MARK[0]), body.index(MARK[1])

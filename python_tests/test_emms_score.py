@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 import warnings
 
 import numpy as np
@@ -237,6 +238,41 @@ def test_degenerate_wide_features_warn_and_ridge_separates_them():
         assert rel_err(s.score, reference.emms_score(X, Z, "exact", ridge=2.0)["score"]) < 1e-9
         alt = emms_ext.emms_score(X, Z, "alternating", ridge=2.0, tol=0.0)
         assert rel_err(alt.score, s.score) < 1e-7
+
+
+@pytest.mark.parametrize("mode", ["exact", "alternating", "reference"])
+def test_exact_fits_are_ties_at_zero_whatever_the_threads(mode):
+    # Models with D >= N - 1 (columns, or kernel components) and a narrow model whose features contain the
+    # labels: each fit is exact; the score is exactly 0.0, t uniform, degenerate flagged, bit for bit with
+    # 1 and 2 threads. A normal model is not flagged.
+    N, L, K = 60, 4, 2
+    Z = make_dense_labels(140, N, L, K)
+    zoo = {
+        "wide": make_features(141, N, 200),
+        "square": make_features(142, N, 59),
+        "has_labels": torch.cat([Z.reshape(N, -1).float(), make_features(143, N, 3)], 1),
+        "normal": make_features(144, N, 10),
+    }
+    runs = []
+    before = torch.get_num_threads()
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            with pytest.warns(emms_ext.EMMSDegeneracyWarning):
+                runs.append(emms_ext.emms_scores(zoo, Z, mode))
+    finally:
+        torch.set_num_threads(before)
+    for r in runs:
+        for name in ["wide", "square", "has_labels"]:
+            assert r[name].degenerate and r[name].score == 0.0 and not math.copysign(1.0, r[name].score) < 0
+            assert torch.equal(r[name].t, torch.full((K,), 0.5, dtype=torch.float64)) and r[name].warnings
+        assert not r["normal"].degenerate and r["normal"].score < -1e-3 and not r["normal"].warnings
+    assert runs[0].scores == runs[1].scores or all(
+        runs[0][n].score == runs[1][n].score for n in ["wide", "square", "has_labels"]
+    )
+    assert [r.degenerate for r in runs[0].values()] == [r.degenerate for r in runs[1].values()]
+    if mode != "reference":  # with a ridge nothing is degenerate (reference mode takes none)
+        assert not any(r.degenerate for r in emms_ext.emms_scores(zoo, Z, mode, ridge=1.0).values())
 
 
 def test_zoo_matches_single_models_and_isolates_failures():

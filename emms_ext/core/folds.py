@@ -27,6 +27,7 @@ __all__ = [
     "prob_better",
     "student_t_cdf",
     "subset_labels",
+    "take_rows",
     "top_set",
 ]
 
@@ -77,7 +78,8 @@ def jackknife_stderr(fold_scores) -> float:
     return math.sqrt((F - 1) / F * float(((s - s.mean()) ** 2).sum()))
 
 
-def _rows(x, idx: torch.Tensor):
+def take_rows(x, idx: torch.Tensor):
+    """Rows ``idx`` of a tensor (on its device) or an array."""
     if torch.is_tensor(x):
         return x.index_select(0, idx.to(x.device))
     return np.asarray(x)[idx.numpy()]
@@ -88,12 +90,12 @@ def subset_labels(label_embeddings, idx: torch.Tensor):
     if isinstance(label_embeddings, FreeTextLabels):
         raise ValueError("folds are not supported with FreeTextLabels (several label rows per sample) yet")
     if isinstance(label_embeddings, ClassLabels):
-        return ClassLabels(label_embeddings.table, _rows(label_embeddings.indices, idx))
+        return ClassLabels(label_embeddings.table, take_rows(label_embeddings.indices, idx))
     if isinstance(label_embeddings, tuple) and len(label_embeddings) == 2:
-        return (label_embeddings[0], _rows(label_embeddings[1], idx))
+        return (label_embeddings[0], take_rows(label_embeddings[1], idx))
     if isinstance(label_embeddings, list):
-        return [_rows(z, idx) for z in label_embeddings]
-    return _rows(label_embeddings, idx)
+        return [take_rows(z, idx) for z in label_embeddings]
+    return take_rows(label_embeddings, idx)
 
 
 def label_classes(label_embeddings):
@@ -114,7 +116,7 @@ def leave_one_fold_out(
     if not (torch.is_tensor(features) or isinstance(features, np.ndarray)):
         raise ValueError(f"folds need in-memory features [N, D] (tensor or array); got {describe(features)}")
     return torch.tensor(
-        [float(score(_rows(features, keep), subset_labels(label_embeddings, keep))) for keep in subsets],
+        [float(score(take_rows(features, keep), subset_labels(label_embeddings, keep))) for keep in subsets],
         dtype=torch.float64,
     )
 

@@ -49,14 +49,28 @@ class ScoreOptions:
 
 
 def degeneracy_message(name: str, D: int, N: int) -> str:
-    """The warning for a model whose in-sample fit is exact (D >= N - 1 varying columns)."""
-    return (
-        f"{name}: {D} varying feature columns >= N - 1 = {N - 1} samples. Least squares then fits every "
-        "label embedding exactly, so this model scores a perfect 0 and ties with every other such model "
-        "(a known EMMS degeneracy). Use mode='gcv' (the out-of-sample score: ridge fit judged by generalized "
-        "cross-validation), or ridge='gcv' / ridge=<lambda> (sklearn Ridge's alpha on the standardized "
-        "features) to get scores that discriminate, or use more samples."
+    """The warning for a model whose in-sample fit is exact (D >= N - 1 varying columns, or a residual
+    below ``DEGENERATE_RTOL``)."""
+    why = (
+        f"{D} varying feature columns >= N - 1 = {N - 1} samples, so least squares fits every label embedding exactly"
+        if D >= N - 1
+        else "the features fit the label embeddings exactly (residual at rounding level)"
     )
+    return (
+        f"{name}: {why}. Its score is set to exactly 0 (degenerate = True) and ties with every other such "
+        "model (a known EMMS degeneracy). Use mode='gcv' (the out-of-sample score: ridge fit judged by "
+        "generalized cross-validation), or ridge='gcv' / ridge=<lambda> (sklearn Ridge's alpha on the "
+        "standardized features) to get scores that discriminate, or use more samples."
+    )
+
+
+def degenerate_fits(st: StandardizedStats, obj: torch.Tensor, L: int) -> torch.Tensor:
+    """[M] bool: the unregularized in-sample fit is exact — numerical rank (varying columns, or kernel
+    components) >= N - 1, or a residual per sample and label dimension ``obj / (N L)`` at most
+    ``sqrt(eps)`` of the Gram's precision (the label columns are z-scored: ``||Z t||^2 <= N L``). Such a
+    residual is rounding noise whose sign and order follow the BLAS's summation order (docs/design.md §3)."""
+    full_rank = st.keep.sum(1).to(obj.device) >= st.N - 1
+    return full_rank | (obj <= st.eps**0.5 * st.N * L)
 
 
 class _InSample:
@@ -72,14 +86,22 @@ class _InSample:
         return factor, self.basis.to(st.G.device).B_from_half(factor.half(st.F))
 
     def finish(self, factor: Factor, st: StandardizedStats, t, obj, its):
-        """(t [M, K], objective [M], iterations [M], score [M]) from the batch's solutions."""
+        """(t [M, K], objective [M], iterations [M], score [M], degenerate [M] bool) from the batch's
+        solutions. An exact unregularized fit scores exactly 0 with the uniform t (any t fits): the same
+        value and order whatever the thread count, instead of rounding noise of either sign."""
         L, N = self.basis.L, st.N
+        if self.opts.ridge is None:
+            degenerate = degenerate_fits(st, obj, L)
+            obj = torch.where(degenerate, torch.zeros_like(obj), obj)
+            t = torch.where(degenerate[:, None], torch.full_like(t, 1.0 / t.shape[1]), t)
+        else:
+            degenerate = torch.zeros_like(obj, dtype=torch.bool)
         score = -obj / N * L if self.opts.mode == "reference" else -obj / (N * L)
-        return t, obj, its, score
+        return t, obj, its, score + 0.0, degenerate  # + 0.0: no -0.0
 
-    def notes(self, name, st: StandardizedStats, i: int, D_used: int) -> list[str]:
-        """The degeneracy warning when model i's unregularized fit is exact."""
-        if self.opts.ridge is None and int(st.keep[i].sum()) >= st.N - 1:  # rank: columns, or components
+    def notes(self, name, st: StandardizedStats, degenerate: bool, D_used: int) -> list[str]:
+        """The degeneracy warning when the model's unregularized fit is exact."""
+        if degenerate:
             return [degeneracy_message("features" if name is None else f"model {name!r}", D_used, st.N)]
         return []
 
@@ -100,9 +122,10 @@ class _OutOfSample(_InSample):
         """Each model's best ridge of the grid, by estimated out-of-sample error."""
         M = len(factor.methods)
         G = obj.shape[0] // M
-        return factor.pick(t.view(M, G, -1), obj.view(M, G), its.view(M, G), self.basis.L)
+        picked = factor.pick(t.view(M, G, -1), obj.view(M, G), its.view(M, G), self.basis.L)
+        return (*picked, torch.zeros(M, dtype=torch.bool))
 
-    def notes(self, name, st, i, D_used):
+    def notes(self, name, st, degenerate, D_used):
         """Out-of-sample scores do not degenerate."""
         return []
 
@@ -192,8 +215,8 @@ def score_zoo(items: list, basis: LabelBasis, opts: ScoreOptions) -> ZooScores:
     for b in batches:
         sl = slice(offset, offset + b.B.shape[0])
         offset += b.B.shape[0]
-        t, obj, its, score = strategy.finish(b.factor, b.st, t_all[sl], obj_all[sl], its_all[sl])
-        results.update(_results(b, t, obj, its, score, basis, strategy, opts))
+        t, obj, its, score, degenerate = strategy.finish(b.factor, b.st, t_all[sl], obj_all[sl], its_all[sl])
+        results.update(_results(b, t, obj, its, score, degenerate, basis, strategy, opts))
     return ZooScores({name: results[name] for name, _ in items if name in results}, failures)
 
 
@@ -246,8 +269,10 @@ def _in_memory_batches(
     return batches
 
 
-def _results(b: _Batch, t, obj, its, score, basis: LabelBasis, strategy: _InSample, opts: ScoreOptions) -> dict:
-    """name -> EMMSResult for one batch's solutions (t [M, K], obj, its, score [M])."""
+def _results(
+    b: _Batch, t, obj, its, score, degenerate, basis: LabelBasis, strategy: _InSample, opts: ScoreOptions
+) -> dict:
+    """name -> EMMSResult for one batch's solutions (t [M, K], obj, its, score, degenerate [M])."""
     st, factor = b.st, b.factor
     Ws = None
     if opts.return_W:
@@ -256,13 +281,13 @@ def _results(b: _Batch, t, obj, its, score, basis: LabelBasis, strategy: _InSamp
         if st.back is not None:  # principal-component weights -> standardized-feature weights
             Ws = st.back @ Ws
         Ws = Ws.cpu()
-    t, obj, its, score = t.cpu(), obj.cpu(), its.cpu(), score.cpu()
+    t, obj, its, score, degenerate = t.cpu(), obj.cpu(), its.cpu(), score.cpu(), degenerate.cpu().tolist()
     ridges, used = factor.ridges(), st.used_columns()
     precision = "float64" if st.eps <= torch.finfo(torch.float64).eps else "float32"
     out = {}
     for i, name in enumerate(b.names):
         D_used = int(used[i])
-        notes = strategy.notes(name, st, i, D_used)
+        notes = strategy.notes(name, st, degenerate[i], D_used)
         for note in notes:
             warn(note, EMMSDegeneracyWarning)
         out[name] = EMMSResult(
@@ -281,6 +306,7 @@ def _results(b: _Batch, t, obj, its, score, basis: LabelBasis, strategy: _InSamp
             W=None if Ws is None else Ws[i].clone(),
             warnings=notes,
             gram_precision=precision,
+            degenerate=degenerate[i],
             **factor.extras(i),
         )
     return out

@@ -9,7 +9,8 @@ import torch
 
 
 class EMMSDegeneracyWarning(UserWarning):
-    """Features with at least N - 1 varying columns fit any target exactly: unregularized scores tie at 0."""
+    """Features with at least N - 1 varying columns (or an exact fit) fit the target exactly: unregularized
+    in-sample scores are set to exactly 0 and tie."""
 
 
 @dataclass
@@ -47,6 +48,9 @@ class EMMSResult:
     # folds=F: the [F] float64 leave-one-fold-out scores and their delete-a-group jackknife standard error
     fold_scores: torch.Tensor | None = None
     stderr: float | None = None
+    # exact / alternating / reference without a ridge: the fit is exact (pipeline.degenerate_fits), the
+    # score is set to exactly 0 and ties with every other degenerate model
+    degenerate: bool = False
 
     def __float__(self) -> float:
         return self.score

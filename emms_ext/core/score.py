@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from collections.abc import Mapping
 
+import numpy as np
 import torch
 
 from ..common.validate import describe
 from ..ops.operators import MODES
 from .evidence import EVIDENCE_MODE, evidence_scores
-from .folds import assign_folds, fold_subsets, jackknife_stderr, label_classes, leave_one_fold_out
+from .folds import assign_folds, fold_subsets, jackknife_stderr, label_classes, subset_labels, take_rows
 from .labels import prepare_labels
 from .out_of_sample import OUT_OF_SAMPLE_MODES
 from .pipeline import ScoreOptions, score_zoo
@@ -220,28 +222,46 @@ def emms_scores(
 
 
 def _add_jackknife(scores: ZooScores, features: dict, label_embeddings, opts: ScoreOptions, folds: int, seed: int):
-    """Fill ``fold_scores`` / ``stderr`` of every scored model by re-scoring it on the F leave-one-fold-out
-    subsets (one fold assignment for the whole zoo, so the models' fold scores are paired)."""
+    """Fill ``fold_scores`` / ``stderr`` of every scored model: the zoo is re-scored on each of the F
+    leave-one-fold-out subsets (one fold assignment for the whole zoo, so the models' fold scores are
+    paired; one batched zoo call per fold, so the label work and the fused solve are shared)."""
     some = next(iter(scores.values()), None)
     if some is None:
         return
     subsets = fold_subsets(assign_folds(some.n_samples, folds, seed=seed, classes=label_classes(label_embeddings)))
-    sub_opts = dataclasses.replace(opts, return_W=False, errors="raise", progress=False)
-
-    def one(x, labels) -> float:
-        if opts.mode == EVIDENCE_MODE:
-            return evidence_scores([(None, x)], prepare_labels(labels))[None].score
-        return score_zoo([(None, x)], prepare_labels(labels), sub_opts)[None].score
-
-    for name, result in scores.items():
-        try:
-            result.fold_scores = leave_one_fold_out(one, features[name], label_embeddings, subsets)
-        except (ValueError, RuntimeError) as exc:
-            if opts.errors == "raise":
-                raise
-            result.warnings.append(f"no standard error: {exc}")  # the score itself stands
-            continue
-        result.stderr = jackknife_stderr(result.fold_scores)
+    sub_opts = dataclasses.replace(opts, return_W=False, errors="skip", progress=False)
+    in_memory, why = {}, {}
+    for name in scores:
+        x = features[name]
+        if torch.is_tensor(x) or isinstance(x, np.ndarray):
+            in_memory[name] = x
+        else:
+            why[name] = f"folds need in-memory features [N, D] (tensor or array); got {describe(x)}"
+    per_fold = {name: [] for name in in_memory}
+    for keep in subsets:
+        labels = prepare_labels(subset_labels(label_embeddings, keep))
+        items = [(name, take_rows(x, keep)) for name, x in in_memory.items()]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the full-data call already warned; F repeats add nothing
+            res = (
+                evidence_scores(items, labels, "skip", False)
+                if opts.mode == EVIDENCE_MODE
+                else score_zoo(items, labels, sub_opts)
+            )
+        for name in list(per_fold):
+            if name in res:
+                per_fold[name].append(res[name].score)
+            else:
+                why[name] = f"a leave-one-fold-out subset failed: {res.failures.get(name, 'not scored')}"
+                del per_fold[name]
+    if why and opts.errors == "raise":
+        name, reason = next(iter(why.items()))
+        raise ValueError(f"model {name!r}: {reason}")
+    for name, reason in why.items():
+        scores[name].warnings.append(f"no standard error: {reason}")  # the score itself stands
+    for name, values in per_fold.items():
+        scores[name].fold_scores = torch.tensor(values, dtype=torch.float64)
+        scores[name].stderr = jackknife_stderr(scores[name].fold_scores)
 
 
 emms_score.__doc__ = emms_score.__doc__.format(common=_COMMON_ARGS)
