@@ -80,7 +80,7 @@ def test_rank_end_to_end_writes_json_csv_png(workdir):
     assert res["order"] == ["good", "medium", "noise"] and list(res["failures"]) == ["broken"]
     assert "good" in p.stdout and "broken" in p.stdout
     rows = (workdir / "r.csv").read_text().splitlines()
-    assert rows[0] == "rank,model,score,seconds,status,reason" and rows[1].startswith("1,good,")
+    assert rows[0] == "rank,model,score,stderr,top_set,seconds,status,reason" and rows[1].startswith("1,good,")
     assert rows[-1].startswith(",broken,") and "failed" in rows[-1]
     assert (workdir / "r.png").read_bytes()[:4] == b"\x89PNG"
 

@@ -206,7 +206,7 @@ def test_json_csv_roundtrip_and_pandas(task, tmp_path):
     text = r.to_csv(tmp_path / "r.csv")
     back = Ranking.from_csv(tmp_path / "r.csv")
     assert back.scores == r.scores and back.failures == r.failures and back.order == r.order
-    assert text.splitlines()[0] == "rank,model,score,seconds,status,reason"
+    assert text.splitlines()[0] == "rank,model,score,stderr,top_set,seconds,status,reason"
     if importlib.util.find_spec("pandas") is None:
         with pytest.raises(ImportError, match="pip install pandas"):
             r.to_pandas()

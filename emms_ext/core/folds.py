@@ -21,6 +21,7 @@ from .labels import ClassLabels, FreeTextLabels
 
 __all__ = [
     "assign_folds",
+    "check_fold_assignment",
     "fold_subsets",
     "jackknife_stderr",
     "leave_one_fold_out",
@@ -60,6 +61,25 @@ def assign_folds(n_samples: int, folds: int = 10, *, seed: int = 0, classes=None
         out[perm] = (start + torch.arange(perm.numel())) % folds
         start = (start + perm.numel()) % folds
     return out
+
+
+def check_fold_assignment(fold_of, n_samples: int) -> torch.Tensor:
+    """A ready fold assignment ``[N]`` int (folds ``0 .. F-1``, each non-empty, F >= 2) as int64, or a
+    ValueError naming what was seen."""
+    f = torch.as_tensor(np.asarray(fold_of) if not torch.is_tensor(fold_of) else fold_of).reshape(-1).cpu()
+    if f.numel() != int(n_samples) or f.is_floating_point() or f.dtype == torch.bool:
+        raise ValueError(
+            f"folds must be an int F >= 2 or an [N] int fold of each sample with N = {n_samples} "
+            f"(got {describe(fold_of)})"
+        )
+    f = f.to(torch.int64)
+    F = int(f.max()) + 1 if f.numel() else 0
+    if F < 2 or int(f.min()) < 0 or torch.bincount(f, minlength=F).min() == 0:
+        raise ValueError(
+            f"folds given per sample must number the folds 0 .. F-1, F >= 2, none empty "
+            f"(got values {torch.unique(f).tolist()[:12]})"
+        )
+    return f
 
 
 def fold_subsets(fold_of: torch.Tensor) -> list[torch.Tensor]:

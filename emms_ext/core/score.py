@@ -20,7 +20,15 @@ import torch
 from ..common.validate import describe
 from ..ops.operators import MODES
 from .evidence import EVIDENCE_MODE, evidence_scores
-from .folds import assign_folds, fold_subsets, jackknife_stderr, label_classes, subset_labels, take_rows
+from .folds import (
+    assign_folds,
+    check_fold_assignment,
+    fold_subsets,
+    jackknife_stderr,
+    label_classes,
+    subset_labels,
+    take_rows,
+)
 from .labels import prepare_labels
 from .out_of_sample import OUT_OF_SAMPLE_MODES
 from .pipeline import ScoreOptions, score_zoo
@@ -104,9 +112,11 @@ _COMMON_ARGS = """
         chunk_size: rows per chunk for in-memory features.
         progress: show a progress bar (default: for zoos of 32 models or more, if tqdm is installed).
         folds: None (default, no extra cost) or F >= 2: also score each model on the F leave-one-fold-out
-            subsets (in-memory features only; F extra scorings) and fill ``EMMSResult.fold_scores [F]`` and
-            ``EMMSResult.stderr`` (delete-a-group jackknife). Folds are stratified by class for class
-            labels and identical for every model of the zoo, so fold scores are paired across models.
+            subsets (in-memory features only; F extra scorings of the zoo, batched) and fill
+            ``EMMSResult.fold_scores [F]`` and ``EMMSResult.stderr`` (delete-a-group jackknife). Folds are
+            stratified by class for class labels and identical for every model of the zoo, so fold scores
+            are paired across models. Or a ready ``[N]`` int fold of each sample (``folds.assign_folds``),
+            to pair the scores with another metric's.
         seed: the seed of the fold assignment."""
 
 
@@ -123,7 +133,7 @@ def emms_score(
     device=None,
     chunk_size: int = 16384,
     progress: bool | None = False,
-    folds: int | None = None,
+    folds: int | torch.Tensor | None = None,
     seed: int = 0,
 ) -> EMMSResult:
     """EMMS transferability of one model: higher is better.
@@ -175,7 +185,7 @@ def emms_scores(
     chunk_size: int = 16384,
     errors: str = "raise",
     progress: bool | None = None,
-    folds: int | None = None,
+    folds: int | torch.Tensor | None = None,
     seed: int = 0,
 ) -> ZooScores:
     """EMMS for a zoo: ``zoo`` is a dict name -> features or a list of features (keys 0, 1, ...).
@@ -221,14 +231,18 @@ def emms_scores(
     return scores
 
 
-def _add_jackknife(scores: ZooScores, features: dict, label_embeddings, opts: ScoreOptions, folds: int, seed: int):
+def _add_jackknife(scores: ZooScores, features: dict, label_embeddings, opts: ScoreOptions, folds, seed: int):
     """Fill ``fold_scores`` / ``stderr`` of every scored model: the zoo is re-scored on each of the F
     leave-one-fold-out subsets (one fold assignment for the whole zoo, so the models' fold scores are
     paired; one batched zoo call per fold, so the label work and the fused solve are shared)."""
     some = next(iter(scores.values()), None)
     if some is None:
         return
-    subsets = fold_subsets(assign_folds(some.n_samples, folds, seed=seed, classes=label_classes(label_embeddings)))
+    if torch.is_tensor(folds) or isinstance(folds, np.ndarray):
+        fold_of = check_fold_assignment(folds, some.n_samples)
+    else:
+        fold_of = assign_folds(some.n_samples, folds, seed=seed, classes=label_classes(label_embeddings))
+    subsets = fold_subsets(fold_of)
     sub_opts = dataclasses.replace(opts, return_W=False, errors="skip", progress=False)
     in_memory, why = {}, {}
     for name in scores:

@@ -34,6 +34,7 @@ from .metrics import EMMS_METRICS, get_metric
 from .overlap import FREE_TEXT_TASKS, find_overlaps, outside_embedders, overlap_message
 from .ranking import Ranking
 from .targets import Target, build_target, is_f_labels, target_rows
+from .uncertainty import fold_assignment, fold_scores
 
 _LABEL_OPTIONS = ("templates", "label_cache", "reduce")  # metric_options keys that go to the F-label adapters
 
@@ -83,6 +84,9 @@ def rank(
     sample=None,
     layers="last",
     pooling: str = "mean",
+    uncertainty: bool = False,
+    folds: int = 10,
+    seed: int = 0,
     **metric_options,
 ) -> Ranking:
     """Rank a zoo of models by predicted transferability to one target task (higher score = better).
@@ -128,6 +132,10 @@ def rank(
             "name@layer", from one forward pass), "mean" (the mean of the layers), or layer indices
             (0 = the embedding layer's output).
         pooling: token pooling of text models: "mean" (masked, default) or "cls".
+        uncertainty: also re-score every model on the ``folds`` leave-one-fold-out subsets (stratified by
+            class, fixed by ``seed``, the same for every model): ``Ranking.stderr``, ``.prob_better(a, b)``,
+            ``.top_set()``, error bars in the table, plot and exports. Costs ``folds`` extra scorings
+            (EMMS: batched over the zoo per fold); features are then held in memory.
 
     Returns a ``Ranking``.
     """
@@ -165,6 +173,7 @@ def rank(
             dict(dataloader=dataloader, layer=layer, cache_dir=cache_dir, device=device, progress=progress),
             errors,
             metric_options,
+            dict(uncertainty=uncertainty, folds=folds, seed=seed),
         )
     if callable(metric) and not isinstance(metric, str):
         fn, name, relative, needs = metric, getattr(metric, "__name__", "custom"), False, ()
@@ -203,6 +212,7 @@ def rank(
                 f"(task {task!r}); pass it in an emms_ext.selection.Target"
             )
     N = target_rows(tgt)
+    fold_of = fold_assignment(tgt, N, folds, seed) if uncertainty else None
     label_s = time.perf_counter() - t0
     if any(isinstance(m, nn.Module) for m in zoo.values()):
         if _one_shot(dataloader):
@@ -231,7 +241,7 @@ def rank(
                     cache_dir=cache_dir,
                     device=device,
                     progress=progress,
-                    stream_ok=emms_mode is not None,
+                    stream_ok=emms_mode is not None and not uncertainty,
                 )
                 feats[mname] = x
             except (ValueError, FileNotFoundError, RuntimeError, TypeError) as exc:
@@ -248,12 +258,16 @@ def rank(
                 errors=errors,
                 progress=progress,
                 device=device,
+                folds=fold_of,
                 **metric_options,
             )
             failures.update(res.failures)
             scores = res.scores
             details = dict(res)
+            per_fold = {n: r.fold_scores for n, r in res.items() if r.fold_scores is not None}
+            no_se = {n: w for n, r in res.items() for w in r.warnings if w.startswith("no standard error")}
         else:
+            ready = {}
             for mname, x in feats.items():
                 tm = time.perf_counter()
                 try:
@@ -265,10 +279,11 @@ def rank(
                     s = float(fn(xv, tgt, **metric_options))
                     if not np.isfinite(s):
                         raise ValueError(f"metric {name!r} returned a non-finite score ({s})")
-                    scores[mname] = s
+                    scores[mname], ready[mname] = s, xv
                 except (ValueError, RuntimeError, TypeError, np.linalg.LinAlgError) as exc:
                     fail(mname, exc)
                 per_model[mname] += time.perf_counter() - tm
+            per_fold, no_se = fold_scores(fn, ready, tgt, fold_of, metric_options) if uncertainty else ({}, {})
         scoring_s = time.perf_counter() - t
         recorded = list(caught)
 
@@ -277,6 +292,7 @@ def rank(
         for mname in feats:
             per_model[mname] += share
     messages = [overlap_note] if overlap_note else []
+    messages += [f"model {n!r}: {why}" for n, why in no_se.items()]
     for w in recorded:
         msg = str(w.message)
         if not (msg.startswith("model ") and " skipped: " in msg):
@@ -293,6 +309,7 @@ def rank(
         details=details,
         embedders=None if used is None else [str(e.name) for e in used],
         overlaps=overlaps,
+        fold_scores=per_fold,
     )
 
 
@@ -333,7 +350,9 @@ def _resolve_embedders(zoo: Mapping, target, task: str, embedders, need_emb: boo
     return used, find_overlaps(zoo, used)
 
 
-def _consensus(zoo: Mapping, target, members, target_opts: dict, feature_opts: dict, errors: str, options: dict):
+def _consensus(
+    zoo: Mapping, target, members, target_opts: dict, feature_opts: dict, errors: str, options: dict, se_opts: dict
+):
     """``metric="consensus"``: the target and the features once, every member metric on them, then the rank
     aggregation of ``consensus.py``."""
     start = time.perf_counter()
@@ -360,10 +379,18 @@ def _consensus(zoo: Mapping, target, members, target_opts: dict, feature_opts: d
                 raise
             failures[name] = str(exc) or type(exc).__name__
     runs = {
-        m: rank(feats, tgt, m, task=task, errors=errors, device=feature_opts["device"], progress=False)
+        m: rank(feats, tgt, m, task=task, errors=errors, device=feature_opts["device"], progress=False, **se_opts)
         for m in applicable
     }
     scores = aggregate({m: r.scores for m, r in runs.items()})
+    per_fold = {}
+    if se_opts["uncertainty"]:  # the members' fold scores are paired (one assignment): aggregate fold by fold
+        have = [n for n in scores if all(n in r.fold_scores for r in runs.values())]
+        by_fold = [
+            aggregate({m: {n: r.fold_scores[n][f] for n in have} for m, r in runs.items()})
+            for f in range(se_opts["folds"] if have else 0)
+        ]
+        per_fold = {n: [fold[n] for fold in by_fold] for n in have}
     for m, r in runs.items():
         for name, why in r.failures.items():
             failures.setdefault(name, f"{m}: {why}")
@@ -378,6 +405,7 @@ def _consensus(zoo: Mapping, target, members, target_opts: dict, feature_opts: d
         details={"members": {m: r.scores for m, r in runs.items()}},
         embedders=None if used is None else [str(e.name) for e in used],
         overlaps=overlaps,
+        fold_scores=per_fold,
     )
 
 

@@ -1,5 +1,7 @@
-"""``Ranking``: the result of ``emms_ext.rank`` — models sorted by score, with timings, warnings, failures,
-and exports to dict / JSON / CSV / pandas and a matplotlib plot (pandas and matplotlib imported lazily)."""
+"""``Ranking``: the result of ``emms_ext.rank`` — models sorted by score, with error bars when asked for
+(``rank(..., uncertainty=True)``: standard errors, ``prob_better``, the top set), tied groups, timings,
+warnings, failures, and exports to dict / JSON / CSV / pandas and a matplotlib plot (pandas and matplotlib
+imported lazily)."""
 
 from __future__ import annotations
 
@@ -13,7 +15,17 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..core.folds import jackknife_stderr
+from ..core.folds import prob_better as _prob_better
+from ..core.folds import top_set as _top_set
 from .evaluate import weighted_tau
+
+SCORE_DIGITS = 10  # significant digits a Ranking keeps: below them the BLAS's summation order (thread count) shows
+
+
+def round_score(x: float) -> float:
+    """``x`` to ``SCORE_DIGITS`` significant digits (the same ranking whatever the thread count)."""
+    return float(f"{float(x):.{SCORE_DIGITS}g}") + 0.0  # + 0.0: no -0.0
 
 
 def _jsonable(x):
@@ -54,6 +66,11 @@ class Ranking:
             F-labels, or the metric needs none).
         overlaps: candidate -> the embedders it is (part of): same name / folder or shared weights
             (``overlap.py``); on free text such candidates' scores are inflated.
+        fold_scores: name -> ``[F]`` leave-one-fold-out scores (``rank(..., uncertainty=True)``), paired
+            across models; ``stderr``, ``prob_better`` and ``top_set`` come from them.
+
+    Scores (and fold scores) keep ``SCORE_DIGITS`` significant digits, so the same features give the same
+    ranking with any thread count; models with equal scores are tied (``ties``) and ordered by name.
     """
 
     scores: dict
@@ -65,15 +82,60 @@ class Ranking:
     details: dict = field(default_factory=dict)
     embedders: list | None = None
     overlaps: dict = field(default_factory=dict)
+    fold_scores: dict = field(default_factory=dict)
 
     def __post_init__(self):
-        self.scores = {str(k) if not isinstance(k, str) else k: float(v) for k, v in self.scores.items()}
+        self.scores = {str(k): round_score(v) for k, v in self.scores.items()}
         self.failures = {k: str(v) for k, v in self.failures.items()}
+        self.fold_scores = {str(k): [round_score(v) for v in vals] for k, vals in self.fold_scores.items()}
 
     @property
     def order(self) -> list:
-        """Model names from best to worst score (failed models excluded)."""
-        return sorted(self.scores, key=lambda n: self.scores[n], reverse=True)
+        """Model names from best to worst score (failed models excluded); tied scores in name order."""
+        return sorted(self.scores, key=lambda n: (-self.scores[n], n))
+
+    @property
+    def stderr(self) -> dict:
+        """name -> delete-a-group jackknife standard error of its score (models with fold scores)."""
+        return {n: jackknife_stderr(self.fold_scores[n]) for n in self.order if n in self.fold_scores}
+
+    def _need_folds(self, *names):
+        if not self.fold_scores:
+            raise ValueError("this ranking has no error bars: rank(..., uncertainty=True) computes them")
+        for n in names:
+            if n not in self.scores:
+                raise KeyError(f"{n!r} is not a ranked model (ranked: {self.order})")
+            if n not in self.fold_scores:
+                raise ValueError(f"model {n!r} has no fold scores (see warnings)")
+
+    def prob_better(self, a: str, b: str) -> float:
+        """The probability that model ``a``'s score exceeds ``b``'s under the paired jackknife: their score
+        difference over the jackknife SE of the fold-wise differences, on Student's t with F - 1 dof."""
+        self._need_folds(a, b)
+        return _prob_better(self.scores[a], self.scores[b], self.fold_scores[a], self.fold_scores[b])
+
+    def top_set(self, level: float = 0.95) -> list:
+        """The models not distinguishable from the best at ``level`` (the best first): every model ``m``
+        with ``prob_better(best, m) <= (1 + level) / 2``."""
+        self._need_folds()
+        have = {n: self.scores[n] for n in self.order if n in self.fold_scores}
+        return _top_set(have, self.fold_scores, level)
+
+    @property
+    def ties(self) -> list:
+        """Groups (lists of names, in order) of two or more models with exactly the same score."""
+        groups: dict = {}
+        for n in self.order:
+            groups.setdefault(self.scores[n], []).append(n)
+        return [g for g in groups.values() if len(g) > 1]
+
+    def _tie_reason(self, group: list) -> str:
+        if all(getattr(self.details.get(n), "degenerate", False) for n in group):
+            return (
+                "each fits the target exactly in sample (D >= N - 1): use mode='gcv' / 'loo' or a ridge, or "
+                "more samples"
+            )
+        return "equal scores"
 
     def best_layers(self) -> dict:
         """model -> (its best candidate "model@layer", score), for candidates named "model@layer" (layers
@@ -102,11 +164,20 @@ class Ranking:
         """The ranking as a JSON-ready dict: metric, relative, order, scores (best first), failures, warnings,
         timings and per-model details."""
         per_model = self.timings.get("per_model", {})
+        errors = {}
+        if self.fold_scores:
+            errors = {
+                "stderr": self.stderr,
+                "top_set": self.top_set(),
+                "fold_scores": {n: self.fold_scores[n] for n in self.order if n in self.fold_scores},
+            }
         return {
             "metric": self.metric,
             "relative": self.relative,
             "order": self.order,
             "scores": {n: self.scores[n] for n in self.order},
+            **errors,
+            "ties": self.ties,
             "failures": dict(self.failures),
             "warnings": list(self.warnings),
             "timings": _jsonable({**self.timings, "per_model": dict(per_model)}),
@@ -126,6 +197,7 @@ class Ranking:
             warnings=list(d.get("warnings", [])),
             failures=dict(d.get("failures", {})),
             details=dict(d.get("details", {})),
+            fold_scores=dict(d.get("fold_scores", {})),
         )
 
     def to_json(self, path=None, indent: int = 2) -> str:
@@ -145,15 +217,19 @@ class Ranking:
                 text = f.read()
         return cls.from_dict(json.loads(text))
 
-    CSV_COLUMNS = ("rank", "model", "score", "seconds", "status", "reason")
+    CSV_COLUMNS = ("rank", "model", "score", "stderr", "top_set", "seconds", "status", "reason")
 
     def _rows(self):
         per_model = self.timings.get("per_model", {})
+        se = self.stderr
+        top = set(self.top_set()) if self.fold_scores else set()
         for i, n in enumerate(self.order, 1):
             yield {
                 "rank": i,
                 "model": n,
                 "score": repr(self.scores[n]),
+                "stderr": repr(se[n]) if n in se else "",
+                "top_set": ("yes" if n in top else "no") if n in se else "",
                 "seconds": _fmt_s(per_model.get(n)),
                 "status": "ok",
                 "reason": "",
@@ -163,14 +239,17 @@ class Ranking:
                 "rank": "",
                 "model": n,
                 "score": "",
+                "stderr": "",
+                "top_set": "",
                 "seconds": _fmt_s(per_model.get(n)),
                 "status": "failed",
                 "reason": why,
             }
 
     def to_csv(self, path=None) -> str:
-        """One row per model (rank, model, score, seconds, status, reason; failures last); also written to
-        ``path`` if given."""
+        """One row per model (rank, model, score, stderr and whether it is in the 95% top set when the ranking
+        has error bars, seconds, status, reason; failures last); also written to ``path`` if given.
+        ``from_csv`` reads back the scores, not the fold scores behind the error bars (use JSON for those)."""
         buf = io.StringIO()
         w = csv.DictWriter(buf, fieldnames=self.CSV_COLUMNS, lineterminator="\n")
         w.writeheader()
@@ -212,6 +291,7 @@ class Ranking:
             raise ImportError("Ranking.to_pandas needs pandas: pip install pandas (or use to_dict / to_csv)") from exc
         df = pd.DataFrame(list(self._rows()), columns=list(self.CSV_COLUMNS))
         df["score"] = pd.to_numeric(df["score"], errors="coerce")
+        df["stderr"] = pd.to_numeric(df["stderr"], errors="coerce")
         df["seconds"] = pd.to_numeric(df["seconds"], errors="coerce")
         df["rank"] = pd.to_numeric(df["rank"], errors="coerce").astype("Int64")
         return df
@@ -222,15 +302,30 @@ class Ranking:
         names = self.order + list(self.failures)
         w = max([5] + [len(str(n)) for n in names])
         note = " (relative: scores compare only models within this zoo)" if self.relative else ""
+        se = self.stderr
+        top = set(self.top_set()) if self.fold_scores else set()
         lines = [
             f"Ranking by {self.metric}{note}: {len(self.order)} models ranked, {len(self.failures)} failed",
-            f"{'rank':>4}  {'model':<{w}}  {'score':>12}  {'seconds':>8}",
+            f"{'rank':>4}  {'model':<{w}}  {'score':>12}"
+            + (f"  {'± SE':>10}  top" if se else "")
+            + f"  {'seconds':>8}",
         ]
+        tied = {n: i for i, g in enumerate(self.ties, 1) for n in g}
         for i, n in enumerate(self.order, 1):
             s = per_model.get(n)
-            lines.append(f"{i:>4}  {n:<{w}}  {self.scores[n]:>12.6g}  {'' if s is None else f'{s:8.3f}':>8}")
+            err = (f"  {se[n]:>10.3g}  {'*' if n in top else ' ':>3}" if n in se else f"  {'-':>10}     ") if se else ""
+            mark = f"  (tie {tied[n]})" if n in tied else ""
+            lines.append(f"{i:>4}  {n:<{w}}  {self.scores[n]:>12.6g}{err}  {'' if s is None else f'{s:8.3f}':>8}{mark}")
         for n, why in self.failures.items():
             lines.append(f"{'-':>4}  {n:<{w}}  {'failed':>12}  {why}")
+        if se:
+            folds = len(next(iter(self.fold_scores.values())))
+            lines.append(
+                f"± SE: delete-a-group jackknife over {folds} folds; *: the 95% top set (not distinguishable "
+                "from the best by the paired jackknife)"
+            )
+        for i, g in enumerate(self.ties, 1):
+            lines.append(f"tie {i}: {', '.join(g)} score {self.scores[g[0]]:.6g}: {self._tie_reason(g)}")
         if "total" in self.timings:
             lines.append(f"total {self.timings['total']:.3f} s")
         for msg in self.warnings:
@@ -245,9 +340,10 @@ class Ranking:
         return f"Ranking(metric={self.metric!r}{rel}: {top}{more}{fail})"
 
     def plot(self, path=None, truth: dict | None = None):
-        """A horizontal bar chart of the scores (best on top); with ``truth`` (name -> ground-truth value,
-        e.g. fine-tuned accuracy) also a scatter of score vs truth titled with the weighted Kendall tau
-        (``scipy.stats.weightedtau``, its defaults). Saved to ``path`` if given; returns the figure."""
+        """A horizontal bar chart of the scores (best on top; ± 1 SE error bars when the ranking has them);
+        with ``truth`` (name -> ground-truth value, e.g. fine-tuned accuracy) also a scatter of score vs
+        truth titled with the weighted Kendall tau (``scipy.stats.weightedtau``, its defaults). Saved to
+        ``path`` if given; returns the figure."""
         try:
             from matplotlib.figure import Figure
         except ImportError as exc:
@@ -266,9 +362,11 @@ class Ranking:
         fig = Figure(figsize=(6.5 * ncols, max(2.5, 0.35 * len(order) + 1.2)), layout="constrained")
         ax = fig.add_subplot(1, ncols, 1)
         vals = [self.scores[n] for n in order][::-1]
-        ax.barh(range(len(order)), vals, color="tab:blue")
+        se = self.stderr
+        err = [se.get(n, 0.0) for n in order][::-1] if se else None
+        ax.barh(range(len(order)), vals, xerr=err, color="tab:blue", ecolor="black", capsize=3)
         ax.set_yticks(range(len(order)), [str(n) for n in order][::-1])
-        ax.set_xlabel(f"{self.metric} score (higher is better)")
+        ax.set_xlabel(f"{self.metric} score (higher is better)" + ("; bars: ± 1 jackknife SE" if se else ""))
         rel = " — relative to this zoo" if self.relative else ""
         fail = f" ({len(self.failures)} failed)" if self.failures else ""
         ax.set_title(f"Ranking by {self.metric}{rel}{fail}")
