@@ -2,7 +2,8 @@
 training samples, 50 per class, or 10 per class (R seeded random draws each) — against the same full-task
 fine-tuning truth, with paired bootstrap confidence intervals.
 
-    python benchmarks/regimes.py [--tasks ...] [--draws 5] [--boot 1000] [--readme] [--json out.json | --from-json out.json]
+    python benchmarks/regimes.py [--tasks ...] [--draws 5] [--boot 1000] [--readme]
+                                  [--json out.json | --from-json out.json]
 
 Regimes: tasks without classes (free text, regression) draw 50 x 10 and 10 x 10 samples (the sample counts
 of the 10-class tasks). A method's tau_w on one (task, regime, draw) is against the fine-tuning truth of

@@ -157,6 +157,20 @@ def test_other_failures_exit_1_without_traceback(workdir, monkeypatch, capsys):
     assert code == 1 and "disk on fire" in err and "--debug" in err and "Traceback" not in err
 
 
+def test_rank_with_error_bars_in_process(workdir, monkeypatch, capsys):
+    monkeypatch.chdir(workdir)
+    base = ["rank", "--features", "feats", "--labels", "labels.npy", "--label-embeddings", "table.npy"]
+    args = [*base, "--metric", "emms_gcv", "--uncertainty", "--folds", "4", "--seed", "7", "--out", "r.json"]
+    assert cli.main(args) == 0
+    out = capsys.readouterr().out
+    assert "± SE" in out and "95% top set" in out and "over 4 folds" in out
+    res = json.loads((workdir / "r.json").read_text())
+    assert set(res["stderr"]) == set(res["order"]) and res["top_set"][0] == res["order"][0]
+    assert all(len(v) == 4 for v in res["fold_scores"].values())
+    assert cli.main([*base, "--folds", "4"]) == 2
+    assert "--uncertainty" in capsys.readouterr().err
+
+
 def test_labels_files(tmp_path):
     (tmp_path / "a.csv").write_text("id,label\n0,cat\n1,dog\n")
     assert read_labels(str(tmp_path / "a.csv")) == ["cat", "dog"]

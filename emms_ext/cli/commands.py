@@ -65,6 +65,7 @@ def cmd_rank(args) -> int:
         options["templates"] = tuple(args.templates)
     if args.reduce is not None:
         options["reduce"] = args.reduce
+    options.update(_error_bar_options(args))
     progress = False if args.quiet else None
     result = rank(
         {name: str(path) for name, path in files.items()},
@@ -123,8 +124,18 @@ def _rank_dataset(args) -> int:
         label_column=args.label_column,
         layers=layers,
         sample=sample,
+        **_error_bar_options(args),
     )
     return _report(result, args)
+
+
+def _error_bar_options(args) -> dict:
+    """rank()'s uncertainty options from ``--uncertainty [--folds F] [--seed S]``."""
+    if not args.uncertainty:
+        if args.folds is not None or args.seed is not None:
+            raise UsageError("--folds / --seed set the error bars: add --uncertainty")
+        return {}
+    return {"uncertainty": True, "folds": 10 if args.folds is None else args.folds, "seed": args.seed or 0}
 
 
 def _report(result, args) -> int:

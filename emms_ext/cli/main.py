@@ -110,6 +110,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--templates", nargs="+", metavar="TEXT", help="prompt templates with one {} for the class name")
     r.add_argument("--ridge", type=float, help="EMMS ridge lambda (for D >= N features)")
+    r.add_argument(
+        "--uncertainty",
+        action="store_true",
+        help="error bars: re-score on leave-one-fold-out subsets; the table shows score ± SE and the 95%% top set",
+    )
+    r.add_argument("--folds", type=int, help="--uncertainty: number of folds (default 10)")
+    r.add_argument("--seed", type=int, help="--uncertainty: seed of the fold assignment (default 0)")
     r.add_argument("--device", help="torch device for the scores (default: cpu)")
     r.add_argument("--out", metavar="FILE.json", help="write the ranking as JSON")
     r.add_argument("--csv", metavar="FILE.csv", help="write the ranking as CSV")
