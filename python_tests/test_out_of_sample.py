@@ -153,3 +153,15 @@ def test_out_of_sample_on_gpu_matches_the_reference_for_wide_features(mode):
     res = emms_ext.emms_score(X.cuda(), Z, mode, ridge=grid)
     ref = reference.out_of_sample_score(X, Z, mode, grid)
     assert rel_err(res.score, ref["score"]) < 1e-9 and res.ridge == ref["ridge"]
+
+
+@needs_cuda
+@pytest.mark.parametrize("mode, ridge", [("gcv", None), ("loo", None), ("exact", "gcv")])
+def test_class_labels_on_gpu_match_the_cpu(mode, ridge):
+    # The class table stays on the CPU; the out-of-sample factors multiply by it on the GPU.
+    N, D = 80, 12
+    X = make_features(320, N, D)
+    table, y = make_class_labels(320, N, 5, 4, 2)
+    cpu = emms_ext.emms_score(X, (table, y), mode, ridge=ridge)
+    gpu = emms_ext.emms_score(X.cuda(), (table, y), mode, ridge=ridge)
+    assert rel_err(gpu.score, cpu.score) < 1e-9 and gpu.ridge == pytest.approx(cpu.ridge, rel=1e-9)

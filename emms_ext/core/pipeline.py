@@ -82,8 +82,9 @@ class _InSample:
 
     def factorize(self, st: StandardizedStats, xs: list[torch.Tensor] | None) -> tuple[Factor, torch.Tensor]:
         """(factor, B [M, K, K]) of a batch."""
-        factor = make_factor(st, self.opts.ridge, self.basis)
-        return factor, self.basis.to(st.G.device).B_from_half(factor.half(st.F))
+        basis = self.basis.to(st.G.device)  # ridge="gcv": GCVFactor multiplies by the class table there
+        factor = make_factor(st, self.opts.ridge, basis)
+        return factor, basis.B_from_half(factor.half(st.F))
 
     def finish(self, factor: Factor, st: StandardizedStats, t, obj, its):
         """(t [M, K], objective [M], iterations [M], score [M], degenerate [M] bool) from the batch's
@@ -115,8 +116,9 @@ class _OutOfSample(_InSample):
 
     def factorize(self, st, xs):
         """(factor, B [M * G, K, K]) over the ridge grid."""
-        factor = make_out_of_sample(self.opts.mode, st, self.basis, self.opts.ridge, xs)
-        return factor, factor.grid_B(self.basis).reshape(-1, self.basis.K, self.basis.K)
+        basis = self.basis.to(st.G.device)  # GCVFactor multiplies by the class table on the statistics' device
+        factor = make_out_of_sample(self.opts.mode, st, basis, self.opts.ridge, xs)
+        return factor, factor.grid_B(basis).reshape(-1, basis.K, basis.K)
 
     def finish(self, factor, st, t, obj, its):
         """Each model's best ridge of the grid, by estimated out-of-sample error."""
