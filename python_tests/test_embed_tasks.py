@@ -269,14 +269,21 @@ def test_several_captions_through_every_door(embedders, cache, reduce):
     assert want["good"] > want["bad"]
     got_one = {k: emms_ext.emms_score(x, lab, ridge=1.0).score for k, x in zoo.items()}
     got_zoo = emms_ext.emms_scores(zoo, lab, ridge=1.0).scores
-    r_ready = emms_ext.rank(zoo, lab, ridge=1.0, progress=False)
+    r_ready = emms_ext.rank(zoo, lab, ridge=1.0, progress=False, metric="emms")
     for got in (got_one, got_zoo, r_ready.scores):
         assert got.keys() == want.keys()
         for k in want:
             assert got[k] == pytest.approx(want[k], rel=1e-10, abs=1e-12)
     if reduce == "repeat":  # rank's own adapter: the default reduction
         r_raw = emms_ext.rank(
-            zoo, texts, task="captioning", embedders=embedders, label_cache=cache, ridge=1.0, progress=False
+            zoo,
+            texts,
+            task="captioning",
+            embedders=embedders,
+            label_cache=cache,
+            ridge=1.0,
+            progress=False,
+            metric="emms",
         )
         assert not r_raw.failures and r_raw.order == ["good", "bad"]
         for k in want:

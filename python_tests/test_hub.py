@@ -127,9 +127,9 @@ def test_layer_choices_pooling_cache_and_sampling(folders, tmp_path):
     )
     assert set(r.scores) == {"paraphrase-MiniLM-L3-v2@3"} and r.details["paraphrase-MiniLM-L3-v2@3"].n_samples == 30
     with pytest.raises(ValueError, match="exactly one of text_column"):
-        emms_ext.rank([folders[1]], ds, label_column="label", progress=False)
+        emms_ext.rank([folders[1]], ds, label_column="label", progress=False, metric="emms")
     with pytest.raises(ValueError, match="label_column must name a column"):
-        emms_ext.rank([folders[1]], ds, text_column="text", label_column="nope", progress=False)
+        emms_ext.rank([folders[1]], ds, text_column="text", label_column="nope", progress=False, metric="emms")
 
 
 def test_regression_multilabel_and_dict_columns(folders):

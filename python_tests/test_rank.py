@@ -62,7 +62,7 @@ def test_in_memory_file_and_iterator_zoos(task, tmp_path):
         "chunks": {k: iter([v[:60], v[60:]]) for k, v in f.items()},
     }
     for kind, zoo in zoos.items():
-        r = rank(zoo, fl)
+        r = rank(zoo, fl, metric="emms")
         assert r.order == ["good", "medium", "noise"], kind
         assert r.metric == "emms" and not r.relative and not r.failures
         for name in f:
@@ -82,12 +82,12 @@ def test_modes_and_options(task):
         r = rank(f, fl, metric)
         assert r.metric == metric and all(d.mode == mode for d in r.details.values())
         assert r.scores["good"] == pytest.approx(emms_ext.emms_score(f["good"], fl, mode).score, rel=1e-9)
-    r = rank(f, fl, ridge=1.0)
+    r = rank(f, fl, ridge=1.0, metric="emms")
     assert r.details["good"].ridge == 1.0
     with pytest.raises(ValueError, match="unknown metric"):
         rank(f, fl, "no_such_metric")
     with pytest.raises(ValueError, match="class_names must be given"):
-        rank(f, y)
+        rank(f, y, metric="emms")
 
 
 def test_failures_are_isolated(task):
@@ -105,14 +105,14 @@ def test_failures_are_isolated(task):
     }
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        r = rank(zoo, fl)
+        r = rank(zoo, fl, metric="emms")
     assert r.order == ["good", "medium", "noise"]
     assert set(r.failures) == {"nan", "short", "empty", "ints", "no_rows", "missing_file"}
     assert "finite" in r.failures["nan"] and "N == 150" in r.failures["short"]
     assert "floating-point" in r.failures["ints"] and "does not exist" in r.failures["missing_file"]
     assert "failed" in str(r)
     with pytest.raises(ValueError, match="finite"):
-        rank({"nan": nan}, fl, errors="raise")
+        rank({"nan": nan}, fl, errors="raise", metric="emms")
 
 
 def test_registry_metric_per_model_isolation(task):
@@ -147,7 +147,7 @@ def test_registry_metric_per_model_isolation(task):
 def test_regression_and_text_labels(task):
     y, fl, f = task
     targets = f["good"][:, :2] @ torch.tensor([[1.0], [-2.0]], dtype=torch.float64)
-    r = rank(f, targets[:, 0].numpy(), task="regression")
+    r = rank(f, targets[:, 0].numpy(), task="regression", metric="emms")
     assert r.order[0] == "good" and r.details["good"].n_embedders == 1
 
 
@@ -172,24 +172,26 @@ def test_modules_with_dataloader_and_cache(task, tmp_path):
     with torch.no_grad():
         manual = {k: m.body(X) for k, m in nets.items()}  # the classifier's input
     cache = tmp_path / "feats"
-    r = rank({**nets, "precomputed": f["noise"]}, fl, dataloader=dl, cache_dir=cache, progress=False)
+    r = rank({**nets, "precomputed": f["noise"]}, fl, dataloader=dl, cache_dir=cache, progress=False, metric="emms")
     ref = emms_ext.emms_scores({**manual, "precomputed": f["noise"]}, fl)
     for k in ref:
         assert r.scores[k] == pytest.approx(ref[k].score, rel=1e-6)
     calls = {k: m.calls for k, m in nets.items()}
     assert calls == {"wide": len(dl), "narrow": len(dl)}
-    r2 = rank(nets, fl, dataloader=dl, cache_dir=cache, progress=False)
+    r2 = rank(nets, fl, dataloader=dl, cache_dir=cache, progress=False, metric="emms")
     assert {k: m.calls for k, m in nets.items()} == calls  # second call: cache hits, no forward pass
     assert r2.scores == {k: r.scores[k] for k in nets}
     with torch.no_grad():
         nets["wide"].fc.weight.mul_(2)  # new weights invalidate that model's entry only
-    rank(nets, fl, dataloader=dl, cache_dir=cache, progress=False)
+    rank(nets, fl, dataloader=dl, cache_dir=cache, progress=False, metric="emms")
     assert nets["wide"].calls == 2 * len(dl) and nets["narrow"].calls == len(dl)
-    r3 = rank(nets, fl, dataloader=iter(list(dl)), layer={"wide": "body.0", "narrow": None}, cache_dir=False)
+    r3 = rank(
+        nets, fl, dataloader=iter(list(dl)), layer={"wide": "body.0", "narrow": None}, cache_dir=False, metric="emms"
+    )
     assert r3.details["wide"].n_features == 16 and not r3.failures  # a one-shot iterator serves every model
     with pytest.raises(ValueError, match="shuffle=False"):
-        rank(nets, fl, dataloader=torch.utils.data.DataLoader(X, shuffle=True))
-    r4 = rank({"m": nets["wide"], "ok": f["good"]}, fl)  # no dataloader: that model fails, others ranked
+        rank(nets, fl, dataloader=torch.utils.data.DataLoader(X, shuffle=True), metric="emms")
+    r4 = rank({"m": nets["wide"], "ok": f["good"]}, fl, metric="emms")  # no dataloader: that model fails, others ranked
     assert "dataloader" in r4.failures["m"] and r4.order == ["ok"]
 
 
@@ -197,7 +199,7 @@ def test_json_csv_roundtrip_and_pandas(task, tmp_path):
     y, fl, f = task
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        r = rank({**f, "bad": f["good"][:3]}, fl)
+        r = rank({**f, "bad": f["good"][:3]}, fl, metric="emms")
     back = Ranking.from_json(r.to_json(tmp_path / "r.json"))
     assert back.order == r.order and back.scores == r.scores and back.failures == r.failures
     assert Ranking.from_json(tmp_path / "r.json").scores == r.scores
@@ -218,7 +220,7 @@ def test_json_csv_roundtrip_and_pandas(task, tmp_path):
 def test_plot_writes_png(task, tmp_path, monkeypatch):
     pytest.importorskip("matplotlib", reason="matplotlib is not installed")
     y, fl, f = task
-    r = rank(f, fl)
+    r = rank(f, fl, metric="emms")
     # plot() itself never needs pyplot (no GUI backend, no global figure state): make importing it fail
     monkeypatch.setitem(sys.modules, "matplotlib.pyplot", None)
     fig = r.plot(tmp_path / "bars.png")
@@ -233,8 +235,8 @@ def test_plot_writes_png(task, tmp_path, monkeypatch):
 def test_class_names_embedded_with_real_text_models(task):
     y, fl, f = task
     names = ["cat", "dog", "bird", "horse"]
-    r = rank(f, [names[i] for i in y], class_names=names)  # string labels
-    r2 = rank(f, y, class_names=names, templates=("a photo of a {}.",))  # indices, same default template
+    r = rank(f, [names[i] for i in y], class_names=names, metric="emms")  # string labels
+    r2 = rank(f, y, class_names=names, templates=("a photo of a {}.",), metric="emms")  # indices, same default template
     assert r.order == r2.order == ["good", "medium", "noise"]
     assert r.scores == pytest.approx(r2.scores, rel=1e-9)
     assert r.details["good"].n_embedders >= 2
@@ -286,7 +288,15 @@ def test_rank_real_pretrained_efficientnets(tmp_path):
     zoo["random-init-lite0"] = Resized(EfficientNet.from_name("efficientnet-lite0"), 224)
     table = torch.randn(10, 32, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     start = time.perf_counter()
-    r = rank(zoo, ClassLabels(table, labels), dataloader=dl, cache_dir=tmp_path / "c", ridge=1.0, progress=False)
+    r = rank(
+        zoo,
+        ClassLabels(table, labels),
+        dataloader=dl,
+        cache_dir=tmp_path / "c",
+        ridge=1.0,
+        progress=False,
+        metric="emms",
+    )
     elapsed = time.perf_counter() - start
     assert not r.failures and len(r.order) == 4
     for name in zoo:
@@ -296,5 +306,13 @@ def test_rank_real_pretrained_efficientnets(tmp_path):
     # Pre-trained ImageNet features separate real digit classes better than a random-init network's.
     assert r.order[-1] == "random-init-lite0", str(r)
     start2 = time.perf_counter()
-    r2 = rank(zoo, ClassLabels(table, labels), dataloader=dl, cache_dir=tmp_path / "c", ridge=1.0, progress=False)
+    r2 = rank(
+        zoo,
+        ClassLabels(table, labels),
+        dataloader=dl,
+        cache_dir=tmp_path / "c",
+        ridge=1.0,
+        progress=False,
+        metric="emms",
+    )
     assert r2.scores == r.scores and time.perf_counter() - start2 < elapsed  # features from the cache

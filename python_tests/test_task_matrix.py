@@ -176,12 +176,12 @@ def test_every_entry_point_gives_the_same_scores(case, problem, tmp_path):
     ranked_tol = dict(rel=10.0 ** (1 - SCORE_DIGITS), abs=1e-12)  # a Ranking keeps SCORE_DIGITS digits
 
     zoo = emms_ext.emms_scores(feats, fl)
-    ranked = emms_ext.rank(feats, fl, task=task, progress=False)
+    ranked = emms_ext.rank(feats, fl, task=task, progress=False, metric="emms")
     for m in MODELS:
         assert zoo[m].score == pytest.approx(want[m], **tol), ("emms_scores", m)
         assert ranked.scores[m] == pytest.approx(want[m], **ranked_tol), ("rank(F-labels)", m)
     if raw is not None:
-        from_raw = emms_ext.rank(feats, raw, task=task, progress=False, **options)
+        from_raw = emms_ext.rank(feats, raw, task=task, progress=False, **options, metric="emms")
         for m in MODELS:
             assert from_raw.scores[m] == pytest.approx(want[m], **ranked_tol), ("rank(raw, task)", m)
 
