@@ -61,10 +61,10 @@ def saturated(
     if n_samples is not None and widths:
         wide = [name for name in tied if name in widths and int(widths[name]) >= n_samples]
         if wide:
+            lo, hi = min(int(widths[k]) for k in wide), max(int(widths[k]) for k in wide)
             causes.append(
-                f"{len(wide)} of the tied candidates have D >= N = {n_samples} features "
-                f"(D = {min(int(widths[k]) for k in wide)}..{max(int(widths[k]) for k in wide)}), "
-                "enough to fit the samples exactly"
+                f"D >= N = {n_samples} for {len(wide)} of the {size} tied candidates "
+                f"(D = {lo if lo == hi else f'{lo}..{hi}'}): features enough to fit the samples exactly"
             )
     if not causes:
         causes.append(f"few samples (N = {n_samples})" if n_samples is not None else "few samples")
