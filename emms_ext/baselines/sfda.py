@@ -27,42 +27,50 @@ def _power_top_eig(A: torch.Tensor, iterations: int = 3) -> torch.Tensor:
 
 def _fda_probs(X: torch.Tensor, idx: torch.Tensor, C: int, shrinkage: float | None):
     """Class probabilities [N, C] of the regularized FDA classifier on its own samples X [N, D], the shrinkage
-    used and the class means [C, D].
+    used and the class means [C, D] (of X centred).
 
     Every generalized eigenvector of (S_b, S_w') is kept, so the classifier's weights means V V' equal
-    means S_w'^-1 (V' S_w' V = I): S_b drops out and one eigendecomposition of S_w' replaces the eigenproblem.
+    means S_w'^-1 (V' S_w' V = I): S_b drops out. ``S_w' = (1 - a) S_w + a mu I`` is diagonalized through the
+    SVD of the within-class residuals R = U s V' (S_w = R'R / N): eigenvalues ``(1 - a) s^2 / N + a mu`` along
+    V and ``a mu`` on the rest, with no D x D eigenproblem.
 
-    Eigenvalues of S_w' at or below ``rank_cutoff`` (a singular within-class scatter, D > N - C, whose
-    shrinkage is below rounding) have no computable inverse: their exact inverse is huge, so in the limit
-    a class whose mean differs from x along those directions gets probability 0. That limit is what is
-    computed: the Fisher discriminant on the kept directions, among the classes nearest to x along the
-    dropped ones (to within the rounding of those directions). On the samples themselves the limit gives
-    the true class probability 1 whenever the class means differ along the dropped directions.
+    Eigenvalues at or below ``rank_cutoff`` times the largest (a singular scatter, D > N - C, whose shrinkage
+    is below rounding) have no computable inverse; their exact inverse is huge, so in the limit a class
+    whose mean differs from x along those directions gets probability 0. That limit is what is computed:
+    the Fisher discriminant on the kept directions, among the classes nearest to x along the dropped ones
+    (to within their rounding). On the samples themselves it gives the true class probability 1 whenever
+    the class means differ along the dropped directions; it is the plain classifier when nothing is dropped.
     """
     N, D = X.shape
     X = X - X.mean(0)  # the discriminant is shift invariant; centring keeps large offsets out of the rounding
     means, counts = class_means(X, idx, C)
     priors = counts / N
-    centred = X - means[idx]
-    # S_w = sum_c prior_c cov_c (1/n_c) = sum_i (x_i - m_{y_i})(...)' / N
-    Sw = centred.T @ centred / N
+    R = X - means[idx]  # S_w = sum_c prior_c cov_c (1/n_c) = R'R / N
     if shrinkage is None:
-        shrinkage = float(torch.exp(-5 * _power_top_eig(Sw)))
-    mu = float(Sw.diagonal().sum()) / D
-    Sw_shrunk = (1 - shrinkage) * Sw + shrinkage * mu * torch.eye(D, dtype=X.dtype, device=X.device)
-    e, V = torch.linalg.eigh(Sw_shrunk)
-    keep = e > float(e[-1].clamp_min(0)) * rank_cutoff(N, D)
-    W = V[:, keep] / e[keep].sqrt()  # whitening of the kept directions: W W' = S_w'^+
-    Xw, Mw = X @ W, means @ W
-    logits = Xw @ Mw.T - 0.5 * (Mw * Mw).sum(1) + torch.log(priors)
-    if not bool(keep.all()):
-        Vn = V[:, ~keep]
-        d2 = torch.cdist(X @ Vn, means @ Vn) ** 2  # [N, C] squared distance along the dropped directions
-        # a sample's distance to its own class mean there is rounding: sum_i d2[i, y_i] = N tr(Vn' S_w Vn)
-        tol = 4 * N * float(e[~keep].abs().sum()) + float(e[-1].clamp_min(0)) * rank_cutoff(N, D)
+        shrinkage = float(torch.exp(-5 * _power_top_eig(R.T @ R / N)))
+    a = shrinkage
+    mu = float((R * R).sum()) / (N * D)  # tr(S_w) / D
+    _, s, Vh = torch.linalg.svd(R, full_matrices=False)
+    e = (1 - a) * s * s / N + a * mu  # eigenvalues along Vh; a * mu on the D - len(s) directions outside it
+    cut = max(float(e[0]), a * mu) * rank_cutoff(N, D)
+    keep = e > cut
+    Vk = Vh[keep]
+    w = e[keep].rsqrt()
+    Xk, Mk = X @ Vk.T, means @ Vk.T
+    logits = (Xk * w) @ (Mk * w).T - 0.5 * ((Mk * w) ** 2).sum(1) + torch.log(priors)
+    outside = D > s.shape[0]  # directions outside the residuals' span exist
+    if bool(keep.all()) and not outside:
+        return torch.softmax(logits, dim=1), shrinkage, means
+    Xr, Mr = X - Xk @ Vk, means - Mk @ Vk  # the components outside the kept directions
+    if bool(keep.all()) and a * mu > cut:  # only the a mu directions remain, and their inverse is fine
+        logits = logits + (Xr @ Mr.T - 0.5 * (Mr * Mr).sum(1)) / (a * mu)
+    else:
+        d2 = torch.cdist(Xr, Mr, compute_mode="donot_use_mm_for_euclid_dist") ** 2  # [N, C]
+        # a sample's own class is at a residual's share of the dropped directions: sum_i d2[i, y_i] is
+        # sum of the dropped s^2, up to rounding
+        tol = 4 * float((s[~keep] ** 2).sum()) + N * max(float(e[0]), a * mu) * rank_cutoff(N, D)
         logits = logits.masked_fill(d2 > d2.min(1, keepdim=True).values + tol, float("-inf"))
-    probs = torch.softmax(logits, dim=1)
-    return probs, shrinkage, means
+    return torch.softmax(logits, dim=1), shrinkage, means
 
 
 def sfda(features, labels) -> float:
