@@ -3,10 +3,13 @@ model's features (or source-head predictions) and the target. ``emms_ext.selecti
 for ``rank``; nothing here imports the registry.
 
 Every function documents what higher means and whether its values are only meaningful relative to the zoo.
+A baseline whose value saturates (the same ceiling for every model it could score) says so with a
+``SaturationWarning``.
 """
 
 from __future__ import annotations
 
+from ..common.warn import SaturationWarning
 from .emms_one import emms_one
 from .gbc import gbc
 from .hscore import hscore, hscore_regularized, ledoit_wolf
@@ -18,6 +21,7 @@ from .sfda import sfda
 from .transrate import transrate
 
 __all__ = [
+    "SaturationWarning",
     "emms_one",
     "gbc",
     "hscore",

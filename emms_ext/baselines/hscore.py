@@ -5,29 +5,35 @@ from __future__ import annotations
 
 import torch
 
-from ._common import class_labels, class_means, features64, pinv_sym
+from ._common import class_labels, class_means, features64, principal_directions
 
 
-def _between(F: torch.Tensor, labels) -> tuple[torch.Tensor, torch.Tensor]:
-    """(centred features [N, D], centred class means weighted so that cov(g) = M' M: [C, D])."""
-    N = F.shape[0]
-    idx, C = class_labels(labels, N, F.device)
-    Fc = F - F.mean(0)
-    means, counts = class_means(Fc, idx, C)
-    # cov(g) with g_i = mean of sample i's class: sum_c n_c m_c m_c' / (N - 1); g has mean 0 as Fc does.
-    return Fc, means * (counts / (N - 1)).sqrt()[:, None]
+def _class_energy(F: torch.Tensor, labels) -> tuple[torch.Tensor, torch.Tensor]:
+    """(s [r], e [r]) for features F [N, D]: the kept singular values of the centred features
+    (``principal_directions``) and, per direction u_k, ``e_k = ||P u_k||^2 = sum_c n_c mean_c(u_k)^2``, its
+    energy in the span of the class indicators (P projects onto class means)."""
+    idx, C = class_labels(labels, F.shape[0], F.device)
+    U, s = principal_directions(F - F.mean(0))
+    means, counts = class_means(U, idx, C)
+    return s, counts @ (means * means)
 
 
 def hscore(features, labels) -> float:
-    """H-score: ``tr(cov(f)^+ cov(E[f | y]))`` (covariances with 1/(N-1), pseudo-inverse with numpy's relative
-    cutoff 1e-15). Higher is better (at most C - 1); comparable between models on the same target.
+    """H-score: ``tr(cov(f)^+ cov(E[f | y]))`` (covariances with 1/(N-1)). Higher is better (at most C - 1);
+    comparable between models on the same target (not relative to the zoo).
+
+    Computed as ``sum_k ||P u_k||^2`` over the left singular vectors u_k of the centred features (P: the
+    projection onto class means), which equals the trace above with the pseudo-inverse's cutoff at
+    ``max(N, D) * eps64`` times the largest eigenvalue of cov(f) (``rank_cutoff``): directions below it are
+    rounding, and inverting them made the value noise that changed with the thread count. On full-rank
+    covariances this is the plain formula. When the centred features have rank N - 1 (D >= N - 1, the usual
+    case then) every direction of the samples is kept and the H-score is exactly C - 1 for every model:
+    it saturates and cannot rank such models.
 
     features ``[N, D]``, labels ``[N]`` integer classes.
     """
-    F = features64(features)
-    Fc, M = _between(F, labels)
-    cov_f = Fc.T @ Fc / (F.shape[0] - 1)
-    return float((M @ pinv_sym(cov_f, 1e-15) * M).sum())
+    _, energy = _class_energy(features64(features), labels)
+    return float(energy.sum())
 
 
 def ledoit_wolf(x: torch.Tensor) -> tuple[torch.Tensor, float]:
@@ -51,12 +57,21 @@ def ledoit_wolf(x: torch.Tensor) -> tuple[torch.Tensor, float]:
 def hscore_regularized(features, labels) -> float:
     """Shrinkage-regularized H-score (Ibrahim et al. 2022): ``tr(S_a^+ (1 - a) cov(E[f | y]))`` with ``S_a``
     the Ledoit-Wolf covariance of the features and ``a`` its shrinkage. Stays meaningful when D is close
-    to or above N, where the plain H-score is unstable. Higher is better; comparable between models on the
+    to or above N, where the plain H-score saturates. Higher is better; comparable between models on the
     same target (not relative to the zoo).
+
+    ``S_a = (1 - a) V diag(s^2 / N) V' + a mu I`` shares the singular directions of the centred features, so
+    the trace is ``(1 - a) / (N - 1) sum_k s_k^2 ||P u_k||^2 / ((1 - a) s_k^2 / N + a mu)`` over the kept
+    directions (``rank_cutoff``, as for ``hscore``): no D x D inverse, and no rounding noise inverted when
+    the shrinkage is negligible.
 
     features ``[N, D]``, labels ``[N]`` integer classes.
     """
     F = features64(features)
-    _, M = _between(F, labels)
-    cov, a = ledoit_wolf(F)
-    return float((1 - a) * (M @ pinv_sym(cov, 1e-15) * M).sum())
+    N, D = F.shape
+    _, a = ledoit_wolf(F)
+    s, energy = _class_energy(F, labels)
+    Fc = F - F.mean(0)
+    mu = float((Fc * Fc).sum()) / (N * D)  # tr(emp) / D
+    s2 = s * s
+    return float((1 - a) / (N - 1) * (s2 * energy / ((1 - a) * s2 / N + a * mu)).sum())

@@ -7,6 +7,11 @@ import os
 import sys
 import warnings
 
+
+class SaturationWarning(UserWarning):
+    """A score reached its ceiling (or degenerated) the same way for every model it could: such models tie."""
+
+
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 
 
