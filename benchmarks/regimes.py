@@ -3,7 +3,7 @@ training samples, 50 per class, or 10 per class (R seeded random draws each) —
 fine-tuning truth, with paired bootstrap confidence intervals.
 
     python benchmarks/regimes.py [--tasks ...] [--draws 5] [--boot 1000] [--readme]
-                                  [--json out.json | --from-json out.json]
+                                  [--json out.json | --from-json out.json ...]
 
 Regimes: tasks without classes (free text, regression) draw 50 x 10 and 10 x 10 samples (the sample counts
 of the 10-class tasks). A method's tau_w on one (task, regime, draw) is against the fine-tuning truth of
@@ -228,12 +228,17 @@ def main(argv=None) -> dict:
     ap.add_argument("--boot", type=int, default=1000)
     ap.add_argument("--truth-dir", default=None)
     ap.add_argument("--json", default=None, help="write the scored units here (before the statistics)")
-    ap.add_argument("--from-json", default=None, help="re-report units written by --json instead of scoring")
+    ap.add_argument(
+        "--from-json", nargs="+", default=None, help="re-report (and combine) --json unit files instead of scoring"
+    )
     ap.add_argument("--readme", action="store_true")
     args = ap.parse_args(argv)
     if args.from_json:
-        saved = json.loads(Path(args.from_json).read_text())
-        units, truths = [tuple(u) for u in saved["units"]], saved["truths"]
+        units, truths = [], {}
+        for path in args.from_json:  # e.g. tasks scored in parallel processes
+            saved = json.loads(Path(path).read_text())
+            units += [tuple(u) for u in saved["units"]]
+            truths.update(saved["truths"])
     else:
         units, truths = run(args.tasks, args.draws, args.truth_dir)
         if args.json:  # the scoring is the hour-long part: keep it before anything else can fail

@@ -134,3 +134,18 @@ def test_bad_fold_assignments_are_named():
         emms_ext.emms_score(x, labels, folds=torch.zeros(N, dtype=torch.int64))
     with pytest.raises(ValueError, match=r"folds must be an int >= 2"):
         quiet_rank(zoo, labels, "emms", uncertainty=True, folds=1)
+
+
+def test_a_saturated_metric_warns_once_and_the_ranking_records_it():
+    zoo, _, labels = task(4)
+    g = torch.Generator().manual_seed(9)
+    wide = {**zoo, "wide_c": torch.randn(N, 280, generator=g), "wide_d": torch.randn(N, 400, generator=g)}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        r = rank({k: v for k, v in wide.items() if k.startswith("wide") or k == "q1.5"}, labels, "emms")
+    sat = [w for w in caught if issubclass(w.category, emms_ext.baselines.SaturationWarning)]
+    assert len(sat) == 1 and r.saturation == str(sat[0].message) and r.saturation in r.warnings
+    assert "emms saturates: 4 of 5 candidates" in r.saturation and "D >= N = 240" in r.saturation
+    assert "mode='gcv'" in r.saturation and r.to_dict()["saturation"] == r.saturation
+    assert Ranking.from_dict(r.to_dict()).saturation == r.saturation
+    assert quiet_rank(wide, labels, "emms_gcv").saturation is None

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from ..common.validate import check_features, describe
-from ..common.warn import warn
+from ..common.warn import SaturationWarning, warn
 from ..core.score import emms_scores
 from .consensus import DEFAULT_MEMBERS, aggregate
 from .dataset_input import from_dataset, is_dataset
@@ -33,6 +33,7 @@ from .features import check_dataloader, extract_features, load_features, materia
 from .metrics import EMMS_METRICS, get_metric
 from .overlap import FREE_TEXT_TASKS, find_overlaps, outside_embedders, overlap_message
 from .ranking import Ranking
+from .saturation import saturated
 from .targets import Target, build_target, is_f_labels, target_rows
 from .uncertainty import fold_assignment, fold_scores
 
@@ -293,6 +294,10 @@ def rank(
             per_model[mname] += share
     messages = [overlap_note] if overlap_note else []
     messages += [f"model {n!r}: {why}" for n, why in no_se.items()]
+    saturation = saturated(scores, name, None if N is None else int(N), _widths(feats))
+    if saturation:
+        warn(saturation, SaturationWarning)
+        messages.append(saturation)
     for w in recorded:
         msg = str(w.message)
         if not (msg.startswith("model ") and " skipped: " in msg):
@@ -310,7 +315,13 @@ def rank(
         embedders=None if used is None else [str(e.name) for e in used],
         overlaps=overlaps,
         fold_scores=per_fold,
+        saturation=saturation,
     )
+
+
+def _widths(feats: Mapping) -> dict:
+    """name -> feature width D of the in-memory features (streams have none before they are read)."""
+    return {n: int(x.shape[1]) for n, x in feats.items() if getattr(x, "ndim", 0) == 2}
 
 
 def _dataset_zoo(zoo, ds, task, text_column, image_column, label_column, sample, layers, pooling, cache_dir, progress):

@@ -68,6 +68,8 @@ class Ranking:
             (``overlap.py``); on free text such candidates' scores are inflated.
         fold_scores: name -> ``[F]`` leave-one-fold-out scores (``rank(..., uncertainty=True)``), paired
             across models; ``stderr``, ``prob_better`` and ``top_set`` come from them.
+        saturation: the message when the metric gave (numerically) the same score to every candidate or to
+            most of them (``saturation.py``; also in ``warnings``), else None.
 
     Scores (and fold scores) keep ``SCORE_DIGITS`` significant digits, so the same features give the same
     ranking with any thread count; models with equal scores are tied (``ties``) and ordered by name.
@@ -83,6 +85,7 @@ class Ranking:
     embedders: list | None = None
     overlaps: dict = field(default_factory=dict)
     fold_scores: dict = field(default_factory=dict)
+    saturation: str | None = None
 
     def __post_init__(self):
         self.scores = {str(k): round_score(v) for k, v in self.scores.items()}
@@ -178,6 +181,7 @@ class Ranking:
             "scores": {n: self.scores[n] for n in self.order},
             **errors,
             "ties": self.ties,
+            "saturation": self.saturation,
             "failures": dict(self.failures),
             "warnings": list(self.warnings),
             "timings": _jsonable({**self.timings, "per_model": dict(per_model)}),
@@ -198,6 +202,7 @@ class Ranking:
             failures=dict(d.get("failures", {})),
             details=dict(d.get("details", {})),
             fold_scores=dict(d.get("fold_scores", {})),
+            saturation=d.get("saturation"),
         )
 
     def to_json(self, path=None, indent: int = 2) -> str:
