@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..selection.metrics import DEFAULT_METRIC
 from ..selection.targets import TASKS
 from .commands import cmd_demo, cmd_embed, cmd_evaluate, cmd_rank
 from .inputs import EXIT_FAILURE, EXIT_USAGE, UsageError
@@ -97,9 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     r.add_argument(
         "--metric",
-        default="emms",
-        help="metric name (default: emms; emms_alternating, "
-        "emms_reference, the out-of-sample emms_gcv and emms_loo, and the baselines' names)",
+        default=None,
+        help=f"metric name (default: {DEFAULT_METRIC}, chosen by the regimes benchmark; emms = the paper's EMMS, "
+        "emms_alternating, emms_reference, the out-of-sample emms_gcv and emms_loo, emms_evidence, consensus, "
+        "and the baselines' names)",
     )
     r.add_argument(
         "--embedders",

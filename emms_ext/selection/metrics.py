@@ -62,6 +62,10 @@ def _emms(mode: str):
     return fn
 
 
+# rank()'s default when no metric is named: chosen by the regimes benchmark (benchmarks/README.md, "Regimes";
+# docs/design.md §8). metric="emms" (and emms_score(mode="exact")) stays the paper's score.
+DEFAULT_METRIC = "emms"
+
 # Registry name -> EMMS mode. rank() scores these with one batched emms_scores call for the whole zoo.
 EMMS_METRICS = {
     "emms": "exact",

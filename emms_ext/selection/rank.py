@@ -30,7 +30,7 @@ from ..core.score import emms_scores
 from .consensus import DEFAULT_MEMBERS, aggregate
 from .dataset_input import from_dataset, is_dataset
 from .features import check_dataloader, extract_features, load_features, materialize
-from .metrics import EMMS_METRICS, get_metric
+from .metrics import DEFAULT_METRIC, EMMS_METRICS, get_metric
 from .overlap import FREE_TEXT_TASKS, find_overlaps, outside_embedders, overlap_message
 from .ranking import Ranking
 from .saturation import saturated
@@ -67,7 +67,7 @@ def _one_shot(dl) -> bool:
 def rank(
     zoo,
     target=None,
-    metric="emms",
+    metric=None,
     *,
     task: str = "classification",
     class_names=None,
@@ -100,7 +100,8 @@ def rank(
             ``[N]`` / ``[N, T]`` floats (regression), ``[N, C]`` 0/1 (multilabel), answers or texts (vqa,
             text_qa, captioning — or ``texts=``); or ready F-labels (``[N, L, K]``, a list of K ``[N, L_k]``,
             ``ClassLabels``, ``FreeTextLabels``); or a ``Target``.
-        metric: a registered metric name (``metrics.available_metrics()``; default "emms" = EMMS exact),
+        metric: a registered metric name (``metrics.available_metrics()``; default None:
+            ``metrics.DEFAULT_METRIC``, chosen by the regimes benchmark; "emms" is the paper's EMMS, exact),
             or a function ``fn(features [N, D], target: Target, **options) -> float``, or ``"consensus"``:
             the mean normalized rank over ``metrics=[...]`` (default ``consensus.DEFAULT_MEMBERS``, those
             that apply to the task; features extracted once; ``details["members"]`` keeps each ranking).
@@ -164,6 +165,7 @@ def rank(
             "text_column / image_column / label_column need a datasets.Dataset (or dict of columns) target"
         )
     label_opts = {k: metric_options.pop(k) for k in _LABEL_OPTIONS if k in metric_options}
+    metric = DEFAULT_METRIC if metric is None else metric
     if isinstance(metric, str) and metric == "consensus":
         members = metric_options.pop("metrics", None)
         return _consensus(
