@@ -195,7 +195,19 @@ def test_every_entry_point_gives_the_same_scores(case, problem, tmp_path):
         np.save(tmp_path / "feats" / f"{m}.npy", x.numpy())
     _write(tmp_path, files)
     p = subprocess.run(
-        [sys.executable, "-m", "emms_ext.cli", "rank", "--features", "feats", "--task", task, *cli_args]
+        [
+            sys.executable,
+            "-m",
+            "emms_ext.cli",
+            "rank",
+            "--features",
+            "feats",
+            "--task",
+            task,
+            *cli_args,
+            "--metric",
+            "emms",
+        ]
         + ["--out", "out.json", "--quiet"],
         cwd=tmp_path,
         capture_output=True,

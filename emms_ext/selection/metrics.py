@@ -64,7 +64,7 @@ def _emms(mode: str):
 
 # rank()'s default when no metric is named: chosen by the regimes benchmark (benchmarks/README.md, "Regimes";
 # docs/design.md §8). metric="emms" (and emms_score(mode="exact")) stays the paper's score.
-DEFAULT_METRIC = "emms"
+DEFAULT_METRIC = "emms_evidence"
 
 # Registry name -> EMMS mode. rank() scores these with one batched emms_scores call for the whole zoo.
 EMMS_METRICS = {

@@ -244,7 +244,8 @@ def rank(
                     cache_dir=cache_dir,
                     device=device,
                     progress=progress,
-                    stream_ok=emms_mode is not None and not uncertainty,
+                    # Only the sufficient-statistics modes stream; evidence / loo need the rows themselves.
+                    stream_ok=emms_mode in ("exact", "alternating", "reference", "gcv") and not uncertainty,
                 )
                 feats[mname] = x
             except (ValueError, FileNotFoundError, RuntimeError, TypeError) as exc:
