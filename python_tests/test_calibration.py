@@ -108,15 +108,18 @@ def test_jackknife_se_matches_the_spread_over_redraws(method):
 def test_paired_null_two_models_of_one_generator_are_a_tie(method):
     # same transfer quality and class means, independent noise: the nominal rate inside [0.025, 0.975]
     # is 95%; the test asks 80%
-    inside = both_top = 0
+    ps, both_top = [], 0
     redraws = 20
     for redraw in range(redraws):
         y, features = _draw(500 + redraw, (QUALITY, QUALITY))
         s, f, _ = _scores(method, features, y)
-        p = prob_better(s[0], s[1], f[0], f[1])
-        inside += 0.025 <= p <= 0.975
+        ps.append(prob_better(s[0], s[1], f[0], f[1]))
         both_top += len(top_set({"a": float(s[0]), "b": float(s[1])}, {"a": f[0], "b": f[1]}, level=0.95)) == 2
+    inside = sum(0.025 <= p <= 0.975 for p in ps)
     assert inside >= 0.8 * redraws and both_top >= 0.8 * redraws, (method, inside, both_top)
+    # p is spread over (0, 1) as under a null it should be (all 20 above 0.3 has probability 0.7**20):
+    # SEs far too large would pin every p near 0.5 and pass the counts above
+    assert min(ps) < 0.3 and max(ps) > 0.7, (method, ps)
 
 
 @pytest.mark.parametrize("method", METHODS)
