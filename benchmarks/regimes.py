@@ -42,6 +42,8 @@ from emms_ext.selection.evaluate import weighted_tau  # noqa: E402
 REGIMES = {"all": None, "50 per class": 50, "10 per class": 10}
 METHODS = [m for m in EMMS_VARIANTS if m != "EMMS (ridge=gcv)"] + list(BASELINES) + ["Consensus"]
 DEFAULT = "EMMS (exact)"  # rank()'s default metric ("emms") when this benchmark was made
+# In-sample fits: every model with D >= N - 1 fits exactly and ties (at 0) — not eligible as the default.
+TIES_WIDE = ("EMMS (exact)", "EMMS (alternating)", "EMMS (reference)", "EMMS(One)")
 MARK = ("<!-- regimes:start -->", "<!-- regimes:end -->")
 README = ROOT / "benchmarks" / "README.md"
 CLASSES_IF_NONE = 10  # sample counts of class-free tasks: per-class counts times this
@@ -210,15 +212,40 @@ def report(taus: dict, units: list, boot: int) -> tuple[str, str]:
     ]
     for m in sorted(taus, key=lambda m: -means[m]):
         lines.append(f"| {m} | {means[m]:+.3f} | {wtl[m][0]} | {wtl[m][1]} | {wtl[m][2]} |")
-    ok = [m for m in taus if wtl[m][2] == 0]
-    pick = max(ok or taus, key=lambda m: means[m])
+    eligible, why_not = _eligible(taus, units, groups)
+    ok = [m for m in eligible if wtl[m][2] == 0]
+    pick = max(ok or eligible, key=lambda m: means[m])
+    lines += [
+        "",
+        "Eligible as rank()'s default: a method that applies to every task, does not tie the D >= N models, "
+        "and does not collapse at 10 per class (the 95% interval of its mean tau_w there lies above 0). "
+        "Not eligible: " + "; ".join(f"{m} ({why})" for m, why in why_not.items()) + ".",
+    ]
     rule = (
-        f"best mean tau_w among the methods with no significant loss: {pick}"
+        f"best mean tau_w among the eligible methods with no significant loss: {pick}"
         if ok
-        else f"no method is free of significant losses; by mean tau_w alone: {pick}"
+        else f"no eligible method is free of significant losses; by mean tau_w alone: {pick}"
     )
     lines += ["", f"Rule for rank()'s default (mean tau_w over tasks and regimes, no significant paired loss): {rule}."]
     return "\n".join(lines), pick
+
+
+def _eligible(taus: dict, units: list, groups: dict) -> tuple[list, dict]:
+    """(methods eligible as rank()'s default, method -> why not) by the rule printed with the tables."""
+    tasks = {u[0] for u in units}
+    ok, why_not = [], {}
+    for m, x in taus.items():
+        applies = {u[0] for u, v in zip(units, x[:, 0]) if not np.isnan(v)}
+        few = mean_over(x, groups["10 per class"])
+        if m in TIES_WIDE:
+            why_not[m] = "ties every D >= N model"
+        elif applies != tasks:
+            why_not[m] = f"does not apply to {', '.join(sorted(tasks - applies))}"
+        elif np.isnan(few[0]) or _ci(few)[0] <= 0:
+            why_not[m] = "collapses at 10 per class"
+        else:
+            ok.append(m)
+    return ok, why_not
 
 
 def main(argv=None) -> dict:

@@ -59,3 +59,9 @@ def test_format_table():
     assert lines[2] == "| emms | **0.50** | **0.70** | 0.60 |"
     assert lines[3] == "| logme | 0.25 | - | 0.25 |"
     assert "**" not in format_table({"m": {"d": 1.0}})
+
+
+def test_weighted_tau_of_tied_scores_is_zero_not_nan():
+    # every candidate tied (e.g. all fit exactly in sample): nothing is ranked
+    assert weighted_tau([0.0, 0.0, 0.0], [0.1, 0.5, 0.3]) == 0.0
+    assert weighted_tau([0.0, 0.0, 1.0], [0.1, 0.5, 0.3]) != 0.0

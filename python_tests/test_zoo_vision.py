@@ -219,10 +219,15 @@ def test_run_zoo_scores_every_method_and_writes_the_readme_section(tmp_path, mon
 
 def test_demo_ranks_the_zoo_next_to_the_truth(tmp_path, monkeypatch, capsys):
     from benchmarks import demo_zoo
+    from emms_ext.selection.metrics import DEFAULT_METRIC
 
     _tiny_truth(tmp_path, monkeypatch)
     out = demo_zoo.main(["--task", "digits", "--truth-dir", str(tmp_path), "--plot", str(tmp_path / "demo.png")])
-    assert set(out["taus"]) == {*demo_zoo.METHODS, "LogME"}
+    assert set(out["taus"]) == {demo_zoo.DEFAULT, *demo_zoo.METHODS, "LogME"}
     assert all(-1 <= t <= 1 for t in out["taus"].values())
+    r = out["ranking"]  # the default, with error bars over every candidate
+    assert r.metric == DEFAULT_METRIC and set(r.stderr) == set(r.scores)
+    assert r.top_set()[0] == r.best
     text = capsys.readouterr().out
     assert "lite0-late-r64" in text and "tau_w" in text and (tmp_path / "demo.png").stat().st_size > 1000
+    assert "± SE" in text and "95% top set" in text

@@ -28,10 +28,13 @@ def _pair(scores, truth) -> tuple[np.ndarray, np.ndarray]:
 
 def weighted_tau(scores, truth) -> float:
     """Weighted Kendall tau between scores [M] and ground truth [M]: ``scipy.stats.weightedtau`` with its
-    defaults (top-ranked models weigh more). In [-1, 1], higher = better ranking."""
+    defaults (top-ranked models weigh more). In [-1, 1], higher = better ranking. Scores that are all equal
+    (e.g. every candidate tied by an exact in-sample fit) rank nothing: 0.0, where scipy returns NaN."""
     from scipy.stats import weightedtau
 
     a, b = _pair(scores, truth)
+    if len(a) and (a == a[0]).all():
+        return 0.0
     return float(weightedtau(a, b).statistic)
 
 
