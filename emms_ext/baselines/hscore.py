@@ -8,14 +8,16 @@ import torch
 from ._common import class_labels, class_means, features64, principal_directions
 
 
-def _class_energy(F: torch.Tensor, labels) -> tuple[torch.Tensor, torch.Tensor]:
-    """(s [r], e [r]) for features F [N, D]: the kept singular values of the centred features
-    (``principal_directions``) and, per direction u_k, ``e_k = ||P u_k||^2 = sum_c n_c mean_c(u_k)^2``, its
-    energy in the span of the class indicators (P projects onto class means)."""
+def _class_energy(F: torch.Tensor, labels) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """(s [r], e [r], C) for features F [N, D]: the kept singular values of the centred features
+    (``principal_directions``), per direction u_k ``e_k = ||P u_k||^2 = sum_c n_c mean_c(u_k)^2``, its
+    energy in the span of the class indicators (P projects onto class means), and the number of classes."""
     idx, C = class_labels(labels, F.shape[0], F.device)
-    U, s = principal_directions(F - F.mean(0))
+    Fc = F - F.mean(0)
+    Fc = Fc - Fc.mean(0)  # again: a large mean leaves a residual one, a direction that is not data
+    U, s = principal_directions(Fc)
     means, counts = class_means(U, idx, C)
-    return s, counts @ (means * means)
+    return s, counts @ (means * means), C
 
 
 def hscore(features, labels) -> float:
@@ -27,12 +29,15 @@ def hscore(features, labels) -> float:
     ``max(N, D) * eps64`` times the largest eigenvalue of cov(f) (``rank_cutoff``): directions below it are
     rounding, and inverting them made the value noise that changed with the thread count. On full-rank
     covariances this is the plain formula. When the centred features have rank N - 1 (D >= N - 1, the usual
-    case then) every direction of the samples is kept and the H-score is exactly C - 1 for every model:
-    it saturates and cannot rank such models.
+    case then) the kept directions span every centred vector, so the H-score is exactly C - 1 (returned as
+    such, not as its rounding) for every model: it saturates and cannot rank such models.
 
     features ``[N, D]``, labels ``[N]`` integer classes.
     """
-    _, energy = _class_energy(features64(features), labels)
+    F = features64(features)
+    s, energy, C = _class_energy(F, labels)
+    if s.shape[0] >= F.shape[0] - 1:  # P restricted to the centred vectors: trace C - 1
+        return float(C - 1)
     return float(energy.sum())
 
 
@@ -70,7 +75,7 @@ def hscore_regularized(features, labels) -> float:
     F = features64(features)
     N, D = F.shape
     _, a = ledoit_wolf(F)
-    s, energy = _class_energy(F, labels)
+    s, energy, _ = _class_energy(F, labels)
     Fc = F - F.mean(0)
     mu = float((Fc * Fc).sum()) / (N * D)  # tr(emp) / D
     s2 = s * s
