@@ -33,20 +33,6 @@ def _select(label_embeddings, k: int):
     return z[:, :, k : k + 1]
 
 
-# Residual below which an in-sample fit counts as exact, relative to the squared norm of the standardized labels
-# (N L): rounding leaves about 1e-14 there when D >= N - 1, a real fit is far above.
-EXACT_FIT_RTOL = 1e-9
-
-
-def _score(features, label_embeddings, mode: str, **options) -> float:
-    """emms_score's score, or exactly 0.0 when the fit is exact (the D >= N - 1 degeneracy that emms_score
-    warns about): its residual is then rounding, whose sign and size change with the thread count."""
-    r = emms_score(features, label_embeddings, mode, **options)
-    if r.warnings and r.objective <= EXACT_FIT_RTOL * r.n_samples * r.label_dim:
-        return 0.0
-    return r.score
-
-
 def _count(label_embeddings) -> int:
     if isinstance(label_embeddings, ClassLabels):
         return _count(label_embeddings.table)
@@ -75,7 +61,7 @@ def emms_one(features, label_embeddings, embedder: int | str = "best", mode: str
     t = 1 and the score is minus the least-squares residual of that embedding).
 
     Higher is better; comparable between models on the same target (not relative to the zoo). An exact
-    in-sample fit (D >= N - 1 varying columns: every such model ties) scores exactly 0.0, not its rounding.
+    in-sample fit (D >= N - 1 varying columns: every such model ties) scores exactly 0.0 (``emms_score``).
 
     Args:
         features: ``[N, D]`` (any form ``emms_score`` accepts).
@@ -87,8 +73,8 @@ def emms_one(features, label_embeddings, embedder: int | str = "best", mode: str
     if isinstance(embedder, str):
         if embedder not in ("best", "mean"):
             raise ValueError(f"embedder must be an index in [0, {K}), 'best' or 'mean' (got {embedder!r})")
-        scores = [_score(features, _select(label_embeddings, k), mode, **options) for k in range(K)]
+        scores = [emms_score(features, _select(label_embeddings, k), mode, **options).score for k in range(K)]
         return max(scores) if embedder == "best" else sum(scores) / K
     if not (isinstance(embedder, int) and 0 <= embedder < K):
         raise ValueError(f"embedder must be an index in [0, {K}), 'best' or 'mean' (got {embedder!r})")
-    return _score(features, _select(label_embeddings, embedder), mode, **options)
+    return emms_score(features, _select(label_embeddings, embedder), mode, **options).score
