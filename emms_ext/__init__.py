@@ -12,6 +12,7 @@ import torch  # noqa: F401 - first: libtorch must be loaded before _C, the exten
 from . import _C, baselines
 from .core import ClassLabels, EMMSDegeneracyWarning, EMMSResult, FreeTextLabels, ZooScores, emms_score, emms_scores
 from .ops import class_order, class_sums, logme_evidence, simplex_project, wlsr_simplex  # + fake kernels, autograd
+from .common.warn import SaturationWarning
 from .selection import Ranking, Target, evaluate, rank
 
 __version__ = _C.build_info()["version"]
@@ -37,6 +38,7 @@ __all__ = [
     "EMMSResult",
     "FreeTextLabels",
     "Ranking",
+    "SaturationWarning",
     "Target",
     "ZooScores",
     "__version__",
