@@ -10,9 +10,9 @@ baselines <- selection <- cli, with embed a side wing. Nothing on this import pa
 import torch  # noqa: F401 - first: libtorch must be loaded before _C, the extension that links against it
 
 from . import _C, baselines
+from .common.warn import SaturationWarning
 from .core import ClassLabels, EMMSDegeneracyWarning, EMMSResult, FreeTextLabels, ZooScores, emms_score, emms_scores
 from .ops import class_order, class_sums, logme_evidence, simplex_project, wlsr_simplex  # + fake kernels, autograd
-from .common.warn import SaturationWarning
 from .selection import Ranking, Target, evaluate, rank
 
 __version__ = _C.build_info()["version"]
