@@ -287,16 +287,9 @@ def test_rank_real_pretrained_efficientnets(tmp_path):
         zoo[f"efficientnet-lite{k}"] = Resized(net, net.input_image_size)
     zoo["random-init-lite0"] = Resized(EfficientNet.from_name("efficientnet-lite0"), 224)
     table = torch.randn(10, 32, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    opts = dict(dataloader=dl, cache_dir=tmp_path / "c", ridge=1.0, progress=False, metric="emms")
     start = time.perf_counter()
-    r = rank(
-        zoo,
-        ClassLabels(table, labels),
-        dataloader=dl,
-        cache_dir=tmp_path / "c",
-        ridge=1.0,
-        progress=False,
-        metric="emms",
-    )
+    r = rank(zoo, ClassLabels(table, labels), **opts)
     elapsed = time.perf_counter() - start
     assert not r.failures and len(r.order) == 4
     for name in zoo:
@@ -306,13 +299,5 @@ def test_rank_real_pretrained_efficientnets(tmp_path):
     # Pre-trained ImageNet features separate real digit classes better than a random-init network's.
     assert r.order[-1] == "random-init-lite0", str(r)
     start2 = time.perf_counter()
-    r2 = rank(
-        zoo,
-        ClassLabels(table, labels),
-        dataloader=dl,
-        cache_dir=tmp_path / "c",
-        ridge=1.0,
-        progress=False,
-        metric="emms",
-    )
+    r2 = rank(zoo, ClassLabels(table, labels), **opts)
     assert r2.scores == r.scores and time.perf_counter() - start2 < elapsed  # features from the cache
