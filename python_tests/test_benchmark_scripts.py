@@ -1,6 +1,6 @@
 """Benchmark logic that CI can check: the GPU benchmark script run small on the CPU (no GPU in CI), to keep
 it from rotting between the sessions that have a GPU; the statistics of regimes.py on synthetic units; the
-several-words truth's retrieval and loss on hand-made cases."""
+several-words truth's retrieval and loss on hand-made cases; the error-bar cost benchmark run small."""
 
 import math
 import re
@@ -116,3 +116,13 @@ def test_any_word_retrieval_and_the_multi_positive_loss():
     p = logits.softmax(1)
     want = -(torch.log(p[0, :2].sum()) + torch.log(p[1, 2:].sum())) / 2
     assert float(_loss(z, words)) == pytest.approx(float(want), rel=1e-6)
+
+
+def test_bench_uncertainty_quick_run_checks_then_tabulates(capsys):
+    sys.path.insert(0, str(ROOT))
+    from benchmarks import bench_uncertainty
+
+    rows = bench_uncertainty.main(["--quick", "--repeat", "1", "--folds", "3"])
+    assert len(rows) == 9 and all(plain > 0 and jack > 0 for _, _, plain, jack in rows)
+    out = capsys.readouterr().out
+    assert "| EMMS (gcv), zoo of 4 |" in out and "folds = 3" in out

@@ -1,0 +1,92 @@
+"""What error bars cost: a score with ``folds=F`` (jackknife) against the plain score, per metric.
+
+A script, not a test: it first checks that the fold scores are the scores of the leave-one-fold-out subsets
+(against a direct re-scoring of two folds), then times, then prints a markdown table of ratios measured
+within this one run.
+
+    python benchmarks/bench_uncertainty.py [--quick] [--folds 10] [--repeat 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import warnings
+
+import torch
+
+import emms_ext
+from emms_ext.core.folds import assign_folds, fold_subsets
+from emms_ext.selection import get_metric
+from emms_ext.selection.targets import Target
+
+
+def timed(fn, repeat: int) -> float:
+    """Best wall-clock of ``repeat`` runs (no warm-up beyond the correctness check)."""
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def problem(N: int, D: int, L: int, K: int, C: int, models: int = 1, seed: int = 0):
+    """float32 features of ``models`` models with a class structure, and class-table F-labels."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, C, (N,), generator=g)
+    centers = torch.randn(C, D, generator=g)
+    zoo = {f"m{i}": (torch.randn(N, D, generator=g) + 0.3 * (i + 1) * centers[y]).float() for i in range(models)}
+    return zoo, y, emms_ext.ClassLabels(torch.randn(C, L, K, generator=g, dtype=torch.float64), y)
+
+
+def check(zoo, labels, y, mode: str, folds: int) -> None:
+    """The fold scores are the leave-one-fold-out subsets' scores (two folds checked directly)."""
+    name, x = next(iter(zoo.items()))
+    res = emms_ext.emms_scores({name: x}, labels, mode, folds=folds)[name]
+    subsets = fold_subsets(assign_folds(len(y), folds, classes=y))
+    for f in (0, folds - 1):
+        keep = subsets[f]
+        direct = emms_ext.emms_score(x[keep], emms_ext.ClassLabels(labels.table, y[keep]), mode).score
+        assert abs(res.fold_scores[f] - direct) <= 1e-9 * max(1.0, abs(direct)), (mode, f)
+
+
+def main(argv=None) -> list:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="small shapes (a smoke run)")
+    ap.add_argument("--folds", type=int, default=10)
+    ap.add_argument("--repeat", type=int, default=2)
+    args = ap.parse_args(argv)
+    F, rows = args.folds, []
+    N, D, L, K, C = (600, 128, 32, 3, 10) if args.quick else (5000, 2048, 1024, 3, 100)
+    warnings.simplefilter("ignore")
+    zoo, y, labels = problem(N, D, L, K, C)
+    for mode in ("exact", "gcv", "evidence"):
+        check(zoo, labels, y, mode, F)
+        plain = timed(lambda m=mode: emms_ext.emms_scores(zoo, labels, m), args.repeat)
+        jack = timed(lambda m=mode: emms_ext.emms_scores(zoo, labels, m, folds=F), args.repeat)
+        rows.append((f"EMMS ({mode}), 1 model", f"N={N}, D={D}, L={L}, K={K}, C={C}", plain, jack))
+    Nz, Dz, Lz, M = (400, 64, 16, 4) if args.quick else (2000, 768, 384, 16)
+    zoo16, y16, lab16 = problem(Nz, Dz, Lz, K, C, models=M, seed=1)
+    for mode in ("exact", "gcv"):
+        plain = timed(lambda m=mode: emms_ext.emms_scores(zoo16, lab16, m), args.repeat)
+        jack = timed(lambda m=mode: emms_ext.emms_scores(zoo16, lab16, m, folds=F), args.repeat)
+        rows.append((f"EMMS ({mode}), zoo of {M}", f"N={Nz}, D={Dz}, L={Lz}, K={K}, C={C}", plain, jack))
+    # Other metrics: the generic path through rank(uncertainty=True) (F re-scorings per model).
+    tgt = Target(labels=y16, label_embeddings=lab16)
+    x = zoo16["m0"].double()
+    for metric in ("logme", "logme_flabels", "hscore", "knn"):
+        fn = get_metric(metric).fn
+        plain = timed(lambda fn=fn: fn(x, tgt), args.repeat)
+        jack = timed(lambda m=metric: emms_ext.rank({"m0": x}, tgt, m, uncertainty=True, folds=F), args.repeat)
+        rows.append((f"{metric} (generic path), 1 model", f"N={Nz}, D={Dz}", plain, jack))
+    print(f"folds = {F}; torch {torch.__version__}, {torch.get_num_threads()} threads\n")
+    print("| score | shape | plain (s) | with folds (s) | ratio |")
+    print("|---|---|---:|---:|---:|")
+    for name, shape, plain, jack in rows:
+        print(f"| {name} | {shape} | {plain:.3f} | {jack:.3f} | {jack / plain:.1f}x |")
+    return rows
+
+
+if __name__ == "__main__":
+    main()
