@@ -2,7 +2,8 @@
 
 A script, not a test: it first checks that the fold scores are the scores of the leave-one-fold-out subsets
 (against a direct re-scoring of two folds), then times, then prints a markdown table of ratios measured
-within this one run.
+within this one run (best of `--repeat` after one warm-up; the table in benchmarks/README was measured with
+one run and no warm-up).
 
     python benchmarks/bench_uncertainty.py [--quick] [--folds 10] [--repeat 2]
 """
@@ -10,25 +11,19 @@ within this one run.
 from __future__ import annotations
 
 import argparse
-import time
+import sys
 import warnings
+from pathlib import Path
 
 import torch
 
-import emms_ext
-from emms_ext.core.folds import assign_folds, fold_subsets
-from emms_ext.selection import get_metric
-from emms_ext.selection.targets import Target
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-
-def timed(fn, repeat: int) -> float:
-    """Best wall-clock of ``repeat`` runs (no warm-up beyond the correctness check)."""
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
+import emms_ext  # noqa: E402
+from benchmarks.bench_emms import timed  # noqa: E402
+from emms_ext.core.folds import assign_folds, fold_subsets  # noqa: E402
+from emms_ext.selection import get_metric  # noqa: E402
+from emms_ext.selection.targets import Target  # noqa: E402
 
 
 def problem(N: int, D: int, L: int, K: int, C: int, models: int = 1, seed: int = 0):
