@@ -128,15 +128,21 @@ def label_classes(label_embeddings):
 
 
 def leave_one_fold_out(
-    score: Callable[[object, object], float], features, label_embeddings, subsets: Sequence[torch.Tensor]
+    score: Callable[[object, object], float],
+    features,
+    label_embeddings,
+    subsets: Sequence[torch.Tensor],
+    subset: Callable = subset_labels,
 ) -> torch.Tensor:
-    """``[F]`` float64: ``score(features[keep], labels[keep])`` for each leave-one-fold-out subset ``keep``.
+    """``[F]`` float64: ``score(features[keep], labels[keep])`` for each leave-one-fold-out subset ``keep``;
+    ``subset(labels, keep)`` restricts the labels (default: any label-embedding form; ``rank`` passes one
+    for its ``Target``).
 
     ``features`` must be in memory (``[N, D]`` tensor or array): a stream cannot be re-read per fold."""
     if not (torch.is_tensor(features) or isinstance(features, np.ndarray)):
         raise ValueError(f"folds need in-memory features [N, D] (tensor or array); got {describe(features)}")
     return torch.tensor(
-        [float(score(take_rows(features, keep), subset_labels(label_embeddings, keep))) for keep in subsets],
+        [float(score(take_rows(features, keep), subset(label_embeddings, keep))) for keep in subsets],
         dtype=torch.float64,
     )
 

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import torch
 
-from ..core.folds import assign_folds, fold_subsets, label_classes, subset_labels, take_rows
+from ..core.folds import assign_folds, fold_subsets, label_classes, leave_one_fold_out, subset_labels, take_rows
 from .targets import Target
 
 __all__ = ["fold_assignment", "fold_scores", "target_subset"]
@@ -43,16 +43,15 @@ def fold_scores(fn: Callable, features: dict, tgt: Target, fold_of: torch.Tensor
     """(name -> ``[F]`` float64 leave-one-fold-out scores, name -> why it has none) for a per-model metric
     ``fn(x [N, D], target, **options)``; ``features`` name -> ``[N, D]`` tensor."""
     subsets = fold_subsets(fold_of)
-    targets = [target_subset(tgt, keep) for keep in subsets]
     out, why = {}, {}
     for name, x in features.items():
         try:
-            vals = [float(fn(take_rows(x, keep), t, **options)) for keep, t in zip(subsets, targets)]
+            vals = leave_one_fold_out(lambda x, t: fn(x, t, **options), x, tgt, subsets, subset=target_subset)
         except (ValueError, RuntimeError, TypeError, torch.linalg.LinAlgError) as exc:
             why[name] = f"a leave-one-fold-out subset failed: {exc}"
             continue
-        if not all(v == v and abs(v) != float("inf") for v in vals):
+        if not torch.isfinite(vals).all():
             why[name] = "a leave-one-fold-out score is not finite"
             continue
-        out[name] = torch.tensor(vals, dtype=torch.float64)
+        out[name] = vals
     return out, why
