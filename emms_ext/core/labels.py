@@ -101,16 +101,19 @@ class LabelBasis:
     def B_from_half(self, W: torch.Tensor) -> torch.Tensor:
         """B [M, K, K] from W [M, D', r] with F' G^+ F = W'W per model: B_kl = tr(R_k' W'W R_l)."""
         if self.is_vocabulary:
-            Q = W.transpose(-1, -2) @ W  # [M, C, C]
-            if self.pair is not None:
-                B = torch.einsum("mij,klij->mkl", Q, self.pair)
-            else:
-                M, C = Q.shape[0], Q.shape[1]
-                QR = (Q @ self.table.reshape(C, -1)).reshape(M, *self.table.shape)
-                B = torch.einsum("ckl,mcjl->mkj", self.table, QR)
+            return self.B_from_class_gram(W.transpose(-1, -2) @ W)
+        Wb = W.reshape(W.shape[0], W.shape[1], self.K, self.L)
+        B = torch.einsum("mdkl,mdjl->mkj", Wb, Wb)
+        return (B + B.transpose(-1, -2)) / 2
+
+    def B_from_class_gram(self, Q: torch.Tensor) -> torch.Tensor:
+        """[M, K, K] with entries tr(R_k' Q R_l) from class-space Grams Q [M, C, C] (vocabulary labels)."""
+        if self.pair is not None:
+            B = torch.einsum("mij,klij->mkl", Q, self.pair)
         else:
-            Wb = W.reshape(W.shape[0], W.shape[1], self.K, self.L)
-            B = torch.einsum("mdkl,mdjl->mkj", Wb, Wb)
+            M, C = Q.shape[0], Q.shape[1]
+            QR = (Q @ self.table.reshape(C, -1)).reshape(M, *self.table.shape)
+            B = torch.einsum("ckl,mcjl->mkj", self.table, QR)
         return (B + B.transpose(-1, -2)) / 2
 
     def B_per_row(self, Y: torch.Tensor) -> torch.Tensor:
@@ -177,7 +180,7 @@ def _as_embedder_list(x, name: str, rows: str) -> tuple[list[torch.Tensor], torc
     return zs, stacked
 
 
-def _vocabulary_basis(classes: torch.Tensor, zs_raw: list[torch.Tensor]) -> LabelBasis:
+def _vocabulary_basis(classes: torch.Tensor, zs_raw: list[torch.Tensor], pairs: bool = True) -> LabelBasis:
     """Basis from a class table given as K raw blocks [C, L_k] and class indices [N]."""
     counts = torch.bincount(classes, minlength=zs_raw[0].shape[0]).to(torch.float64)
     used = counts > 0
@@ -190,7 +193,7 @@ def _vocabulary_basis(classes: torch.Tensor, zs_raw: list[torch.Tensor]) -> Labe
     C, K, L = table.shape
     A = torch.einsum("c,ckl,cjl->kj", counts, table, table)
     pair = None
-    if K * K * C * C <= _PAIR_LIMIT:
+    if pairs and K * K * C * C <= _PAIR_LIMIT:
         pair = torch.einsum("ikl,jml->kmij", table, table)  # [K, K, C, C]: (R_k R_m')_ij
     _check_labels_vary(A)
     return LabelBasis(
@@ -218,7 +221,7 @@ def _detect_vocabulary(flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] 
     return first, inverse
 
 
-def prepare_labels(label_embeddings, vocabulary: bool | None = None) -> LabelBasis:
+def prepare_labels(label_embeddings, vocabulary: bool | None = None, *, pairs: bool = True) -> LabelBasis:
     """Validate and reduce F-labels once per task.
 
     Args:
@@ -228,6 +231,7 @@ def prepare_labels(label_embeddings, vocabulary: bool | None = None) -> LabelBas
             the basis has one row per label row, and ``rows_per_sample`` says how to repeat the features).
         vocabulary: force (True) or forbid (False) the class-basis shortcut for dense input; by default it
             is used when the N rows take at most N/2 distinct values.
+        pairs: precompute the class-pair products ``R_k R_l'`` (they pay off over a zoo's many models).
     """
     if isinstance(label_embeddings, FreeTextLabels):
         return _free_text_basis(label_embeddings, vocabulary)
@@ -244,7 +248,7 @@ def prepare_labels(label_embeddings, vocabulary: bool | None = None) -> LabelBas
                 f"label_embeddings.indices must lie in [0, C={C}) (got values in [{int(idx.min())}, {int(idx.max())}])"
             )
         _check_n(idx.shape[0], "label_embeddings.indices")
-        return _vocabulary_basis(idx.to(torch.int64), zs)
+        return _vocabulary_basis(idx.to(torch.int64), zs, pairs)
 
     zs, stacked = _as_embedder_list(label_embeddings, "label_embeddings", "N")
     _check_n(zs[0].shape[0], "label_embeddings")
@@ -260,7 +264,7 @@ def prepare_labels(label_embeddings, vocabulary: bool | None = None) -> LabelBas
             )
         if found is not None:
             first, inverse = found
-            return _vocabulary_basis(inverse, [z[first] for z in zs])
+            return _vocabulary_basis(inverse, [z[first] for z in zs], pairs)
     Z = _stack_embedders([_standardize_columns(z) for z in zs])  # [N, K, L]
     N, K, L = Z.shape
     A = torch.einsum("nkl,njl->kj", Z, Z)

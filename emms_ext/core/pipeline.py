@@ -133,25 +133,28 @@ class _OutOfSample(_InSample):
 
 
 @dataclass
-class _Batch:
-    """Models scored together: their names, statistics, factor and K x K problems ``B``."""
+class Batch:
+    """Models scored together: their names, statistics, factor and K x K problems ``B``, and their
+    in-memory features ``xs`` (None for a stream)."""
 
     names: list
     st: StandardizedStats
     factor: Factor
     B: torch.Tensor
+    xs: list | None = None
 
 
 def _label(name) -> str:
     return "features" if name is None else f"features[{name!r}]"
 
 
-def score_zoo(items: list, basis: LabelBasis, opts: ScoreOptions) -> ZooScores:
+def score_zoo(items: list, basis: LabelBasis, opts: ScoreOptions, batches_out: list | None = None) -> ZooScores:
     """Score every ``(name, features)`` of ``items`` against one task's label ``basis``.
 
     Features are ``[N, D]`` tensors / arrays (batched by width) or iterables of chunks (streamed one by
     one). With ``opts.errors == "skip"`` a model with bad features is recorded in ``failures`` and the
-    others are scored; the result keeps the order of ``items``.
+    others are scored; the result keeps the order of ``items``. ``batches_out``: a list that receives the
+    ``Batch``es (statistics and factors), for the jackknife's downdates (jackknife.py).
     """
     strategy = (_OutOfSample if opts.mode in OUT_OF_SAMPLE_MODES else _InSample)(opts, basis)
     failures: dict = {}
@@ -198,9 +201,11 @@ def score_zoo(items: list, basis: LabelBasis, opts: ScoreOptions) -> ZooScores:
                 f"(condition >= {float(factor.cond[0]):.1e}); its score may be off in the leading "
                 "digits. Pass precision='float64' (streams cannot be re-read automatically)."
             )
-        batches.append(_Batch([name], st, factor, B))
+        batches.append(Batch([name], st, factor, B))
         bar.update(1)
     bar.close()
+    if batches_out is not None:
+        batches_out.extend(batches)
     if not batches:
         return ZooScores({}, failures)
 
@@ -239,7 +244,7 @@ def _repeated(chunks, basis: LabelBasis, name):
 
 def _in_memory_batches(
     tensors: dict, precisions: dict, basis: LabelBasis, strategy: _InSample, opts: ScoreOptions, bar
-) -> list[_Batch]:
+) -> list[Batch]:
     """Statistics and factors of the in-memory models, batched by width and precision. With automatic
     precision, models whose float32 Gram is too ill-conditioned are redone in float64."""
     batches = []
@@ -247,7 +252,7 @@ def _in_memory_batches(
         xs = [tensors[n] for n in names]
         if xs[0].shape[1] > basis.N:  # more columns than samples: the N x N kernel form
             st = kernel_stats(xs, basis, dev)
-            batches.append(_Batch(names, st, *strategy.factorize(st, xs)))
+            batches.append(Batch(names, st, *strategy.factorize(st, xs), xs))
             bar.update(len(names))
             continue
         st = batch_stats(xs, basis, dtype, tf32, dev, opts.chunk_size)
@@ -259,20 +264,19 @@ def _in_memory_batches(
                 names = [n for n, b in zip(names, bad.tolist()) if not b]
                 redo_xs = [tensors[n] for n in redo]
                 st64 = batch_stats(redo_xs, basis, torch.float64, False, dev, opts.chunk_size)
-                batches.append(_Batch(redo, st64, *strategy.factorize(st64, redo_xs)))
+                batches.append(Batch(redo, st64, *strategy.factorize(st64, redo_xs), redo_xs))
                 bar.update(len(redo))
                 if names:
-                    keep = ~bad
-                    st = StandardizedStats(N=st.N, D=st.D, keep=st.keep[keep], G=st.G[keep], F=st.F[keep], eps=st.eps)
+                    st = st.rows(~bad)
                     factor, B = strategy.factorize(st, [tensors[n] for n in names])
         if names:
-            batches.append(_Batch(names, st, factor, B))
+            batches.append(Batch(names, st, factor, B, [tensors[n] for n in names]))
         bar.update(len(names))
     return batches
 
 
 def _results(
-    b: _Batch, t, obj, its, score, degenerate, basis: LabelBasis, strategy: _InSample, opts: ScoreOptions
+    b: Batch, t, obj, its, score, degenerate, basis: LabelBasis, strategy: _InSample, opts: ScoreOptions
 ) -> dict:
     """name -> EMMSResult for one batch's solutions (t [M, K], obj, its, score, degenerate [M])."""
     st, factor = b.st, b.factor

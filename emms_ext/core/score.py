@@ -29,6 +29,7 @@ from .folds import (
     subset_labels,
     take_rows,
 )
+from .jackknife import DOWNDATE_MODES, downdated_fold_scores, fold_labels
 from .labels import prepare_labels
 from .out_of_sample import OUT_OF_SAMPLE_MODES
 from .pipeline import ScoreOptions, score_zoo
@@ -222,19 +223,24 @@ def emms_scores(
         items = list(enumerate(zoo))
     else:
         raise ValueError(f"zoo must be a dict name -> features or a list of features (got {describe(zoo)})")
+    basis, batches = prepare_labels(label_embeddings), []
     if mode == EVIDENCE_MODE:
-        scores = evidence_scores(items, prepare_labels(label_embeddings), errors, progress)
+        scores = evidence_scores(items, basis, errors, progress)
     else:
-        scores = score_zoo(items, prepare_labels(label_embeddings), opts)
+        scores = score_zoo(items, basis, opts, batches if folds is not None else None)
     if folds is not None:
-        _add_jackknife(scores, dict(items), label_embeddings, opts, folds, seed)
+        _add_jackknife(scores, dict(items), label_embeddings, opts, folds, seed, basis, batches)
     return scores
 
 
-def _add_jackknife(scores: ZooScores, features: dict, label_embeddings, opts: ScoreOptions, folds, seed: int):
-    """Fill ``fold_scores`` / ``stderr`` of every scored model: the zoo is re-scored on each of the F
-    leave-one-fold-out subsets (one fold assignment for the whole zoo, so the models' fold scores are
-    paired; one batched zoo call per fold, so the label work and the fused solve are shared)."""
+def _add_jackknife(
+    scores: ZooScores, features: dict, label_embeddings, opts: ScoreOptions, folds, seed: int, basis, batches: list
+):
+    """Fill ``fold_scores`` / ``stderr`` of every scored model on the F leave-one-fold-out subsets (one fold
+    assignment for the whole zoo, so the models' fold scores are paired). The in-sample modes without a
+    ridge take them from the full data's statistics by exact downdates (jackknife.py); every other model is
+    re-scored on each subset (one batched zoo call per fold, so the label work and the fused solve are
+    shared)."""
     some = next(iter(scores.values()), None)
     if some is None:
         return
@@ -244,15 +250,25 @@ def _add_jackknife(scores: ZooScores, features: dict, label_embeddings, opts: Sc
         fold_of = assign_folds(some.n_samples, folds, seed=seed, classes=label_classes(label_embeddings))
     subsets = fold_subsets(fold_of)
     sub_opts = dataclasses.replace(opts, return_W=False, errors="skip", progress=False)
+    done = {}
+    if opts.mode in DOWNDATE_MODES and opts.ridge is None and basis.rows_per_sample is None:
+        fl = fold_labels(label_embeddings, basis, fold_of)
+        if fl is not None:
+            done = downdated_fold_scores(batches, basis, fl, opts)
+    for name, values in done.items():
+        scores[name].fold_scores = values
+        scores[name].stderr = jackknife_stderr(values)
     in_memory, why = {}, {}
     for name in scores:
+        if name in done:
+            continue
         x = features[name]
         if torch.is_tensor(x) or isinstance(x, np.ndarray):
             in_memory[name] = x
         else:
             why[name] = f"folds need in-memory features [N, D] (tensor or array); got {describe(x)}"
     per_fold = {name: [] for name in in_memory}
-    for keep in subsets:
+    for keep in subsets if in_memory else []:
         labels = prepare_labels(subset_labels(label_embeddings, keep))
         items = [(name, take_rows(x, keep)) for name, x in in_memory.items()]
         with warnings.catch_warnings():

@@ -17,6 +17,8 @@ import torch
 from ..ops.operators import class_order, class_sums
 from .labels import EPS_STD, LabelBasis
 
+_PER_MODEL = ("keep", "G", "F", "back", "used", "mean", "scale")
+
 
 @dataclass
 class StandardizedStats:
@@ -37,6 +39,15 @@ class StandardizedStats:
     # `used` [M] counts the features' varying columns.
     back: torch.Tensor | None = None
     used: torch.Tensor | None = None
+    # The column means [M, D] and the factors [M, D] (0 for dropped columns) that standardize the features:
+    # row x becomes (x - mean) * scale (core/jackknife.py standardizes left-out rows with them).
+    mean: torch.Tensor | None = None
+    scale: torch.Tensor | None = None
+
+    def rows(self, keep: torch.Tensor) -> StandardizedStats:
+        """The statistics of the models ``keep [M]`` (bool) of the batch."""
+        pick = {f: None if getattr(self, f) is None else getattr(self, f)[keep] for f in _PER_MODEL}
+        return StandardizedStats(N=self.N, D=self.D, eps=self.eps, **pick)
 
     def used_columns(self) -> torch.Tensor:
         """[M] varying feature columns of each model."""
@@ -204,4 +215,6 @@ class FeatureStats:
         diag = G.diagonal(dim1=1, dim2=2)
         fill = diag.amax(1, keepdim=True).clamp_min(1.0).expand_as(diag)
         diag.copy_(torch.where(keep, diag, fill))
-        return StandardizedStats(N=self.n, D=self.D, keep=keep, G=G, F=F * scale[:, :, None], eps=eps)
+        return StandardizedStats(
+            N=self.n, D=self.D, keep=keep, G=G, F=F * scale[:, :, None], eps=eps, mean=self.mean, scale=scale
+        )

@@ -1,0 +1,121 @@
+"""Leave-one-fold-out scores by downdates of the full statistics (core/jackknife.py) against re-scoring each
+subset from scratch, and the fall-back to re-scoring where a fold's deletion loses rank."""
+
+import warnings
+
+import pytest
+import torch
+
+from emms_ext import ClassLabels, emms_score, emms_scores
+from emms_ext.core import jackknife, score
+from emms_ext.core.folds import assign_folds, fold_subsets, label_classes, subset_labels
+
+MODES = ["exact", "alternating", "reference"]
+N = 150
+
+
+def _zoo(g: torch.Generator, y: torch.Tensor) -> dict:
+    """Models that exercise each route: plain (a, b), float32 (a32), duplicated columns (c: the Gram's
+    pseudo-inverse), a column varying on one sample only (e: that fold's deletion loses rank), more columns
+    than the subsets have samples (f, D = 140 >= N' - 1) and the kernel form (k, D > N)."""
+    one_hot = torch.nn.functional.one_hot(y, 8).double()
+    a = torch.randn(N, 8, generator=g, dtype=torch.float64) + one_hot
+    b = torch.randn(N, 8, generator=g, dtype=torch.float64)
+    c = torch.randn(N, 12, generator=g, dtype=torch.float64) + one_hot.repeat(1, 2)[:, :12]
+    c[:, 5] = c[:, 4]
+    e = torch.randn(N, 8, generator=g, dtype=torch.float64)
+    e[:, 0] = 0.0
+    e[3, 0] = 1.0
+    f = torch.randn(N, 140, generator=g, dtype=torch.float64)
+    k = torch.randn(N, 200, generator=g, dtype=torch.float64)
+    return {"a": a, "a32": a.float(), "b": b, "c": c, "e": e, "f": f, "k": k}
+
+
+def _labels(kind: str, g: torch.Generator, y: torch.Tensor, zoo: dict):
+    table = torch.randn(6, 4, 2, generator=g, dtype=torch.float64)
+    if kind == "classes":
+        return ClassLabels(table, y)
+    if kind == "dense rows of a table":  # dense input whose rows repeat: detected as classes
+        return table[y]
+    # free text: a dense embedding per sample, partly explained by the features
+    return torch.randn(N, 5, 2, generator=g, dtype=torch.float64) + zoo["a"][:, :5, None]
+
+
+@pytest.fixture
+def spy(monkeypatch):
+    """The names whose fold scores came from the downdates."""
+    seen = []
+
+    def recording(*args, **kwargs):
+        out = jackknife.downdated_fold_scores(*args, **kwargs)
+        seen.extend(out)
+        return out
+
+    monkeypatch.setattr(score, "downdated_fold_scores", recording)
+    return seen
+
+
+@pytest.mark.parametrize("kind", ["classes", "dense rows of a table", "free text"])
+@pytest.mark.parametrize("mode", MODES)
+def test_downdated_fold_scores_equal_rescored_subsets(kind, mode, spy):
+    g = torch.Generator().manual_seed(11)
+    y = torch.randint(0, 6, (N,), generator=g)
+    zoo = _zoo(g, y)
+    labels = _labels(kind, g, y, zoo)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = emms_scores(zoo, labels, mode, folds=5, seed=3)
+        keeps = fold_subsets(assign_folds(N, 5, seed=3, classes=label_classes(labels)))
+        for name, x in zoo.items():
+            want = torch.tensor(
+                [emms_score(x[k], subset_labels(labels, k), mode).score for k in keeps], dtype=torch.float64
+            )
+            # float64 features: the downdates are exact; float32 ones carry the float32 Gram's rounding
+            tol = 1e-5 if x.dtype == torch.float32 else 1e-12
+            assert torch.allclose(res[name].fold_scores, want, rtol=tol, atol=1e-14), name
+    # the plain, float32 and rank-deficient models took the downdates; the others were re-scored
+    assert sorted(spy) == ["a", "a32", "b", "c"]
+
+
+def test_full_data_quantities_reproduce_the_plain_score():
+    # With no fold left out the downdate's residual Gram is the plain fit's: t'(A - B)t at the plain t is
+    # the plain objective, to 1e-10 relative
+    g = torch.Generator().manual_seed(5)
+    y = torch.randint(0, 6, (N,), generator=g)
+    zoo = _zoo(g, y)
+    for labels in (ClassLabels(torch.randn(6, 4, 2, generator=g, dtype=torch.float64), y), _labels("free", g, y, zoo)):
+        basis, batches = score.prepare_labels(labels), []
+        res = score.score_zoo([("a", zoo["a"])], basis, score.ScoreOptions(), batches)
+        d = jackknife._Downdates(batches[0], basis)
+        if basis.is_vocabulary:
+            R = basis.B_from_class_gram(d.gram)[0]
+        else:
+            R = d.gram[0].sum(-1)
+        t = res["a"].t
+        assert float(t @ R @ t) == pytest.approx(res["a"].objective, rel=1e-10)
+
+
+def test_a_fold_that_loses_rank_is_rescored_and_flagged_by_the_downdate():
+    g = torch.Generator().manual_seed(2)
+    y = torch.randint(0, 6, (N,), generator=g)
+    zoo = _zoo(g, y)
+    labels = ClassLabels(torch.randn(6, 4, 2, generator=g, dtype=torch.float64), y)
+    basis, batches = score.prepare_labels(labels), []
+    score.score_zoo([("e", zoo["e"])], basis, score.ScoreOptions(), batches)
+    fold_of = assign_folds(N, 5, classes=y)
+    d = jackknife._Downdates(batches[0], basis)
+    oks = [bool(d.fold(fl)[1]) for fl in jackknife.fold_labels(labels, basis, fold_of)]
+    # only the fold holding sample 3 (the one sample where column 0 varies) loses rank
+    assert oks == [int(fold_of[3]) != f for f in range(5)]
+
+
+def test_ridge_and_out_of_sample_modes_keep_rescoring(spy):
+    g = torch.Generator().manual_seed(4)
+    X = torch.randn(N, 6, generator=g, dtype=torch.float64)
+    Z = torch.randn(N, 3, 2, generator=g, dtype=torch.float64) + X[:, :3, None]
+    for mode, ridge in (("exact", 0.5), ("exact", "gcv"), ("gcv", None)):
+        r = emms_score(X, Z, mode, ridge, folds=4)
+        keeps = fold_subsets(assign_folds(N, 4))
+        want = torch.tensor([emms_score(X[k], Z[k], mode, ridge).score for k in keeps], dtype=torch.float64)
+        assert torch.allclose(r.fold_scores, want, rtol=1e-12, atol=0)
+    assert spy == []
