@@ -113,11 +113,13 @@ _COMMON_ARGS = """
         chunk_size: rows per chunk for in-memory features.
         progress: show a progress bar (default: for zoos of 32 models or more, if tqdm is installed).
         folds: None (default, no extra cost) or F >= 2: also score each model on the F leave-one-fold-out
-            subsets (in-memory features only; F extra scorings of the zoo, batched) and fill
+            subsets (in-memory features only) and fill
             ``EMMSResult.fold_scores [F]`` and ``EMMSResult.stderr`` (delete-a-group jackknife). Folds are
             stratified by class for class labels and identical for every model of the zoo, so fold scores
             are paired across models. Or a ready ``[N]`` int fold of each sample (``folds.assign_folds``),
-            to pair the scores with another metric's.
+            to pair the scores with another metric's. Cost: ``exact`` / ``alternating`` / ``reference``
+            without a ridge downdate the full fit (about 2x a plain score at any F, docs/design.md §3);
+            other modes re-score the zoo on each subset (F extra scorings, batched).
         seed: the seed of the fold assignment."""
 
 
