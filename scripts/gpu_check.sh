@@ -37,7 +37,8 @@ while [ $# -gt 0 ]; do
 done
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
-PY=${PYTHON:-python3}
+PY=$(command -v "${PYTHON:-python3}")
+[[ $PY = /* ]] || PY=$REPO/$PY  # absolute (not resolved: a venv's python must stay the venv's), the stages cd away
 SCRATCH=$(mktemp -d)  # the install, the op script and the benchmark's log: not results, not in $OUT
 trap 'rm -rf "$SCRATCH"' EXIT
 SITE=$SCRATCH/site
@@ -50,10 +51,12 @@ declare -a VERDICTS=()
 log() { echo "$*" | tee -a "$SUMMARY"; }
 step() { log "== $(date -u +%T) (+$(( $(date +%s) - START ))s) $*"; }
 verdict() { VERDICTS+=("$1 $2${3:+ ($3)}"); log "   -> $1 $2${3:+ ($3)}"; }
-# budget CAP RESERVE: a stage's timeout, at most CAP seconds and leaving RESERVE for the stages after it.
+# budget CAP RESERVE: a stage's timeout, at most CAP seconds and leaving RESERVE for the stages after it
+# (both sized for the default budget on an H200, and scaled with GPU_CHECK_BUDGET).
 budget() {
-  local left=$(( TOTAL - ($(date +%s) - START) - $2 ))
-  [ "$left" -gt "$1" ] && left=$1
+  local cap=$(( $1 * TOTAL / 345 )) reserve=$(( $2 * TOTAL / 345 ))
+  local left=$(( TOTAL - ($(date +%s) - START) - reserve ))
+  [ "$left" -gt "$cap" ] && left=$cap
   [ "$left" -lt 10 ] && left=10
   echo "$left"
 }
@@ -113,14 +116,19 @@ export PYTHONPATH=$SITE
 # Run from outside the source tree so that the wheel just installed, not ./emms_ext, is imported.
 cd "$SCRATCH"
 "$PY" -c "import emms_ext, torch; print('emms_ext', emms_ext.build_info(), '| from', emms_ext.__file__)" 2>&1 | tee -a "$SUMMARY"
+if ! "$PY" -c "import emms_ext, sys; sys.exit(not emms_ext.__file__.startswith('$SITE'))" 2>/dev/null; then
+  # an editable install of the source tree (a development venv, as in a --cpu dry run) shadows the wheel
+  log "   note: emms_ext is imported from an editable install of the source tree, not from the wheel"
+fi
 
 # pytest's outcome as a verdict: 0 passed, 5 nothing collected, 124 / 137 the stage's timeout.
 pytest_verdict() {  # NAME RC LOG
   local tail_line
-  tail_line=$(grep -E '^=+ .*(passed|failed|error|skipped|no tests ran).* =+$' "$3" | tail -n 1 | tr -d '=' | sed 's/^ *//; s/ *$//')
+  tail_line=$(grep -E '([0-9]+ (passed|failed|errors?|skipped|deselected).* in [0-9.]+s)|no tests ran' "$3" | tail -n 1 |
+    tr -d '=' | sed 's/^ *//; s/ *$//')
   case $2 in
     0) verdict PASS "$1" "$tail_line" ;;
-    124|137) verdict FAIL "$1" "timed out; last: $(tail -n 1 "$3" | cut -c1-120)" ;;
+    124|137) verdict FAIL "$1" "timed out at $(grep -o '\[ *[0-9]*%\]' "$3" | tail -n 1 | tr -d '[ ]') of the tests" ;;
     *) verdict FAIL "$1" "rc $2: ${tail_line:-see log}" ;;
   esac
 }
@@ -130,8 +138,10 @@ CUDA_K="(cuda or gpu or tf32) and not smoke_run_on_cpu"
 
 # ---------------------------------------------------------------------------------------------- 3. CUDA tests
 step "CUDA tests (-k \"$CUDA_K\")"
+workers=()  # a few processes share the GPU (memory is plenty); opcheck's tracing is CPU-bound
+"$PY" -c "import xdist" 2>/dev/null && workers=(-n 4)
 timeout "$(budget 120 150)" "$PY" -m pytest "$REPO/python_tests" -k "$CUDA_K" -rA --durations=20 -p no:cacheprovider \
-  --junitxml="$OUT/cuda_tests.xml" > "$OUT/cuda_tests.log" 2>&1
+  "${workers[@]}" --junitxml="$OUT/cuda_tests.xml" > "$OUT/cuda_tests.log" 2>&1
 rc=$?
 pytest_verdict "CUDA tests" $rc "$OUT/cuda_tests.log"
 skipped_cuda=$(grep -c "SKIPPED.*needs a CUDA GPU" "$OUT/cuda_tests.log")
@@ -222,9 +232,11 @@ step "benchmark (benchmarks/bench_gpu.py, row by row into bench_gpu.md)"
 bench_args=()
 [ $CPU = 1 ] && bench_args=(--device cpu --tiny)
 timeout "$(budget 150 5)" "$PY" "$REPO/benchmarks/bench_gpu.py" "${bench_args[@]}" --out "$OUT/bench_gpu.md" \
-  > $SCRATCH/bench.log 2>&1
+  > /dev/null 2> "$SCRATCH/bench.err"  # the rows and targets are in bench_gpu.md as they are measured
 rc=$?
-grep -v '^USDT' $SCRATCH/bench.log | tail -n 5 >> "$OUT/bench_gpu.md"  # any traceback, after the rows measured
+if [ $rc != 0 ]; then  # the traceback (or the timeout) after the rows measured
+  { echo; echo "bench_gpu.py exited with $rc:"; grep -v '^USDT' "$SCRATCH/bench.err" | tail -n 15; } >> "$OUT/bench_gpu.md"
+fi
 case $rc in
   0) verdict PASS benchmark "completed" ;;
   124|137) verdict FAIL benchmark "timed out; the rows measured are in bench_gpu.md" ;;
