@@ -147,7 +147,9 @@ def test_sample_inputs_match_reference(device, dtype):
         ref = reference.logme_evidence(s, x, y2, *rest)
         for what, a, b in zip(("evidence", "alpha", "beta"), out, ref):
             assert_close(a, b, dtype, scale=2, msg=f"{name} {what}")
-        assert torch.equal(out[3].cpu(), ref[3]), name + " iterations"
+        # the CPU kernel stops where the reference does; CUDA's FMAs may move the stopping test by one
+        slack = 0 if device == "cpu" else 1
+        assert bool(((out[3].cpu() - ref[3]).abs() <= slack).all()), name + " iterations"
         finite = torch.isfinite(x).all(1) & torch.isfinite(y2)
         assert bool(torch.isfinite(out[0][finite]).all()) and bool(torch.isnan(out[0][~finite]).all()), name
         if device != "cpu":  # the CUDA kernel agrees with the CPU kernel

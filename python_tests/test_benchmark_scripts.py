@@ -39,8 +39,16 @@ def test_bench_gpu_smoke_run_on_cpu(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     text = out.read_text()
-    for section in ("Agreement with float64", "Zoo throughput", "Against per-model loops"):
+    for section in (
+        "Agreement with float64",
+        "Zoo throughput",
+        "Fused solve inside the pipeline",
+        "Against per-model loops",
+    ):
         assert section in text
+    # every target is reported with its verdict (scripts/gpu_check.sh collects these lines)
+    targets = re.findall(r"^TARGET .*: .* \(goal .*\) (PASS|FAIL)$", text, flags=re.M)
+    assert len(targets) == 6, text
     # the agreement table: "| precision | max rel. score error | Kendall tau vs float64 |", one row each
     rows = dict(re.findall(r"^\| (float64|float32|tf32) \| (\S+ \| \S+) \|$", text, flags=re.M))
     assert set(rows) == {"float64", "float32", "tf32"}, text

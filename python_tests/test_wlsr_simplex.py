@@ -602,7 +602,8 @@ def test_sample_inputs_match_reference(device, dtype):
             assert torch.allclose(
                 t.cpu().double(), t_c.double(), atol=1e-6 if not low else 4 * torch.finfo(dtype).eps, equal_nan=True
             ), name
-            assert torch.equal(it.cpu(), it_c), name
+            # nvcc contracts multiply-adds into FMAs, the CPU build does not: a stopping test may flip
+            assert bool(((it.cpu() - it_c).abs() <= 1).all()), name
 
 
 @devices_dtypes(DTYPES["wlsr_simplex"])

@@ -60,6 +60,8 @@ def class_sums(x: torch.Tensor, order: torch.Tensor, offsets: torch.Tensor) -> t
     ``order [N]`` (int64) lists the samples sorted by class and class ``c`` owns
     ``order[offsets[c]:offsets[c+1]]`` (``offsets [C + 1]``, int64); ``class_order`` builds both from class
     indices. Sums run in float64 in a fixed order, so results are deterministic on every device.
+    Invalid index values raise a ValueError on the CPU; on CUDA they are checked inside the kernels (no
+    host copy, no sync) and give NaN sums: the whole output for bad offsets, the class for a bad order value.
     """
     return torch.ops.emms.class_sums(x, order, offsets)
 

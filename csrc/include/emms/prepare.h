@@ -75,8 +75,11 @@ inline WlsrCall prepare_wlsr(const at::Tensor& A, const at::Tensor& B, int64_t m
                   .iterations = at::empty({M}, o.dtype(at::kLong))};
 }
 
-// emms::class_sums: x [B, N, D] or [N, D], order [N], offsets [C + 1] (int64) -> [B, C, D] or [C, D]. The
-// index values are checked on the host (one copy, and a sync, for device tensors).
+// Where class_sums checks its index values: on the host (CPU tensors: a clear error) or inside the device
+// kernels (no host copy and no sync; invalid values give NaN sums, csrc/cuda/class_sums_kernel.cu).
+enum class IndexValues { kOnHost, kOnDevice };
+
+// emms::class_sums: x [B, N, D] or [N, D], order [N], offsets [C + 1] (int64) -> [B, C, D] or [C, D].
 struct ClassSumsCall {
   ComputeDtype dtype;
   bool batched;               // x was [B, N, D]; else [N, D], seen as [1, N, D]
@@ -92,14 +95,14 @@ struct ClassSumsCall {
 };
 
 inline ClassSumsCall prepare_class_sums(const at::Tensor& x, const at::Tensor& order, const at::Tensor& offsets,
-                                        LowPrecision low) {
+                                        LowPrecision low, IndexValues index_values = IndexValues::kOnHost) {
   check_class_sums_inputs(x, order, offsets, "class_sums");
   const ComputeDtype dtype(x.scalar_type(), low);
   const bool batched = x.dim() == 3;
   const at::Tensor xc = dtype.input(batched ? x : x.unsqueeze(0));
   const at::Tensor oc = order.contiguous(), fc = offsets.contiguous();
   const int64_t B = xc.size(0), N = xc.size(1), D = xc.size(2), C = fc.size(0) - 1;
-  check_class_index_values(oc.cpu(), fc.cpu(), N, "class_sums");
+  if (index_values == IndexValues::kOnHost) check_class_index_values(oc.cpu(), fc.cpu(), N, "class_sums");
   return ClassSumsCall{.dtype = dtype,
                        .batched = batched,
                        .x = xc,

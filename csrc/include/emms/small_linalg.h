@@ -1,17 +1,20 @@
 #pragma once
 // Dense K x K linear algebra for one problem at a time, row-major, no allocation: the caller passes
 // scratch. K is small (the number of foundation models), so simple O(K^3) loops are the right tool;
-// on the GPU each problem runs inside one thread / warp with these exact routines.
+// on the GPU each problem runs inside one thread / warp with these exact routines. P is T* or an
+// interleaved Strided<T> (emms/strided.h); the arithmetic is the same either way.
 #include <math.h>
 
 #include "emms/macros.h"
+#include "emms/strided.h"
 
 namespace emms {
 
 // In-place Cholesky of the leading n x n block of a (row stride lda): lower triangle receives L.
 // Returns false when a pivot is not positive (matrix not numerically positive definite).
-template <typename T>
-EMMS_HOST_DEVICE bool cholesky(T* a, int64_t n, int64_t lda) {
+template <typename P>
+EMMS_HOST_DEVICE bool cholesky(P a, int64_t n, int64_t lda) {
+  using T = scratch_elem_t<P>;
   for (int64_t j = 0; j < n; ++j) {
     T d = a[j * lda + j];
     for (int64_t k = 0; k < j; ++k) d -= a[j * lda + k] * a[j * lda + k];
@@ -28,8 +31,9 @@ EMMS_HOST_DEVICE bool cholesky(T* a, int64_t n, int64_t lda) {
 }
 
 // Solves (L L') x = x in place, L from cholesky().
-template <typename T>
-EMMS_HOST_DEVICE void cholesky_solve(const T* l, int64_t n, int64_t lda, T* x) {
+template <typename P>
+EMMS_HOST_DEVICE void cholesky_solve(P l, int64_t n, int64_t lda, P x) {
+  using T = scratch_elem_t<P>;
   for (int64_t i = 0; i < n; ++i) {
     T s = x[i];
     for (int64_t k = 0; k < i; ++k) s -= l[i * lda + k] * x[k];
@@ -43,8 +47,9 @@ EMMS_HOST_DEVICE void cholesky_solve(const T* l, int64_t n, int64_t lda, T* x) {
 }
 
 // y = a x for a symmetric n x n matrix (row stride n).
-template <typename T>
-EMMS_HOST_DEVICE void symv(const T* a, const T* x, T* y, int64_t n) {
+template <typename P>
+EMMS_HOST_DEVICE void symv(P a, P x, P y, int64_t n) {
+  using T = scratch_elem_t<P>;
   for (int64_t i = 0; i < n; ++i) {
     T s = 0;
     for (int64_t j = 0; j < n; ++j) s += a[i * n + j] * x[j];
@@ -53,8 +58,9 @@ EMMS_HOST_DEVICE void symv(const T* a, const T* x, T* y, int64_t n) {
 }
 
 // x' a y.
-template <typename T>
-EMMS_HOST_DEVICE T bilinear(const T* a, const T* x, const T* y, int64_t n) {
+template <typename P>
+EMMS_HOST_DEVICE scratch_elem_t<P> bilinear(P a, P x, P y, int64_t n) {
+  using T = scratch_elem_t<P>;
   T s = 0;
   for (int64_t i = 0; i < n; ++i) {
     T r = 0;
@@ -67,8 +73,9 @@ EMMS_HOST_DEVICE T bilinear(const T* a, const T* x, const T* y, int64_t n) {
 // Cyclic Jacobi eigendecomposition of the symmetric n x n matrix a (destroyed: its diagonal ends as the
 // eigenvalues); v receives the eigenvectors as columns. Jacobi is slow for big n but exact to rounding,
 // branch-light and allocation-free: what a K x K pseudo-inverse needs.
-template <typename T>
-EMMS_HOST_DEVICE void jacobi_eigh(T* a, T* v, int64_t n) {
+template <typename P>
+EMMS_HOST_DEVICE void jacobi_eigh(P a, P v, int64_t n) {
+  using T = scratch_elem_t<P>;
   for (int64_t i = 0; i < n; ++i)
     for (int64_t j = 0; j < n; ++j) v[i * n + j] = (i == j) ? T(1) : T(0);
   for (int sweep = 0; sweep < 64; ++sweep) {

@@ -4,7 +4,8 @@
 //   min over t in the simplex of  t'(A - B)t,   A_kl = <Z_k, Z_l>,  B_kl = <Z_k, P Z_l>,
 //
 // solved three ways (WlsrMode). Everything here works on one problem held in caller-provided scratch,
-// so the CPU backend runs it in a parallel loop and the CUDA backend in one thread / warp per model.
+// so the CPU backend runs it in a parallel loop and the CUDA backend in one thread / warp per model. The
+// scratch pointer type P is T* (CPU) or an interleaved Strided<T> (CUDA, emms/strided.h).
 #include <math.h>
 
 #include "emms/macros.h"
@@ -16,8 +17,9 @@ namespace emms {
 
 // Whatever the arithmetic did (indefinite H, overflow, cancellation against huge b), a solver must hand
 // back a point of the simplex: keeps t if it is one (true), else replaces it by the vertex e_j (false).
-template <typename T>
-EMMS_HOST_DEVICE bool on_simplex_or_vertex(T* t, int64_t K, int64_t j) {
+template <typename P>
+EMMS_HOST_DEVICE bool on_simplex_or_vertex(P t, int64_t K, int64_t j) {
+  using T = scratch_elem_t<P>;
   T sum = 0;
   bool valid = true;
   for (int64_t i = 0; i < K; ++i) {
@@ -40,14 +42,15 @@ EMMS_HOST_DEVICE int64_t simplex_qp_workspace(int64_t K) { return K * K + 5 * K;
 // subproblems solvable when H is singular (identical embedders, perfect fits); it is retried larger if a
 // pivot still fails. Returns the number of steps, or -1 (with t still on the simplex) if it did not
 // converge, which only an indefinite H can cause.
-template <typename T>
-EMMS_HOST_DEVICE int simplex_qp(const T* H, const T* b, int64_t K, T* t, T* work) {
-  T* chol = work;       // [K, K] Cholesky of H_SS + jitter I
-  T* u = chol + K * K;  // [K] compact H_SS^-1 b_S, then the compact minimizer
-  T* v = u + K;         // [K] compact H_SS^-1 1
-  T* x = v + K;         // [K] minimizer on the free set, zero elsewhere
-  T* g = x + K;         // [K] half-gradient H t - b
-  T* fr = g + K;        // [K] 1 where t_i is free (the complement of the active bounds)
+template <typename P>
+EMMS_HOST_DEVICE int simplex_qp(P H, P b, int64_t K, P t, P work) {
+  using T = scratch_elem_t<P>;
+  P chol = work;       // [K, K] Cholesky of H_SS + jitter I
+  P u = chol + K * K;  // [K] compact H_SS^-1 b_S, then the compact minimizer
+  P v = u + K;         // [K] compact H_SS^-1 1
+  P x = v + K;         // [K] minimizer on the free set, zero elsewhere
+  P g = x + K;         // [K] half-gradient H t - b
+  P fr = g + K;        // [K] 1 where t_i is free (the complement of the active bounds)
   const T eps = T(eps_of<T>::value);
 
   // On the simplex, b and b + c 1 define the same problem (1't = 1): working with b - mean(b) keeps the
@@ -181,8 +184,9 @@ EMMS_HOST_DEVICE int64_t wlsr_model_scratch(int64_t K) { return 2 * K * K + K + 
 // Solves one problem. A, B: [K, K] row-major in the accumulation type; t: [K] out. Writes the objective
 // (unnormalized: the caller divides by N*L) and returns the iterations used: active-set steps (exact),
 // accepted alternations (alternating) or 1 (reference). Non-finite A or B give NaN t and objective.
-template <typename T>
-EMMS_HOST_DEVICE int wlsr_solve(const WlsrParams& p, const T* A, const T* B, T* t, T* objective, T* work) {
+template <typename P>
+EMMS_HOST_DEVICE int wlsr_solve(const WlsrParams& p, P A, P B, P t, scratch_elem_t<P>* objective, P work) {
+  using T = scratch_elem_t<P>;
   const int64_t K = p.K;
   for (int64_t i = 0; i < K * K; ++i) {
     if (!is_finite_d(static_cast<double>(A[i])) || !is_finite_d(static_cast<double>(B[i]))) {
@@ -191,15 +195,15 @@ EMMS_HOST_DEVICE int wlsr_solve(const WlsrParams& p, const T* A, const T* B, T* 
       return 0;
     }
   }
-  T* H = work;                           // [K, K]
-  T* V = H + K * K;                      // [K, K] eigenvectors (reference mode)
-  T* qp = V + K * K;                     // simplex_qp scratch
-  T* tp = qp + simplex_qp_workspace(K);  // [K]
-  T* bt = tp + K;                        // [K]
+  P H = work;                           // [K, K]
+  P V = H + K * K;                      // [K, K] eigenvectors (reference mode)
+  P qp = V + K * K;                     // simplex_qp scratch
+  P tp = qp + simplex_qp_workspace(K);  // [K]
+  P bt = tp + K;                        // [K]
   for (int64_t i = 0; i < K * K; ++i) H[i] = A[i] - B[i];
 
   if (p.mode == kExact) {
-    const int steps = simplex_qp(H, static_cast<const T*>(nullptr), K, t, qp);
+    const int steps = simplex_qp(H, P{}, K, t, qp);
     *objective = bilinear(H, t, t, K);
     return steps;
   }
@@ -244,28 +248,28 @@ EMMS_HOST_DEVICE int wlsr_solve(const WlsrParams& p, const T* A, const T* B, T* 
     c /= e;
     for (int64_t k = 0; k < K; ++k) t[k] += c * V[k * K + i];
   }
-  simplex_project_row<T>(t, t, K);
+  simplex_project_row<T>(scratch_base(t), scratch_base(t), K, scratch_stride(t), scratch_stride(t));
   // f(W1, t1) = ||P Z t0 - Z t1||^2 = t0'B t0 - 2 t1'B t0 + t1'A t1 (P is an orthogonal projector).
   *objective = bilinear(B, tp, tp, K) - T(2) * bilinear(B, t, tp, K) + bilinear(A, t, t, K);
   return 1;
 }
 
 // Model m of a batch, as both backends run it: stage A_m, B_m (any input dtype) in float64 scratch of
-// wlsr_model_scratch(K) doubles, solve, store t [M, K], objective [M] and iterations [M].
-template <typename scalar_t>
+// wlsr_model_scratch(K) doubles (double* or Strided<double>), solve, store t [M, K], objective [M] and
+// iterations [M].
+template <typename scalar_t, typename P>
 EMMS_HOST_DEVICE void wlsr_solve_model(const WlsrParams& p, const scalar_t* A, int64_t a_stride, const scalar_t* B,
-                                       scalar_t* t, scalar_t* objective, int64_t* iterations, int64_t m,
-                                       double* scratch) {
+                                       scalar_t* t, scalar_t* objective, int64_t* iterations, int64_t m, P scratch) {
   const int64_t K = p.K, KK = K * K;
-  double* a = scratch;
-  double* b = a + KK;
-  double* tt = b + KK;
+  P a = scratch;
+  P b = a + KK;
+  P tt = b + KK;
   for (int64_t i = 0; i < KK; ++i) {
     a[i] = static_cast<double>(A[m * a_stride + i]);
     b[i] = static_cast<double>(B[m * KK + i]);
   }
   double f = 0;
-  iterations[m] = wlsr_solve<double>(p, a, b, tt, &f, tt + K);
+  iterations[m] = wlsr_solve(p, a, b, tt, &f, tt + K);
   objective[m] = static_cast<scalar_t>(f);
   for (int64_t k = 0; k < K; ++k) t[m * K + k] = static_cast<scalar_t>(tt[k]);
 }
