@@ -53,12 +53,8 @@ class OutOfSampleFactor(GCVFactor):
 
     def extras(self, i: int) -> dict:
         """The criterion and degrees of freedom at model i's ridge, the grid and the error along it."""
-        return {
-            self.criterion_name: float(self.gcv[i]),
-            "df": float(self.df[i]),
-            "ridge_grid": self.lam_grid[i].tolist(),
-            "error_path": self.path[i].tolist(),
-        }
+        crit, df, grid, path = self._lists("gcv", "df", "lam_grid", "path")
+        return {self.criterion_name: crit[i], "df": df[i], "ridge_grid": grid[i], "error_path": path[i]}
 
 
 class LOOFactor(OutOfSampleFactor):
@@ -110,6 +106,11 @@ class LOOFactor(OutOfSampleFactor):
                 loo_gram[m, g0 : g0 + step] = basis.to(P.device).B_from_half(half)
                 self.max_leverage[m, g0 : g0 + step] = lev.amax(0)
         return basis.A.to(P.device) - loo_gram
+
+    def release(self) -> None:
+        """Drop the eigenvectors and the references to the statistics and features."""
+        super().release()
+        self._st = self._xs = None
 
     def criterion(self, obj: torch.Tensor) -> torch.Tensor:
         """Mean leave-one-out squared residual [M, G]; inf where a sample's leverage reaches 1."""

@@ -37,6 +37,9 @@ class StandardizedStats:
     # `used` [M] counts the features' varying columns.
     back: torch.Tensor | None = None
     used: torch.Tensor | None = None
+    # [M] bool: the features overflowed the Gram's dtype or were not finite (FeatureStats); such a model's
+    # statistics are meaningless and the caller re-checks its features for the error message.
+    overflow: torch.Tensor | None = None
 
     def used_columns(self) -> torch.Tensor:
         """[M] varying feature columns of each model."""
@@ -85,13 +88,46 @@ def kernel_stats(xs: list[torch.Tensor], basis: LabelBasis, device) -> Standardi
     )
 
 
+def _host_syrk():
+    """SciPy's BLAS SYRK routines (float32, float64), or None without SciPy (an optional dependency)."""
+    try:
+        from scipy.linalg.blas import dsyrk, ssyrk
+    except ImportError:
+        return None
+    return {torch.float32: ssyrk, torch.float64: dsyrk}
+
+
+_SYRK = _host_syrk()
+
+
+def _cpu_gram(x: torch.Tensor) -> torch.Tensor:
+    """x' x for a CPU x [n, D] as float64 [D, D] through the host BLAS's SYRK: half a GEMM's flops (torch
+    exposes no SYRK), and faster than torch's GEMM on the same CPU (benchmarks/README.md)."""
+    a = x.detach().numpy()
+    if _SYRK is not None and x.dtype in _SYRK and x.is_contiguous():
+        # x' (C-ordered [n, D]) is a Fortran-ordered [D, n]: SYRK reads it in place and fills the lower
+        # triangle only; the mirror is added in float64.
+        low = torch.from_numpy(_SYRK[x.dtype](1.0, a.T, trans=0, lower=1)).to(torch.float64)
+        G = low + low.T
+        G.diagonal().sub_(low.diagonal())
+        return G
+    return torch.from_numpy(a.T @ a).to(torch.float64)  # numpy's matmul also calls SYRK for a' a
+
+
 def symmetric_gram(x: torch.Tensor, block: int = 512) -> torch.Tensor:
     """x' x for x [..., n, D] as float64 [..., D, D], computing only the blocks on and below the diagonal.
 
-    torch exposes no SYRK; column blocks of ~512 give BLAS GEMMs big enough to run at full speed while
-    skipping most of the upper triangle (4 blocks: 10 of 16 block products), then mirror it.
+    On the CPU each model's Gram is one SYRK (``_cpu_gram``). Elsewhere (CUDA) column blocks of ~512 give
+    GEMMs big enough to run at full speed while skipping most of the upper triangle (4 blocks: 10 of 16
+    block products), then mirror it.
     """
     D = x.shape[-1]
+    if x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64):
+        flat = x.reshape(-1, *x.shape[-2:])
+        G = torch.empty(flat.shape[0], D, D, dtype=torch.float64)
+        for i in range(flat.shape[0]):
+            G[i] = _cpu_gram(flat[i])
+        return G.reshape(*x.shape[:-2], D, D)
     nb = max(1, round(D / block))
     if nb == 1:
         return (x.transpose(-1, -2) @ x).to(torch.float64)
@@ -123,40 +159,60 @@ class FeatureStats:
         self.shift = None  # [M, D] first chunk's mean: reference point for the mean corrections below
         self.mean_cross = torch.zeros(M, D, basis.r, **kw)  # sum_c (m_c - shift) u_c'
         self.usum = torch.zeros(basis.r, **kw)  # column sums of U (shared by the models)
+        # [M] bool: a chunk's Gram overflowed the compute dtype or met a non-finite value (checked by the
+        # caller once per batch, so that a bad model costs no host sync per model)
+        self.overflow = torch.zeros(M, dtype=torch.bool, device=device)
 
-    def update(self, x: torch.Tensor, repeats: torch.Tensor | None = None) -> None:
-        """Add rows [n, n + n_i) of every model's features; x [M, n_i, D] in the compute dtype, contiguous.
+    def update(self, x: torch.Tensor | list[torch.Tensor], repeats: torch.Tensor | None = None) -> None:
+        """Add rows [n, n + n_i) of every model's features; x [M, n_i, D] (or a list of M [n_i, D]) in the
+        compute dtype, on the statistics' device.
 
         repeats [n_i] (int64, dense label bases only): x holds samples and sample j stands for repeats[j]
         consecutive label rows, as if repeated (several texts per sample, docs/design.md §2): the
         statistics are then weighted, with no repeated copy of the features.
         """
-        n_i = x.shape[1] if repeats is None else int(repeats.sum())
+        rows = list(x) if isinstance(x, (list, tuple)) else None
+        n_rows = rows[0].shape[0] if rows is not None else x.shape[1]
+        n_i = n_rows if repeats is None else int(repeats.sum())
         if n_i == 0:
             return
         start, stop = self.n, self.n + n_i
         if repeats is None:
-            m_sub = x.mean(1, keepdim=True)  # pairwise-summed in the compute dtype
-            xc = x - m_sub
+            if rows is None:
+                m_sub = x.mean(1, keepdim=True)  # pairwise-summed in the compute dtype
+                xc = x - m_sub
+            else:
+                # The stacked batch and the centred copy are one and the same write: each model's rows are
+                # centred straight into their slot, so the features are copied once per chunk, not twice.
+                m_sub = torch.stack([r.mean(0, keepdim=True) for r in rows])  # [M, 1, D]
+                xc = torch.empty(len(rows), n_rows, self.D, dtype=m_sub.dtype, device=m_sub.device)
+                for i, r in enumerate(rows):
+                    torch.sub(r, m_sub[i], out=xc[i])
             # m_sub is rounded, so xc keeps a tiny mean r_c; it is measured and taken out of the Gram and the
             # cross-product below, so that both are centred on the chunk's exact mean m_c.
             r_c = xc.mean(1).to(torch.float64)  # [M, D]
             G_c = symmetric_gram(xc)
         else:
+            x = torch.stack(rows) if rows is not None else x
             w = repeats.to(x.device, x.dtype)
             m_sub = (w @ x)[:, None] / n_i  # the weighted mean [M, 1, D]
             xc = x - m_sub
             r_c = ((w @ xc) / n_i).to(torch.float64)
             G_c = symmetric_gram(xc * w.sqrt()[:, None])  # sum_j w_j xc_j xc_j'
+        # Non-finite or overflowing features show in the chunk Gram's diagonal (a centred square sum bounds
+        # every product and partial sum of its column) and in the mean: no separate pass over the features.
+        # A quarter of the dtype's range leaves room for the GEMM's rounding.
+        dg = G_c.diagonal(dim1=-2, dim2=-1)
+        self.overflow |= ~((dg <= torch.finfo(xc.dtype).max / 4).all(1) & torch.isfinite(m_sub[:, 0]).all(1))
         m_c = m_sub[:, 0].to(torch.float64) + r_c
         G_c.baddbmm_(r_c[:, :, None], r_c[:, None, :], alpha=-n_i)
 
         if repeats is not None:
             if self.basis.is_vocabulary:
                 raise ValueError("repeated rows need a dense label basis")
-            U = self.basis.basis_rows(start, stop, x.dtype)
-            owner = torch.repeat_interleave(torch.arange(x.shape[1], device=U.device), repeats.to(U.device))
-            U_s = torch.zeros(x.shape[1], U.shape[1], dtype=U.dtype, device=U.device).index_add_(0, owner, U)
+            U = self.basis.basis_rows(start, stop, xc.dtype)
+            owner = torch.repeat_interleave(torch.arange(xc.shape[1], device=U.device), repeats.to(U.device))
+            U_s = torch.zeros(xc.shape[1], U.shape[1], dtype=U.dtype, device=U.device).index_add_(0, owner, U)
             u_c = torch.sum(U, dim=0, dtype=torch.float64)
             cross_c = (xc.transpose(1, 2) @ U_s).to(torch.float64)  # sum over a sample's rows, then one GEMM
         elif self.basis.is_vocabulary:
@@ -167,7 +223,7 @@ class FeatureStats:
             u_c = (offsets[1:] - offsets[:-1]).to(torch.float64)
             cross_c = S.transpose(1, 2).to(torch.float64)
         else:
-            U = self.basis.basis_rows(start, stop, x.dtype)
+            U = self.basis.basis_rows(start, stop, xc.dtype)
             u_c = torch.sum(U, dim=0, dtype=torch.float64)
             cross_c = (xc.transpose(1, 2) @ U).to(torch.float64)
         cross_c -= r_c[:, :, None] * u_c[None, None, :]
@@ -204,4 +260,6 @@ class FeatureStats:
         diag = G.diagonal(dim1=1, dim2=2)
         fill = diag.amax(1, keepdim=True).clamp_min(1.0).expand_as(diag)
         diag.copy_(torch.where(keep, diag, fill))
-        return StandardizedStats(N=self.n, D=self.D, keep=keep, G=G, F=F * scale[:, :, None], eps=eps)
+        return StandardizedStats(
+            N=self.n, D=self.D, keep=keep, G=G, F=F * scale[:, :, None], eps=eps, overflow=self.overflow
+        )
