@@ -143,10 +143,12 @@ def batch_stats(
 
 
 def batch_budget(device: torch.device) -> int:
-    """Bytes of statistics one batch of models may hold: a quarter of free GPU memory, 1 GiB on the CPU."""
+    """Bytes of statistics one batch of models may hold: a quarter of free GPU memory, 128 MiB on the CPU.
+    The CPU computes each model's Gram with its own SYRK anyway: a batch there only shares the label work
+    and the fused solve, so small batches cost no speed and keep a zoo's peak memory near its features'."""
     if device.type == "cuda":
         return torch.cuda.mem_get_info(device)[0] // 4
-    return 1 << 30
+    return 1 << 27
 
 
 def model_groups(tensors: dict, precisions: dict, device, chunk_size: int, r: int):
@@ -158,7 +160,8 @@ def model_groups(tensors: dict, precisions: dict, device, chunk_size: int, r: in
         dev = torch.device(device) if device is not None else x.device
         by_key.setdefault((x.shape[1], dev, dtype, tf32), []).append(name)
     for (D, dev, dtype, tf32), names in by_key.items():
-        per_model = 8 * (4 * D * D + 3 * D * r) + 2 * chunk_size * D * torch.finfo(dtype).bits // 8
+        rows = min(chunk_size, max(tensors[n].shape[0] for n in names))
+        per_model = 8 * (4 * D * D + 3 * D * r) + 2 * rows * D * torch.finfo(dtype).bits // 8
         size = max(1, batch_budget(dev) // per_model)
         for i in range(0, len(names), size):
             yield names[i : i + size], dtype, tf32, dev
