@@ -88,46 +88,13 @@ def kernel_stats(xs: list[torch.Tensor], basis: LabelBasis, device) -> Standardi
     )
 
 
-def _host_syrk():
-    """SciPy's BLAS SYRK routines (float32, float64), or None without SciPy (an optional dependency)."""
-    try:
-        from scipy.linalg.blas import dsyrk, ssyrk
-    except ImportError:
-        return None
-    return {torch.float32: ssyrk, torch.float64: dsyrk}
-
-
-_SYRK = _host_syrk()
-
-
-def _cpu_gram(x: torch.Tensor) -> torch.Tensor:
-    """x' x for a CPU x [n, D] as float64 [D, D] through the host BLAS's SYRK: half a GEMM's flops (torch
-    exposes no SYRK), and faster than torch's GEMM on the same CPU (benchmarks/README.md)."""
-    a = x.detach().numpy()
-    if _SYRK is not None and x.dtype in _SYRK and x.is_contiguous():
-        # x' (C-ordered [n, D]) is a Fortran-ordered [D, n]: SYRK reads it in place and fills the lower
-        # triangle only; the mirror is added in float64.
-        low = torch.from_numpy(_SYRK[x.dtype](1.0, a.T, trans=0, lower=1)).to(torch.float64)
-        G = low + low.T
-        G.diagonal().sub_(low.diagonal())
-        return G
-    return torch.from_numpy(a.T @ a).to(torch.float64)  # numpy's matmul also calls SYRK for a' a
-
-
 def symmetric_gram(x: torch.Tensor, block: int = 512) -> torch.Tensor:
     """x' x for x [..., n, D] as float64 [..., D, D], computing only the blocks on and below the diagonal.
 
-    On the CPU each model's Gram is one SYRK (``_cpu_gram``). Elsewhere (CUDA) column blocks of ~512 give
-    GEMMs big enough to run at full speed while skipping most of the upper triangle (4 blocks: 10 of 16
-    block products), then mirror it.
+    torch exposes no SYRK; column blocks of ~512 give BLAS GEMMs big enough to run at full speed while
+    skipping most of the upper triangle (4 blocks: 10 of 16 block products), then mirror it.
     """
     D = x.shape[-1]
-    if x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64):
-        flat = x.reshape(-1, *x.shape[-2:])
-        G = torch.empty(flat.shape[0], D, D, dtype=torch.float64)
-        for i in range(flat.shape[0]):
-            G[i] = _cpu_gram(flat[i])
-        return G.reshape(*x.shape[:-2], D, D)
     nb = max(1, round(D / block))
     if nb == 1:
         return (x.transpose(-1, -2) @ x).to(torch.float64)
