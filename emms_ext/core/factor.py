@@ -50,6 +50,10 @@ class Factor(Protocol):
         """Fields of model i's ``EMMSResult`` that only this factorization fills (e.g. ``gcv``, ``df``)."""
         ...
 
+    def release(self) -> None:
+        """Drop the D x D factors once B is formed (``half`` and ``solve`` are then unavailable)."""
+        ...
+
 
 class GramFactor:
     """(G + ridge I)^+ of M models' standardized Grams [M, D, D], as ``half(F)`` (W with F'G^+F = W'W) and
@@ -75,8 +79,9 @@ class GramFactor:
             e, V = torch.linalg.eigh(G[~ok])
             cut = 0.0 if ridge else st.eps * D * e.amax(1, keepdim=True)
             self.eig = (V, torch.where(e > cut, 1.0 / e, torch.zeros_like(e)))
-        used = st.keep.sum(1)
-        self.methods = ["none" if int(u) == 0 else ("cholesky" if bool(k) else "eigh") for u, k in zip(used, ok)]
+        # One list per batch, not a conversion per model (each is a host sync on CUDA).
+        used, ok_list = st.keep.sum(1).tolist(), ok.tolist()
+        self.methods = ["none" if u == 0 else ("cholesky" if k else "eigh") for u, k in zip(used, ok_list)]
         # Condition estimate per model (a lower bound: the squared pivots lie inside the spectrum), used to
         # decide whether a float32 Gram was accurate enough. A Gram that needed the eigendecomposition is
         # numerically singular at its precision: infinite here, so float32 ones are redone in float64.
@@ -118,11 +123,15 @@ class GramFactor:
 
     def ridges(self) -> list:
         """[M] the fixed ridge (or None) of every model."""
-        return [self.ridge] * self.L.shape[0]
+        return [self.ridge] * len(self.methods)
 
     def extras(self, i: int) -> dict:
         """No extra result fields."""
         return {}
+
+    def release(self) -> None:
+        """Drop the Cholesky factors and eigenvectors."""
+        self.L = self.eig = None
 
     def solve(self, Y: torch.Tensor) -> torch.Tensor:
         """(G + ridge I)^+ Y for Y [M, D, c]."""
@@ -183,6 +192,7 @@ class GCVFactor:
 
     def choose(self, best: torch.Tensor, gcv: torch.Tensor) -> None:
         """Use grid entry best [M] of each model from now on; gcv [M] is its criterion (reported)."""
+        self.__dict__.pop("_as_lists", None)  # a new choice: lists made for the last one are stale
         self.lam = self.lam_grid.gather(1, best[:, None])[:, 0]  # [M]
         self.df = self.df_grid.gather(1, best[:, None])[:, 0]
         self.gcv = gcv
@@ -206,7 +216,21 @@ class GCVFactor:
 
     def extras(self, i: int) -> dict:
         """The GCV estimate and the degrees of freedom at model i's chosen ridge."""
-        return {"gcv": float(self.gcv[i]), "df": float(self.df[i])}
+        gcv, df = self._lists("gcv", "df")
+        return {"gcv": gcv[i], "df": df[i]}
+
+    def _lists(self, *fields: str) -> list[list]:
+        """The [M] (or [M, G]) tensors named, as Python lists converted once per batch (one host sync
+        each on CUDA, not one per model) and kept for every model's ``extras``."""
+        cache = self.__dict__.setdefault("_as_lists", {})
+        for f in fields:
+            if f not in cache:
+                cache[f] = getattr(self, f).tolist()
+        return [cache[f] for f in fields]
+
+    def release(self) -> None:
+        """Drop the eigenvectors."""
+        self.V = None
 
 
 def make_factor(st: StandardizedStats, ridge, basis: LabelBasis) -> Factor:

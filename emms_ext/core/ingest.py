@@ -10,7 +10,7 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 
-from ..common.validate import as_float_tensor, check_features, describe
+from ..common.validate import as_float_tensor, check_features, check_finite, describe
 from .labels import LabelBasis
 from .stats import FeatureStats, StandardizedStats
 
@@ -65,6 +65,18 @@ def compute_precision(x: torch.Tensor, precision, name: str, N: int) -> tuple[to
     return dtype, tf32
 
 
+def recheck(x: torch.Tensor, precision, dtype: torch.dtype, name: str, N: int) -> tuple[torch.dtype, bool]:
+    """For a model whose `dtype` statistics overflowed or met a non-finite value (``StandardizedStats.
+    overflow``): the clear ValueError (non-finite values, or values too large for the Gram), or, with the
+    automatic precision, the float64 precision to recompute it in. The one extra pass over the features
+    is paid by such models only."""
+    check_finite(x, name, f" in rows 0..{x.shape[0] - 1}")
+    new = compute_precision(x, precision, name, N)
+    if new[0] == dtype:  # within the conservative bound yet overflowed: cannot happen, say so clearly
+        raise ValueError(f"{name}: its {str(dtype).removeprefix('torch.')} Gram overflowed; rescale the features")
+    return new
+
+
 @contextmanager
 def tf32_matmul(enabled: bool):
     """TF32 tensor-core GEMMs on CUDA for the duration (no effect on CPU)."""
@@ -76,15 +88,16 @@ def tf32_matmul(enabled: bool):
         torch.backends.cuda.matmul.allow_tf32 = before
 
 
-def in_memory_features(features, name: str, N: int) -> torch.Tensor | None:
-    """Validated [N, D] float tensor for in-memory features; None for an iterable of chunks."""
+def in_memory_features(features, name: str, N: int, finite: bool = True) -> torch.Tensor | None:
+    """Validated [N, D] float tensor for in-memory features; None for an iterable of chunks. finite=False
+    leaves the finite check to the statistics (``StandardizedStats.overflow``, then ``recheck``)."""
     if not (torch.is_tensor(features) or isinstance(features, np.ndarray)):
         if not isinstance(features, Iterable):
             raise ValueError(
                 f"{name} must be an [N, D] tensor/array or an iterable of [n_i, D] chunks (got {describe(features)})"
             )
         return None
-    return check_features(features, name, N=N)
+    return check_features(features, name, N=N, finite=finite)
 
 
 def stream_stats(features, basis: LabelBasis, name: str, precision, device, chunk_size: int) -> StandardizedStats:
@@ -123,19 +136,19 @@ def batch_stats(
     repeats = basis.rows_per_sample if xs[0].shape[0] != basis.N else None
     with tf32_matmul(tf32):
         for start in range(0, xs[0].shape[0], chunk_size):
+            # A list, not a stacked copy: update() centres each model's rows into the batch's one buffer.
             rows = [x[start : start + chunk_size].to(device, dtype) for x in xs]
-            acc.update(
-                rows[0][None].contiguous() if len(rows) == 1 else torch.stack(rows),
-                None if repeats is None else repeats[start : start + chunk_size],
-            )
+            acc.update(rows, None if repeats is None else repeats[start : start + chunk_size])
     return acc.finalize()
 
 
 def batch_budget(device: torch.device) -> int:
-    """Bytes of statistics one batch of models may hold: a quarter of free GPU memory, 1 GiB on the CPU."""
+    """Bytes of statistics one batch of models may hold: a quarter of free GPU memory, 128 MiB on the CPU.
+    The CPU computes each model's Gram with its own SYRK anyway: a batch there only shares the label work
+    and the fused solve, so small batches cost no speed and keep a zoo's peak memory near its features'."""
     if device.type == "cuda":
         return torch.cuda.mem_get_info(device)[0] // 4
-    return 1 << 30
+    return 1 << 27
 
 
 def model_groups(tensors: dict, precisions: dict, device, chunk_size: int, r: int):
@@ -147,7 +160,8 @@ def model_groups(tensors: dict, precisions: dict, device, chunk_size: int, r: in
         dev = torch.device(device) if device is not None else x.device
         by_key.setdefault((x.shape[1], dev, dtype, tf32), []).append(name)
     for (D, dev, dtype, tf32), names in by_key.items():
-        per_model = 8 * (4 * D * D + 3 * D * r) + 2 * chunk_size * D * torch.finfo(dtype).bits // 8
+        rows = min(chunk_size, max(tensors[n].shape[0] for n in names))
+        per_model = 8 * (4 * D * D + 3 * D * r) + 2 * rows * D * torch.finfo(dtype).bits // 8
         size = max(1, batch_budget(dev) // per_model)
         for i in range(0, len(names), size):
             yield names[i : i + size], dtype, tf32, dev

@@ -9,7 +9,7 @@ once and shared by every model of the zoo.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -67,6 +67,8 @@ class LabelBasis:
     # Several label rows per sample (FreeTextLabels): [S] int64 rows of each of the S samples, the rows
     # sorted by sample. The features [S, D] are repeated to the N label rows; None: one row per sample.
     rows_per_sample: torch.Tensor | None = None
+    # Copies on other devices made by to(), kept so that a zoo uploads its labels once, not once per batch.
+    _moved: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def n_samples(self) -> int:
@@ -95,8 +97,11 @@ class LabelBasis:
         device = torch.device(device)
         if self.A.device == device:
             return self
-        move = {f: getattr(self, f) for f in ("A", "classes", "counts", "table", "pair", "dense", "rows_per_sample")}
-        return replace(self, **{f: None if v is None else v.to(device) for f, v in move.items()})
+        if device not in self._moved:
+            fields = ("A", "classes", "counts", "table", "pair", "dense", "rows_per_sample")
+            move = {f: getattr(self, f) for f in fields}
+            self._moved[device] = replace(self, **{f: None if v is None else v.to(device) for f, v in move.items()})
+        return self._moved[device]
 
     def B_from_half(self, W: torch.Tensor) -> torch.Tensor:
         """B [M, K, K] from W [M, D', r] with F' G^+ F = W'W per model: B_kl = tr(R_k' W'W R_l)."""

@@ -53,12 +53,8 @@ class OutOfSampleFactor(GCVFactor):
 
     def extras(self, i: int) -> dict:
         """The criterion and degrees of freedom at model i's ridge, the grid and the error along it."""
-        return {
-            self.criterion_name: float(self.gcv[i]),
-            "df": float(self.df[i]),
-            "ridge_grid": self.lam_grid[i].tolist(),
-            "error_path": self.path[i].tolist(),
-        }
+        crit, df, grid, path = self._lists("gcv", "df", "lam_grid", "path")
+        return {self.criterion_name: crit[i], "df": df[i], "ridge_grid": grid[i], "error_path": path[i]}
 
 
 class LOOFactor(OutOfSampleFactor):
@@ -96,6 +92,9 @@ class LOOFactor(OutOfSampleFactor):
         loo_gram = torch.empty(M, G, basis.K, basis.K, dtype=torch.float64, device=P.device)
         self.max_leverage = torch.empty(M, G, dtype=torch.float64, device=P.device)
         step = max(1, _LOO_CHUNK // (N * basis.r))
+        # The labels on the statistics' device once, not once per model and grid chunk.
+        basis = basis.to(P.device)
+        rows = torch.arange(N, device=P.device)
         for m in range(M):
             for g0 in range(0, G, step):
                 inv = 1.0 / (self.e[m] + self.lam_grid[m, g0 : g0 + step, None])  # [g, D']
@@ -103,13 +102,18 @@ class LOOFactor(OutOfSampleFactor):
                 fit = P[m] @ (inv[:, :, None] * q[m])  # [g, N, r]: the ridge fits in the label basis U
                 if basis.is_vocabulary:  # U is the one-hot class matrix
                     res = -fit
-                    res[:, torch.arange(N, device=P.device), basis.classes.to(P.device)] += 1.0
+                    res[:, rows, basis.classes] += 1.0
                 else:
-                    res = basis.dense.to(P.device) - fit
+                    res = basis.dense - fit
                 half = res / (1.0 - lev.T)[:, :, None].clamp_min(torch.finfo(torch.float64).tiny)
-                loo_gram[m, g0 : g0 + step] = basis.to(P.device).B_from_half(half)
+                loo_gram[m, g0 : g0 + step] = basis.B_from_half(half)
                 self.max_leverage[m, g0 : g0 + step] = lev.amax(0)
-        return basis.A.to(P.device) - loo_gram
+        return basis.A - loo_gram
+
+    def release(self) -> None:
+        """Drop the eigenvectors and the references to the statistics and features."""
+        super().release()
+        self._st = self._xs = None
 
     def criterion(self, obj: torch.Tensor) -> torch.Tensor:
         """Mean leave-one-out squared residual [M, G]; inf where a sample's leverage reaches 1."""

@@ -12,16 +12,25 @@ What differs between the in-sample modes and the out-of-sample ones lives in two
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
 from ..common.progress import progress_bar
-from ..common.validate import check_features
+from ..common.validate import check_features, check_finite
 from ..common.warn import warn
 from ..ops.operators import wlsr_simplex
 from .factor import Factor, make_factor
-from .ingest import batch_stats, compute_precision, in_memory_features, model_groups, stream_stats, weighted_rows
+from .ingest import (
+    batch_stats,
+    compute_precision,
+    in_memory_features,
+    model_groups,
+    recheck,
+    resolve_precision,
+    stream_stats,
+    weighted_rows,
+)
 from .labels import LabelBasis
 from .out_of_sample import OUT_OF_SAMPLE_MODES, make_out_of_sample
 from .results import EMMSDegeneracyWarning, EMMSResult, ZooScores
@@ -168,12 +177,17 @@ def score_zoo(items: list, basis: LabelBasis, opts: ScoreOptions, batches_out: l
     tensors, streams, precisions = {}, {}, {}
     for name, features in items:
         try:
-            x = in_memory_features(features, _label(name), basis.n_samples)
+            # No pass over the values here: non-finite or too large features show in their batch's
+            # statistics (StandardizedStats.overflow) and only those models are re-read (ingest.recheck).
+            x = in_memory_features(features, _label(name), basis.n_samples, finite=False)
             if x is None:
                 streams[name] = features if basis.rows_per_sample is None else _repeated(features, basis, name)
             else:
-                # Read the range before any repeat (same values, fewer rows); the Gram runs over basis.N rows.
-                precisions[name] = compute_precision(x, opts.precision, _label(name), basis.N)
+                if x.shape[1] > basis.N:  # the kernel form (float64, no overflow flag): checked up front
+                    check_finite(x, _label(name), f" in rows 0..{x.shape[0] - 1}")
+                    precisions[name] = compute_precision(x, opts.precision, _label(name), basis.N)
+                else:
+                    precisions[name] = resolve_precision(opts.precision, x.dtype)
                 # Several label rows per sample: weighted statistics where they apply, else one row each.
                 weighted = weighted_rows(basis, x.shape[1], opts.mode in OUT_OF_SAMPLE_MODES)
                 tensors[name] = x if weighted else basis.repeat_rows(x)
@@ -183,7 +197,9 @@ def score_zoo(items: list, basis: LabelBasis, opts: ScoreOptions, batches_out: l
     bar = progress_bar(
         len(tensors) + len(streams), "EMMS", "model", opts.progress, auto=len(tensors) + len(streams) >= 32
     )
-    batches = _in_memory_batches(tensors, precisions, basis, strategy, opts, bar)
+    batches = _in_memory_batches(
+        tensors, precisions, basis, strategy, opts, bar, fail, dict(items), compact=batches_out is None
+    )
     for name, features in streams.items():
         try:
             st = stream_stats(features, basis, _label(name), opts.precision, opts.device, opts.chunk_size)
@@ -243,36 +259,78 @@ def _repeated(chunks, basis: LabelBasis, name):
 
 
 def _in_memory_batches(
-    tensors: dict, precisions: dict, basis: LabelBasis, strategy: _InSample, opts: ScoreOptions, bar
+    tensors: dict,
+    precisions: dict,
+    basis: LabelBasis,
+    strategy: _InSample,
+    opts: ScoreOptions,
+    bar,
+    fail,
+    originals: dict,
+    compact: bool = True,
 ) -> list[Batch]:
-    """Statistics and factors of the in-memory models, batched by width and precision. With automatic
-    precision, models whose float32 Gram is too ill-conditioned are redone in float64."""
+    """Statistics and factors of the in-memory models, batched by width and precision. A model whose
+    statistics overflowed (or met a non-finite value) fails with a clear error, or with automatic precision
+    is redone in float64, like models whose float32 Gram is too ill-conditioned. Host syncs: a few per
+    batch, none per model (the flags come back as one list each). ``compact=False`` keeps every batch's
+    statistics and factor (the jackknife's downdates need them)."""
+
+    def done(b: Batch) -> Batch:
+        return _compact(b, opts) if compact else b
+
     batches = []
     for names, dtype, tf32, dev in model_groups(tensors, precisions, opts.device, opts.chunk_size, basis.r):
         xs = [tensors[n] for n in names]
         if xs[0].shape[1] > basis.N:  # more columns than samples: the N x N kernel form
             st = kernel_stats(xs, basis, dev)
-            batches.append(Batch(names, st, *strategy.factorize(st, xs), xs))
+            batches.append(done(Batch(names, st, *strategy.factorize(st, xs), xs)))
             bar.update(len(names))
             continue
         st = batch_stats(xs, basis, dtype, tf32, dev, opts.chunk_size)
-        factor, B = strategy.factorize(st, xs)
-        if opts.precision is None and dtype != torch.float64:
-            bad = factor.ill_conditioned(st.eps)
-            if bool(bad.any()):
-                redo = [n for n, b in zip(names, bad.tolist()) if b]
-                names = [n for n, b in zip(names, bad.tolist()) if not b]
-                redo_xs = [tensors[n] for n in redo]
-                st64 = batch_stats(redo_xs, basis, torch.float64, False, dev, opts.chunk_size)
-                batches.append(Batch(redo, st64, *strategy.factorize(st64, redo_xs), redo_xs))
-                bar.update(len(redo))
-                if names:
-                    st = st.rows(~bad)
-                    factor, B = strategy.factorize(st, [tensors[n] for n in names])
+        redo = []
+        overflow = st.overflow.tolist()
+        if any(overflow):
+            for n, bad in zip(names, overflow):
+                if bad:
+                    try:
+                        x = in_memory_features(originals[n], _label(n), basis.n_samples)  # the finite check
+                        if recheck(x, opts.precision, dtype, _label(n), basis.N)[0] == torch.float64:
+                            redo.append(n)
+                    except ValueError as exc:
+                        bar.update(1)
+                        fail(n, exc)
+            names = [n for n, bad in zip(names, overflow) if not bad]
+            st = st.rows(~st.overflow) if names else None
+        factor = B = None
         if names:
-            batches.append(Batch(names, st, factor, B, [tensors[n] for n in names]))
+            factor, B = strategy.factorize(st, [tensors[n] for n in names])
+            if opts.precision is None and dtype != torch.float64:
+                bad = factor.ill_conditioned(st.eps).tolist()
+                if any(bad):
+                    redo += [n for n, b in zip(names, bad) if b]
+                    names = [n for n, b in zip(names, bad) if not b]
+                    if names:
+                        st = st.rows(~torch.tensor(bad, device=st.G.device))
+                        factor, B = strategy.factorize(st, [tensors[n] for n in names])
+        if redo:
+            redo_xs = [tensors[n] for n in redo]
+            st64 = batch_stats(redo_xs, basis, torch.float64, False, dev, opts.chunk_size)
+            batches.append(done(Batch(redo, st64, *strategy.factorize(st64, redo_xs), redo_xs)))
+            bar.update(len(redo))
+        if names:
+            batches.append(done(Batch(names, st, factor, B, [tensors[n] for n in names])))
         bar.update(len(names))
     return batches
+
+
+def _compact(b: Batch, opts: ScoreOptions) -> Batch:
+    """The batch without its D x D matrices once B is formed (unless the weights W are asked for): a zoo's
+    memory then holds one batch's statistics at a time, not every model's."""
+    if opts.return_W:
+        return b
+    b.factor.release()
+    b.st = replace(b.st, G=None, F=None, used=b.st.used_columns())
+    return b
 
 
 def _results(
@@ -287,21 +345,24 @@ def _results(
         if st.back is not None:  # principal-component weights -> standardized-feature weights
             Ws = st.back @ Ws
         Ws = Ws.cpu()
-    t, obj, its, score, degenerate = t.cpu(), obj.cpu(), its.cpu(), score.cpu(), degenerate.cpu().tolist()
-    ridges, used = factor.ridges(), st.used_columns()
+    # Python numbers through one tolist() per batch, not one conversion per model (on CUDA each would be a
+    # host sync).
+    t = t.cpu()
+    obj, its, score, degenerate = obj.tolist(), its.tolist(), score.tolist(), degenerate.tolist()
+    ridges, used = factor.ridges(), st.used_columns().tolist()
     precision = "float64" if st.eps <= torch.finfo(torch.float64).eps else "float32"
     out = {}
     for i, name in enumerate(b.names):
-        D_used = int(used[i])
+        D_used = used[i]
         notes = strategy.notes(name, st, degenerate[i], D_used)
         for note in notes:
             warn(note, EMMSDegeneracyWarning)
         out[name] = EMMSResult(
-            score=float(score[i]),
+            score=score[i],
             t=t[i].clone(),
             mode=opts.mode,
-            iterations=int(its[i]),
-            objective=float(obj[i]),
+            iterations=its[i],
+            objective=obj[i],
             n_samples=st.N,
             n_features=st.D,
             n_used_features=D_used,

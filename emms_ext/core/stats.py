@@ -17,7 +17,7 @@ import torch
 from ..ops.operators import class_order, class_sums
 from .labels import EPS_STD, LabelBasis
 
-_PER_MODEL = ("keep", "G", "F", "back", "used", "mean", "scale")
+_PER_MODEL = ("keep", "G", "F", "back", "used", "mean", "scale", "overflow")
 
 
 @dataclass
@@ -43,6 +43,9 @@ class StandardizedStats:
     # row x becomes (x - mean) * scale (core/jackknife.py standardizes left-out rows with them).
     mean: torch.Tensor | None = None
     scale: torch.Tensor | None = None
+    # [M] bool: the features overflowed the Gram's dtype or were not finite (FeatureStats); such a model's
+    # statistics are meaningless and the caller re-checks its features for the error message.
+    overflow: torch.Tensor | None = None
 
     def rows(self, keep: torch.Tensor) -> StandardizedStats:
         """The statistics of the models ``keep [M]`` (bool) of the batch."""
@@ -134,40 +137,60 @@ class FeatureStats:
         self.shift = None  # [M, D] first chunk's mean: reference point for the mean corrections below
         self.mean_cross = torch.zeros(M, D, basis.r, **kw)  # sum_c (m_c - shift) u_c'
         self.usum = torch.zeros(basis.r, **kw)  # column sums of U (shared by the models)
+        # [M] bool: a chunk's Gram overflowed the compute dtype or met a non-finite value (checked by the
+        # caller once per batch, so that a bad model costs no host sync per model)
+        self.overflow = torch.zeros(M, dtype=torch.bool, device=device)
 
-    def update(self, x: torch.Tensor, repeats: torch.Tensor | None = None) -> None:
-        """Add rows [n, n + n_i) of every model's features; x [M, n_i, D] in the compute dtype, contiguous.
+    def update(self, x: torch.Tensor | list[torch.Tensor], repeats: torch.Tensor | None = None) -> None:
+        """Add rows [n, n + n_i) of every model's features; x [M, n_i, D] (or a list of M [n_i, D]) in the
+        compute dtype, on the statistics' device.
 
         repeats [n_i] (int64, dense label bases only): x holds samples and sample j stands for repeats[j]
         consecutive label rows, as if repeated (several texts per sample, docs/design.md §2): the
         statistics are then weighted, with no repeated copy of the features.
         """
-        n_i = x.shape[1] if repeats is None else int(repeats.sum())
+        rows = list(x) if isinstance(x, (list, tuple)) else None
+        n_rows = rows[0].shape[0] if rows is not None else x.shape[1]
+        n_i = n_rows if repeats is None else int(repeats.sum())
         if n_i == 0:
             return
         start, stop = self.n, self.n + n_i
         if repeats is None:
-            m_sub = x.mean(1, keepdim=True)  # pairwise-summed in the compute dtype
-            xc = x - m_sub
+            if rows is None:
+                m_sub = x.mean(1, keepdim=True)  # pairwise-summed in the compute dtype
+                xc = x - m_sub
+            else:
+                # The stacked batch and the centred copy are one and the same write: each model's rows are
+                # centred straight into their slot, so the features are copied once per chunk, not twice.
+                m_sub = torch.stack([r.mean(0, keepdim=True) for r in rows])  # [M, 1, D]
+                xc = torch.empty(len(rows), n_rows, self.D, dtype=m_sub.dtype, device=m_sub.device)
+                for i, r in enumerate(rows):
+                    torch.sub(r, m_sub[i], out=xc[i])
             # m_sub is rounded, so xc keeps a tiny mean r_c; it is measured and taken out of the Gram and the
             # cross-product below, so that both are centred on the chunk's exact mean m_c.
             r_c = xc.mean(1).to(torch.float64)  # [M, D]
             G_c = symmetric_gram(xc)
         else:
+            x = torch.stack(rows) if rows is not None else x
             w = repeats.to(x.device, x.dtype)
             m_sub = (w @ x)[:, None] / n_i  # the weighted mean [M, 1, D]
             xc = x - m_sub
             r_c = ((w @ xc) / n_i).to(torch.float64)
             G_c = symmetric_gram(xc * w.sqrt()[:, None])  # sum_j w_j xc_j xc_j'
+        # Non-finite or overflowing features show in the chunk Gram's diagonal (a centred square sum bounds
+        # every product and partial sum of its column) and in the mean: no separate pass over the features.
+        # A quarter of the dtype's range leaves room for the GEMM's rounding.
+        dg = G_c.diagonal(dim1=-2, dim2=-1)
+        self.overflow |= ~((dg <= torch.finfo(xc.dtype).max / 4).all(1) & torch.isfinite(m_sub[:, 0]).all(1))
         m_c = m_sub[:, 0].to(torch.float64) + r_c
         G_c.baddbmm_(r_c[:, :, None], r_c[:, None, :], alpha=-n_i)
 
         if repeats is not None:
             if self.basis.is_vocabulary:
                 raise ValueError("repeated rows need a dense label basis")
-            U = self.basis.basis_rows(start, stop, x.dtype)
-            owner = torch.repeat_interleave(torch.arange(x.shape[1], device=U.device), repeats.to(U.device))
-            U_s = torch.zeros(x.shape[1], U.shape[1], dtype=U.dtype, device=U.device).index_add_(0, owner, U)
+            U = self.basis.basis_rows(start, stop, xc.dtype)
+            owner = torch.repeat_interleave(torch.arange(xc.shape[1], device=U.device), repeats.to(U.device))
+            U_s = torch.zeros(xc.shape[1], U.shape[1], dtype=U.dtype, device=U.device).index_add_(0, owner, U)
             u_c = torch.sum(U, dim=0, dtype=torch.float64)
             cross_c = (xc.transpose(1, 2) @ U_s).to(torch.float64)  # sum over a sample's rows, then one GEMM
         elif self.basis.is_vocabulary:
@@ -178,7 +201,7 @@ class FeatureStats:
             u_c = (offsets[1:] - offsets[:-1]).to(torch.float64)
             cross_c = S.transpose(1, 2).to(torch.float64)
         else:
-            U = self.basis.basis_rows(start, stop, x.dtype)
+            U = self.basis.basis_rows(start, stop, xc.dtype)
             u_c = torch.sum(U, dim=0, dtype=torch.float64)
             cross_c = (xc.transpose(1, 2) @ U).to(torch.float64)
         cross_c -= r_c[:, :, None] * u_c[None, None, :]
@@ -216,5 +239,13 @@ class FeatureStats:
         fill = diag.amax(1, keepdim=True).clamp_min(1.0).expand_as(diag)
         diag.copy_(torch.where(keep, diag, fill))
         return StandardizedStats(
-            N=self.n, D=self.D, keep=keep, G=G, F=F * scale[:, :, None], eps=eps, mean=self.mean, scale=scale
+            N=self.n,
+            D=self.D,
+            keep=keep,
+            G=G,
+            F=F * scale[:, :, None],
+            eps=eps,
+            mean=self.mean,
+            scale=scale,
+            overflow=self.overflow,
         )
