@@ -369,6 +369,9 @@ def differences(a: dict, b: dict) -> list[str]:
                     if vb is not None:
                         largest = max(largest, abs(va - vb))
     ca, cb = a.get("coverage", {}), b.get("coverage", {})
+    if not (ca and cb):  # a run without --folds has no top sets
+        out += ["top sets: not compared (a run without them)"] if ca or cb else []
+        ca = cb = {}
     for task in sorted(set(ca) | set(cb)):
         for m in dict.fromkeys([*ca.get(task, {}), *cb.get(task, {})]):
             xa, xb = ca.get(task, {}).get(m), cb.get(task, {}).get(m)

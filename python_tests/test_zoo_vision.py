@@ -253,6 +253,8 @@ def test_run_zoo_top_sets_are_those_of_rank_and_changed_cells_are_named(tmp_path
     assert "digits / coverage / LogME: top set" in diff[1] and diff[2] == "largest absolute difference: 1.00e-02"
     same = run_zoo.differences(json.loads((tmp_path / "a.json").read_text()), json.loads(json.dumps(out)))
     assert same == ["largest absolute difference: 0.00e+00"]
+    plain = {k: v for k, v in out.items() if k != "coverage"}  # a run without --folds
+    assert run_zoo.differences(plain, out) == ["top sets: not compared (a run without them)", same[0]]
 
 
 @pytest.mark.xfail(
