@@ -4,6 +4,7 @@ against both ground truths (fine-tuning and linear probe), with wall-clock.
     python benchmarks/run_zoo.py [--tasks digits fashion wordnet ...] [--readme] [--json out.json]
         [--folds 5] [--threads 1] [--check-against previous.json]
     python benchmarks/run_zoo.py --compare a.json b.json   # which table cells differ at the third decimal
+    python benchmarks/run_zoo.py --from-json a.json b.json --readme   # the report of runs split over processes
 
 Needs the ground-truth files made by ``benchmarks.zoo.ground_truth`` / ``benchmarks.zoo.text_truth`` (a task
 whose truth file is missing is skipped with the command that makes it). Features of the training split are
@@ -396,6 +397,13 @@ def main(argv=None) -> dict:
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     ap.add_argument("--check-against", default=None, help="a previous run's --json: list the cells that differ")
     ap.add_argument("--compare", nargs=2, default=None, metavar="JSON", help="only compare two runs' --json")
+    ap.add_argument(
+        "--from-json",
+        nargs="+",
+        default=None,
+        metavar="JSON",
+        help="no scoring: the report of earlier runs' --json, their tasks merged (a run split over processes)",
+    )
     args = ap.parse_args(argv)
     if args.compare:
         diff = differences(*(json.loads(Path(p).read_text()) for p in args.compare))
@@ -404,8 +412,13 @@ def main(argv=None) -> dict:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     tables, detail, timing, all_scores, truths = {"finetune": {}, "probe": {}}, {}, {}, {}, {}
-    provenance, cover = [], {}
-    for name in args.tasks:
+    provenance, cover, threads = [], {}, torch.get_num_threads()
+    runs = [json.loads(Path(p).read_text()) for p in args.from_json or ()]
+    for run in runs:
+        if (run.get("folds", 0), run.get("threads")) != (runs[0].get("folds", 0), runs[0].get("threads")):
+            raise SystemExit("--from-json: the runs must have the same --folds and --threads")
+        args.folds, threads = run.get("folds", 0), run.get("threads")
+    for name in args.tasks if not runs else ():
         path = zoo_tasks.truth_path(name, args.truth_dir)
         if not path.exists():
             print(f"skipping {name}: no {path}; make it with: {zoo_tasks.truth_command(name, path)}")
@@ -425,12 +438,23 @@ def main(argv=None) -> dict:
             cover[name] = coverage(task, scores, COVERAGE, args.folds)
             print(f"{name}: top sets from {args.folds} folds in {time.perf_counter() - start:.0f} s", flush=True)
         print(f"{name}: {len(task.features)} candidates scored", flush=True)
+    for name in [t for t in args.tasks if any(t in run["detail"] for run in runs)]:
+        run = next(run for run in runs if name in run["detail"])
+        truth = json.loads(zoo_tasks.truth_path(name, args.truth_dir).read_text())
+        provenance.append(describe_truth(name, truth))
+        detail[name], timing[name], all_scores[name] = run["detail"][name], run["timing"][name], run["scores"][name]
+        truths[name] = zoo_tasks.ground_truths(truth)
+        if name in run.get("coverage", {}):
+            cover[name] = run["coverage"][name]
+        for gt, rows in detail[name].items():
+            for method, res in rows.items():
+                tables[gt].setdefault(method, {})[name] = res["weighted_tau"]
     text = (
         report(tables, detail, timing, provenance, cover, args.folds) if timing else "no task had a ground-truth file\n"
     )
     print(text)
     out = {"detail": detail, "timing": timing, "scores": all_scores, "coverage": cover}
-    out.update(folds=args.folds, threads=torch.get_num_threads())
+    out.update(folds=args.folds, threads=threads)
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1))
     if args.check_against:

@@ -225,7 +225,8 @@ def test_run_zoo_scores_every_method_and_writes_the_readme_section(tmp_path, mon
 
 def test_run_zoo_top_sets_are_those_of_rank_and_changed_cells_are_named(tmp_path, monkeypatch):
     """The coverage table's top sets are those of rank(..., uncertainty=True) on the same task (one fold
-    assignment, the same jackknife); --check-against names a changed cell and a changed top set."""
+    assignment, the same jackknife); --from-json rebuilds the tables without scoring; --compare names a
+    changed cell and a changed top set."""
     import emms_ext
     from benchmarks import run_zoo
     from benchmarks.zoo import tasks
@@ -253,6 +254,8 @@ def test_run_zoo_top_sets_are_those_of_rank_and_changed_cells_are_named(tmp_path
     assert "digits / coverage / LogME: top set" in diff[1] and diff[2] == "largest absolute difference: 1.00e-02"
     same = run_zoo.differences(json.loads((tmp_path / "a.json").read_text()), json.loads(json.dumps(out)))
     assert same == ["largest absolute difference: 0.00e+00"]
+    again = run_zoo.main(["--truth-dir", str(tmp_path), "--from-json", str(tmp_path / "a.json")])  # no scoring
+    assert again["tables"] == out["tables"] and again["coverage"] == out["coverage"] and again["folds"] == 3
     plain = {k: v for k, v in out.items() if k != "coverage"}  # a run without --folds
     assert run_zoo.differences(plain, out) == ["top sets: not compared (a run without them)", same[0]]
 
