@@ -402,7 +402,7 @@ def main(argv=None) -> dict:
         nargs="+",
         default=None,
         metavar="JSON",
-        help="no scoring: the report of earlier runs' --json, their tasks merged (a run split over processes)",
+        help="no scoring: the report of earlier runs' --json, their tasks merged (a task in several: the first)",
     )
     args = ap.parse_args(argv)
     if args.compare:
@@ -414,10 +414,13 @@ def main(argv=None) -> dict:
     tables, detail, timing, all_scores, truths = {"finetune": {}, "probe": {}}, {}, {}, {}, {}
     provenance, cover, threads = [], {}, torch.get_num_threads()
     runs = [json.loads(Path(p).read_text()) for p in args.from_json or ()]
-    for run in runs:
-        if (run.get("folds", 0), run.get("threads")) != (runs[0].get("folds", 0), runs[0].get("threads")):
-            raise SystemExit("--from-json: the runs must have the same --folds and --threads")
-        args.folds, threads = run.get("folds", 0), run.get("threads")
+    if runs:  # the runs' top sets must come from the same number of folds to share a table
+        folds = {run.get("folds", 0) for run in runs if run.get("coverage")}
+        if len(folds) > 1:
+            raise SystemExit(f"--from-json: the runs' top sets come from different --folds ({sorted(folds)})")
+        args.folds = folds.pop() if folds else 0
+        threads = sorted({run.get("threads") for run in runs}, key=str)
+        threads = threads[0] if len(threads) == 1 else threads
     for name in args.tasks if not runs else ():
         path = zoo_tasks.truth_path(name, args.truth_dir)
         if not path.exists():
