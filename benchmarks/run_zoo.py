@@ -356,7 +356,10 @@ def differences(a: dict, b: dict) -> list[str]:
     """The cells of two runs' JSON (``--json``) that differ at the third decimal (every measure of every
     method, task and truth) or in their top sets, one line each; the largest absolute difference last."""
     out, largest = [], 0.0
-    for task in sorted(set(a["detail"]) | set(b["detail"])):
+    alone = sorted(set(a["detail"]) ^ set(b["detail"]))
+    if alone:
+        out.append(f"tasks in one run only (not compared): {', '.join(alone)}")
+    for task in sorted(set(a["detail"]) & set(b["detail"])):
         for gt in sorted(set(a["detail"].get(task, {})) | set(b["detail"].get(task, {}))):
             ra, rb = a["detail"].get(task, {}).get(gt, {}), b["detail"].get(task, {}).get(gt, {})
             for m in dict.fromkeys([*ra, *rb]):
@@ -373,7 +376,7 @@ def differences(a: dict, b: dict) -> list[str]:
     if not (ca and cb):  # a run without --folds has no top sets
         out += ["top sets: not compared (a run without them)"] if ca or cb else []
         ca = cb = {}
-    for task in sorted(set(ca) | set(cb)):
+    for task in sorted((set(ca) | set(cb)) - set(alone)):
         for m in dict.fromkeys([*ca.get(task, {}), *cb.get(task, {})]):
             xa, xb = ca.get(task, {}).get(m), cb.get(task, {}).get(m)
             if xa is None or xb is None or xa["top_set"] != xb["top_set"]:
