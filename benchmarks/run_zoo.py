@@ -2,11 +2,19 @@
 against both ground truths (fine-tuning and linear probe), with wall-clock.
 
     python benchmarks/run_zoo.py [--tasks digits fashion wordnet ...] [--readme] [--json out.json]
+        [--folds 5] [--threads 1] [--check-against previous.json]
+    python benchmarks/run_zoo.py --compare a.json b.json   # which table cells differ at the third decimal
+    python benchmarks/run_zoo.py --from-json a.json b.json --readme   # the report of runs split over processes
 
 Needs the ground-truth files made by ``benchmarks.zoo.ground_truth`` / ``benchmarks.zoo.text_truth`` (a task
 whose truth file is missing is skipped with the command that makes it). Features of the training split are
 extracted once per candidate and cached under benchmarks/out/features/; F-labels come from the offline text
 models (K = 2). ``--readme`` rewrites the generated section of benchmarks/README.md and the plots in docs/.
+
+Coverage: for the ``COVERAGE`` methods every task is also re-scored on its ``--folds`` leave-one-fold-out
+subsets (one fold assignment per task, stratified by class, as ``rank(..., uncertainty=True)`` makes it);
+the jackknife gives each method's 95% top set (``Ranking.top_set``), and the table says how often it holds
+the truly best candidate (highest fine-tuned score; any of tied ones) and how large it is.
 """
 
 from __future__ import annotations
@@ -27,11 +35,13 @@ import emms_ext  # noqa: E402
 from benchmarks.zoo import ground_truth, text_truth  # noqa: E402
 from benchmarks.zoo import tasks as zoo_tasks  # noqa: E402
 from emms_ext.baselines.logme import logme  # noqa: E402
+from emms_ext.core.folds import fold_subsets  # noqa: E402
 from emms_ext.core.labels import prepare_labels  # noqa: E402
 from emms_ext.ops import reference  # noqa: E402
-from emms_ext.selection import get_metric  # noqa: E402
+from emms_ext.selection import Ranking, get_metric  # noqa: E402
 from emms_ext.selection.consensus import DEFAULT_MEMBERS, aggregate  # noqa: E402
 from emms_ext.selection.evaluate import evaluate, format_table  # noqa: E402
+from emms_ext.selection.uncertainty import fold_assignment  # noqa: E402
 
 # The API's default mode and the out-of-sample mode benchmarks/README.md recommends: verdicts and scatter plots.
 FOCUS = ("EMMS (exact)", "EMMS (gcv)")
@@ -114,28 +124,39 @@ def ablations(task, gcv: dict) -> dict:
     return out
 
 
-def score_task(task) -> tuple[dict, dict]:
-    """(method -> {candidate -> score}, method -> seconds) on one task."""
+def score_task(task, methods=None) -> tuple[dict, dict]:
+    """(method -> {candidate -> score}, method -> seconds) on one task: every row, or only the EMMS modes,
+    baselines and Consensus named in ``methods`` (the ablations and by-products need every row)."""
     scores, seconds = {}, {}
+    if methods is not None and "Consensus" in methods:  # its members' rows are needed
+        methods = {*methods, *(row for m, row in CONSENSUS.items() if m in DEFAULT_MEMBERS)}
+
+    def wanted(method) -> bool:
+        return methods is None or method in methods
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         results = {}
         for method, kw in EMMS_VARIANTS.items():
+            if not wanted(method):
+                continue
             results[method], seconds[method] = _timed(
                 lambda kw=kw: emms_ext.emms_scores(task.features, task.labels, **kw)
             )
             scores[method] = results[method].scores
-        # The uniform label mixture t = 1/K instead of the optimized one: ridge="gcv" reports its GCV error.
-        scores["EMMS (gcv, uniform t)"] = {m: -r.gcv for m, r in results["EMMS (ridge=gcv)"].items()}
-        seconds["EMMS (gcv, uniform t)"] = None  # a by-product of ridge="gcv"
-        for method, (s, sec) in ablations(task, results["EMMS (gcv)"]).items():
-            scores[method], seconds[method] = s, sec
+        if methods is None:
+            # The uniform label mixture t = 1/K instead of the optimized one: ridge="gcv" reports its GCV error.
+            scores["EMMS (gcv, uniform t)"] = {m: -r.gcv for m, r in results["EMMS (ridge=gcv)"].items()}
+            seconds["EMMS (gcv, uniform t)"] = None  # a by-product of ridge="gcv"
+            for method, (s, sec) in ablations(task, results["EMMS (gcv)"]).items():
+                scores[method], seconds[method] = s, sec
         for method, name in BASELINES.items():
             metric = get_metric(name)
-            if any(getattr(task.target, need) is None for need in metric.needs) or (
-                name == "logme" and task.target.labels is None and task.target.targets is None
+            if not wanted(method) or (
+                any(getattr(task.target, need) is None for need in metric.needs)
+                or (name == "logme" and task.target.labels is None and task.target.targets is None)
             ):
-                continue  # the method does not apply to this kind of task (e.g. class-based on free text)
+                continue  # not asked for, or the method does not apply to this kind of task (class-based on free text)
             start = time.perf_counter()
             scores[method] = {}
             for cand, x in task.features.items():
@@ -144,9 +165,39 @@ def score_task(task) -> tuple[dict, dict]:
                 except Exception as exc:  # one failing (method, model) must not stop the table
                     print(f"  {method} failed on {cand}: {exc}", file=sys.stderr)
             seconds[method] = time.perf_counter() - start
-        members = {m: scores[row] for m, row in CONSENSUS.items() if m in DEFAULT_MEMBERS and row in scores}
-        scores["Consensus"], seconds["Consensus"] = aggregate(members), None
+        if wanted("Consensus"):
+            members = {m: scores[row] for m, row in CONSENSUS.items() if m in DEFAULT_MEMBERS and row in scores}
+            scores["Consensus"], seconds["Consensus"] = aggregate(members), None
     return scores, seconds
+
+
+# The rows whose 95% top sets are checked against the truth: each costs --folds extra scorings per task.
+COVERAGE = ("EMMS (exact)", "EMMS (gcv)", "EMMS (evidence)", "LogME", "LogME (F-labels)", "Consensus")
+
+
+def coverage(task, scores: dict, methods, folds: int, seed: int = 0) -> dict:
+    """method -> {"top_set": the 95% top set, "size", "zoo": candidates ranked, "covers": whether the top set
+    holds a truly best candidate (highest fine-tuned score, any of tied ones)}: ``methods`` re-scored on the
+    ``folds`` leave-one-fold-out subsets of one fold assignment (``rank(..., uncertainty=True)``'s, the same
+    for every method), the delete-a-group jackknife through ``Ranking``."""
+    n = len(next(iter(task.features.values())))
+    methods = [m for m in methods if m in scores]
+    per_fold = [
+        score_task(zoo_tasks.subset(task, keep), set(methods))[0]
+        for keep in fold_subsets(fold_assignment(task.target, n, folds, seed))
+    ]
+    truth = {c: v for c, v in task.truth["finetune"].items() if c in task.features}
+    top = max(truth.values())
+    best = {c for c, v in truth.items() if v == top}
+    out = {}
+    for m in methods:
+        have = [c for c in scores[m] if all(c in f.get(m, {}) for f in per_fold)]  # scored on every subset
+        r = Ranking(
+            scores={c: scores[m][c] for c in have}, metric=m, fold_scores={c: [f[m][c] for f in per_fold] for c in have}
+        )
+        ts = r.top_set() if have else []
+        out[m] = {"top_set": ts, "size": len(ts), "zoo": len(have), "covers": bool(best & set(ts))}
+    return out
 
 
 def describe_truth(name: str, truth: dict) -> str:
@@ -174,7 +225,44 @@ def verdicts(tables: dict) -> list[str]:
     return lines
 
 
-def report(tables: dict, detail: dict, timing: dict, provenance: list[str] = ()) -> str:
+def coverage_table(tables: dict, cover: dict, folds: int) -> list[str]:
+    """Markdown lines: per method its mean tau_w (fine-tuning truth), how many tasks' 95% top sets hold the
+    truly best candidate, the mean top-set size, and per task "yes/no size/zoo"."""
+    task_names = list(cover)
+    methods = [m for m in COVERAGE if any(m in cover[t] for t in task_names)]
+    if not methods:
+        return []
+    out = [
+        "### Does the 95% top set hold the truly best candidate? (fine-tuning ground truth)\n",
+        "| method | mean tau_w | covers the best | mean top-set size | " + " | ".join(task_names) + " |",
+        "|---|---:|---:|---:|" + "---:|" * len(task_names),
+    ]
+    for m in methods:
+        rows = [cover[t][m] for t in task_names if m in cover[t]]
+        taus = [v for t, v in tables.get("finetune", {}).get(m, {}).items() if t in cover and m in cover[t]]
+        cells = [
+            f"{'yes' if cover[t][m]['covers'] else 'no'} {cover[t][m]['size']}/{cover[t][m]['zoo']}"
+            if m in cover[t]
+            else "-"
+            for t in task_names
+        ]
+        out.append(
+            f"| {m} | {sum(taus) / len(taus):.3f} | {sum(r['covers'] for r in rows)}/{len(rows)} | "
+            f"{sum(r['size'] for r in rows) / len(rows):.1f} | " + " | ".join(cells) + " |"
+        )
+    out += [
+        "",
+        f"(Each method re-scored on the F = {folds} leave-one-fold-out subsets of one fold assignment per task "
+        f"(stratified by class, seed 0: `rank(..., uncertainty=True, folds={folds})`'s); the top set is every "
+        "candidate the paired jackknife cannot tell from the method's first at 95% (`Ranking.top_set()`); "
+        "the truly best is the highest fine-tuned score (any of tied ones). Cells: yes/no, top-set size / "
+        "candidates ranked. A top set holding every candidate always covers: read coverage with the size.)",
+        "",
+    ]
+    return out
+
+
+def report(tables: dict, detail: dict, timing: dict, provenance: list[str] = (), cover=None, folds: int = 0) -> str:
     """The markdown of the generated README section."""
     out = []
     for gt, title in (("finetune", "fine-tuning"), ("probe", "linear-probe")):
@@ -187,6 +275,8 @@ def report(tables: dict, detail: dict, timing: dict, provenance: list[str] = ())
                 "over the tasks where it applies.)",
                 "",
             ]
+    if cover:
+        out += coverage_table(tables, cover, folds)
     for gt, title in (("finetune", "fine-tuning"), ("probe", "linear-probe")):
         rows = {m: [d[gt][m] for d in detail.values() if m in d.get(gt, {})] for m in tables.get(gt, {})}
         if not any(rows.values()):
@@ -262,6 +352,38 @@ def plot(tables: dict, scores: dict, truths: dict, path_tau: Path, path_scatter:
     plt.close(fig)
 
 
+def differences(a: dict, b: dict) -> list[str]:
+    """The cells of two runs' JSON (``--json``) that differ at the third decimal (every measure of every
+    method, task and truth) or in their top sets, one line each; the largest absolute difference last."""
+    out, largest = [], 0.0
+    alone = sorted(set(a["detail"]) ^ set(b["detail"]))
+    if alone:
+        out.append(f"tasks in one run only (not compared): {', '.join(alone)}")
+    for task in sorted(set(a["detail"]) & set(b["detail"])):
+        for gt in sorted(set(a["detail"].get(task, {})) | set(b["detail"].get(task, {}))):
+            ra, rb = a["detail"].get(task, {}).get(gt, {}), b["detail"].get(task, {}).get(gt, {})
+            for m in dict.fromkeys([*ra, *rb]):
+                if m not in ra or m not in rb:
+                    out.append(f"{task} / {gt} / {m}: in one run only")
+                    continue
+                for k, va in ra[m].items():
+                    vb = rb[m].get(k)
+                    if vb is None or f"{va:.3f}" != f"{vb:.3f}":
+                        out.append(f"{task} / {gt} / {m} / {k}: {va:.3f} vs {vb if vb is None else f'{vb:.3f}'}")
+                    if vb is not None:
+                        largest = max(largest, abs(va - vb))
+    ca, cb = a.get("coverage", {}), b.get("coverage", {})
+    if not (ca and cb):  # a run without --folds has no top sets
+        out += ["top sets: not compared (a run without them)"] if ca or cb else []
+        ca = cb = {}
+    for task in sorted((set(ca) | set(cb)) - set(alone)):
+        for m in dict.fromkeys([*ca.get(task, {}), *cb.get(task, {})]):
+            xa, xb = ca.get(task, {}).get(m), cb.get(task, {}).get(m)
+            if xa is None or xb is None or xa["top_set"] != xb["top_set"]:
+                out.append(f"{task} / coverage / {m}: top set {xa and xa['top_set']} vs {xb and xb['top_set']}")
+    return out + [f"largest absolute difference: {largest:.2e}"]
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tasks", nargs="+", default=list(zoo_tasks.VISION + zoo_tasks.TEXT))
@@ -272,10 +394,37 @@ def main(argv=None) -> dict:
         action="store_true",
         help="rewrite the generated section of benchmarks/README.md and docs/zoo_tau.png, docs/zoo_scatter.png",
     )
+    ap.add_argument(
+        "--folds", type=int, default=5, help="leave-one-fold-out re-scorings for the coverage table (0: none)"
+    )
+    ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    ap.add_argument("--check-against", default=None, help="a previous run's --json: list the cells that differ")
+    ap.add_argument("--compare", nargs=2, default=None, metavar="JSON", help="only compare two runs' --json")
+    ap.add_argument(
+        "--from-json",
+        nargs="+",
+        default=None,
+        metavar="JSON",
+        help="no scoring: the report of earlier runs' --json, their tasks merged (a task in several: the first)",
+    )
     args = ap.parse_args(argv)
+    if args.compare:
+        diff = differences(*(json.loads(Path(p).read_text()) for p in args.compare))
+        print("\n".join(diff))
+        return {"differences": diff}
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     tables, detail, timing, all_scores, truths = {"finetune": {}, "probe": {}}, {}, {}, {}, {}
-    provenance = []
-    for name in args.tasks:
+    provenance, cover, threads = [], {}, torch.get_num_threads()
+    runs = [json.loads(Path(p).read_text()) for p in args.from_json or ()]
+    if runs:  # the runs' top sets must come from the same number of folds to share a table
+        folds = {run.get("folds", 0) for run in runs if run.get("coverage")}
+        if len(folds) > 1:
+            raise SystemExit(f"--from-json: the runs' top sets come from different --folds ({sorted(folds)})")
+        args.folds = folds.pop() if folds else 0
+        threads = sorted({run.get("threads") for run in runs}, key=str)
+        threads = threads[0] if len(threads) == 1 else threads
+    for name in args.tasks if not runs else ():
         path = zoo_tasks.truth_path(name, args.truth_dir)
         if not path.exists():
             print(f"skipping {name}: no {path}; make it with: {zoo_tasks.truth_command(name, path)}")
@@ -290,11 +439,34 @@ def main(argv=None) -> dict:
                 res = evaluate(s, values)
                 detail.setdefault(name, {}).setdefault(gt, {})[method] = res
                 tables[gt].setdefault(method, {})[name] = res["weighted_tau"]
+        if args.folds and "finetune" in task.truth:
+            start = time.perf_counter()
+            cover[name] = coverage(task, scores, COVERAGE, args.folds)
+            print(f"{name}: top sets from {args.folds} folds in {time.perf_counter() - start:.0f} s", flush=True)
         print(f"{name}: {len(task.features)} candidates scored", flush=True)
-    text = report(tables, detail, timing, provenance) if timing else "no task had a ground-truth file\n"
+    for name in [t for t in args.tasks if any(t in run["detail"] for run in runs)]:
+        run = next(run for run in runs if name in run["detail"])
+        truth = json.loads(zoo_tasks.truth_path(name, args.truth_dir).read_text())
+        provenance.append(describe_truth(name, truth))
+        detail[name], timing[name], all_scores[name] = run["detail"][name], run["timing"][name], run["scores"][name]
+        truths[name] = zoo_tasks.ground_truths(truth)
+        if name in run.get("coverage", {}):
+            cover[name] = run["coverage"][name]
+        for gt, rows in detail[name].items():
+            for method, res in rows.items():
+                tables[gt].setdefault(method, {})[name] = res["weighted_tau"]
+    text = (
+        report(tables, detail, timing, provenance, cover, args.folds) if timing else "no task had a ground-truth file\n"
+    )
     print(text)
+    out = {"detail": detail, "timing": timing, "scores": all_scores, "coverage": cover}
+    out.update(folds=args.folds, threads=threads)
     if args.json:
-        Path(args.json).write_text(json.dumps({"detail": detail, "timing": timing, "scores": all_scores}, indent=1))
+        Path(args.json).write_text(json.dumps(out, indent=1))
+    if args.check_against:
+        diff = differences(json.loads(Path(args.check_against).read_text()), out)
+        print(f"Against {args.check_against}:\n" + "\n".join(diff))
+        out["differences"] = diff
     if args.readme and timing:
         plot(tables, all_scores, truths, DOCS / "zoo_tau.png", DOCS / "zoo_scatter.png")
         body = README.read_text()
@@ -305,7 +477,7 @@ def main(argv=None) -> dict:
         )
         body = body[:start] + section + body[end + len(MARK[1]) :] if 0 <= start < end else body + "\n" + section + "\n"
         README.write_text(body)
-    return {"tables": tables, "detail": detail, "timing": timing}
+    return {"tables": tables, **out}
 
 
 if __name__ == "__main__":

@@ -149,3 +149,32 @@ def test_a_saturated_metric_warns_once_and_the_ranking_records_it():
     assert "mode='gcv'" in r.saturation and r.to_dict()["saturation"] == r.saturation
     assert Ranking.from_dict(r.to_dict()).saturation == r.saturation
     assert quiet_rank(wide, labels, "emms_gcv").saturation is None
+
+
+@pytest.mark.parametrize("uncertainty", [False, True])
+def test_sfda_saturation_is_one_message_per_metric(uncertainty):
+    """SFDA warns for each saturated model (and again on each fold subset); rank() turns those into one
+    SaturationWarning for the metric: the zoo's tie when most candidates tie, else the first model's."""
+    n, classes = 150, 15
+    g = torch.Generator().manual_seed(3)
+    y = torch.arange(n) % classes
+    wide = {f"wide{i}": torch.randn(n, 384, generator=g, dtype=torch.float64) for i in range(3)}
+    narrow = {
+        f"narrow{i}": 0.5 * torch.randn(classes, 8, generator=g)[y] + torch.randn(n, 8, generator=g) for i in (0, 1)
+    }
+
+    def ranked(zoo):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            r = rank(zoo, y, "sfda", uncertainty=uncertainty, folds=3)
+        sat = [str(w.message) for w in caught if issubclass(w.category, emms_ext.SaturationWarning)]
+        return r, sat
+
+    r, sat = ranked(wide)
+    assert set(r.scores.values()) == {1.0}
+    assert len(sat) == 1 and sat[0] == r.saturation and "sfda saturates: all 3 candidates" in r.saturation
+    assert [m for m in r.warnings if "saturates" in m] == [r.saturation]
+    r, sat = ranked({"wide0": wide["wide0"], **narrow})
+    assert r.scores["wide0"] == 1.0 and max(r.scores["narrow0"], r.scores["narrow1"]) < 1.0
+    assert r.saturation is None and len(sat) == 1 and "N = 150 samples with D = 384" in sat[0]
+    assert [m for m in r.warnings if "saturates" in m] == sat

@@ -3,6 +3,7 @@
 import importlib.util
 import json
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -185,11 +186,14 @@ def test_run_zoo_scores_every_method_and_writes_the_readme_section(tmp_path, mon
 
     truth = _tiny_truth(tmp_path, monkeypatch)
     readme = tmp_path / "README.md"
-    readme.write_text(f"# intro\n{run_zoo.MARK[0]}\nold\n{run_zoo.MARK[1]}\ntail\n")
+    readme.write_text(f"# intro\n{run_zoo.MARK[0]}\nthe previous section\n{run_zoo.MARK[1]}\ntail\n")
     monkeypatch.setattr(run_zoo, "README", readme)
     monkeypatch.setattr(run_zoo, "DOCS", tmp_path)
     out = run_zoo.main(
-        ["--tasks", "digits", "fashion", "--truth-dir", str(tmp_path), "--readme", "--json", str(tmp_path / "all.json")]
+        [
+            *("--tasks", "digits", "fashion", "--truth-dir", str(tmp_path), "--readme"),
+            *("--json", str(tmp_path / "all.json"), "--folds", "2"),
+        ]
     )
     tau = out["tables"]["finetune"]
     for method in [
@@ -209,12 +213,71 @@ def test_run_zoo_scores_every_method_and_writes_the_readme_section(tmp_path, mon
     # the optimized mixture is at least as good out of sample as the uniform one (same ridge grid)
     assert all(saved["EMMS (gcv, uniform t)"][c] <= direct[c] + 1e-12 for c in direct)
     text = readme.read_text()
-    assert text.startswith("# intro\n") and text.endswith("tail\n") and "old" not in text
+    assert text.startswith("# intro\n") and text.endswith("tail\n") and "the previous section" not in text
     assert "| EMMS (gcv) |" in text and (tmp_path / "zoo_tau.png").stat().st_size > 1000
     assert "### Every measure against the linear-probe ground truth" in text
     assert "| EMMS (gcv, R^2) | by-product |" in text  # derived rows are not timed as if free
+    assert "### Does the 95% top set hold the truly best candidate?" in text and "F = 2 leave-one-fold-out" in text
+    assert text.index("### Does the 95% top set") < text.index("### Every measure")
     # the fixture is protocol v3, older than the script: the section says so
     assert f"digits v3 (STALE: the script is at v{ground_truth.VERSION}; re-run it), 60 train / 60 test" in text
+
+
+def test_run_zoo_top_sets_are_those_of_rank_and_changed_cells_are_named(tmp_path, monkeypatch):
+    """The coverage table's top sets are those of rank(..., uncertainty=True) on the same task (one fold
+    assignment, the same jackknife); --from-json rebuilds the tables without scoring; --compare names a
+    changed cell and a changed top set."""
+    import emms_ext
+    from benchmarks import run_zoo
+    from benchmarks.zoo import tasks
+
+    truth = _tiny_truth(tmp_path, monkeypatch)
+    out = run_zoo.main(
+        ["--tasks", "digits", "--truth-dir", str(tmp_path), "--folds", "3", "--json", str(tmp_path / "a.json")]
+    )
+    assert out["folds"] == 3 and out["threads"] == torch.get_num_threads()
+    cover = out["coverage"]["digits"]
+    assert list(cover) == list(run_zoo.COVERAGE)
+    task = tasks.load("digits", truth)
+    for method, metric in (("EMMS (gcv)", "emms_gcv"), ("LogME", "logme")):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            r = emms_ext.rank(task.features, task.target, metric, uncertainty=True, folds=3, progress=False)
+        top = r.top_set()
+        assert cover[method] == {"top_set": top, "size": len(top), "zoo": 3, "covers": "lite0-late-r64" in top}
+    b = json.loads((tmp_path / "a.json").read_text())
+    b["detail"]["digits"]["finetune"]["LogME"]["weighted_tau"] += 0.01
+    b["coverage"]["digits"]["LogME"]["top_set"] = ["nobody"]
+    (tmp_path / "b.json").write_text(json.dumps(b))
+    diff = run_zoo.main(["--compare", str(tmp_path / "a.json"), str(tmp_path / "b.json")])["differences"]
+    assert len(diff) == 3 and "digits / finetune / LogME / weighted_tau" in diff[0]
+    assert "digits / coverage / LogME: top set" in diff[1] and diff[2] == "largest absolute difference: 1.00e-02"
+    same = run_zoo.differences(json.loads((tmp_path / "a.json").read_text()), json.loads(json.dumps(out)))
+    assert same == ["largest absolute difference: 0.00e+00"]
+    again = run_zoo.main(["--truth-dir", str(tmp_path), "--from-json", str(tmp_path / "a.json")])  # no scoring
+    assert again["tables"] == out["tables"] and again["coverage"] == out["coverage"] and again["folds"] == 3
+    plain = {k: v for k, v in out.items() if k != "coverage"}  # a run without --folds
+    assert run_zoo.differences(plain, out) == ["top sets: not compared (a run without them)", same[0]]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="EMMS (gcv) of the random control (features ~1e-9, D = 1280 >> N = 60) moves by 3% between 1 and 2 "
+    "torch threads (every other cell reproduces to the third decimal): a core determinism bug, open",
+)
+def test_run_zoo_reproduces_with_one_and_two_threads(tmp_path, monkeypatch):
+    from benchmarks import run_zoo
+
+    _tiny_truth(tmp_path, monkeypatch)
+    args = ["--tasks", "digits", "--truth-dir", str(tmp_path), "--folds", "3"]
+    threads = torch.get_num_threads()
+    try:
+        one = run_zoo.main([*args, "--threads", "1", "--json", str(tmp_path / "one.json")])
+        two = run_zoo.main([*args, "--threads", "2", "--check-against", str(tmp_path / "one.json")])
+    finally:
+        torch.set_num_threads(threads)
+    assert one["threads"] == 1 and two["threads"] == 2
+    assert len(two["differences"]) == 1, two["differences"]  # only the "largest absolute difference" line
 
 
 def test_demo_ranks_the_zoo_next_to_the_truth(tmp_path, monkeypatch, capsys):

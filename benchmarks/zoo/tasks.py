@@ -67,12 +67,17 @@ def cached_features(name: str, truth: dict, n: int, compute) -> dict:
     return out
 
 
+def ground_truths(truth: dict) -> dict:
+    """ground truth -> {candidate: value} ("finetune", "probe": those the truth file has)."""
+    gts = {gt: {c: row[gt] for c, row in truth["candidates"].items() if gt in row} for gt in ("finetune", "probe")}
+    return {gt: values for gt, values in gts.items() if values}
+
+
 def load(name: str, truth: dict, embedders=None) -> Task:
     """The task `name` with the split and candidates recorded in its ground-truth file."""
     from emms_ext.embed import classification_labels, free_text_labels, regression_labels
 
-    gts = {gt: {c: row[gt] for c, row in truth["candidates"].items() if gt in row} for gt in ("finetune", "probe")}
-    gts = {gt: values for gt, values in gts.items() if values}
+    gts = ground_truths(truth)
     if name in VISION:
         from . import ground_truth, vision
 

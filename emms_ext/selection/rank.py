@@ -301,7 +301,14 @@ def rank(
     if saturation:
         warn(saturation, SaturationWarning)
         messages.append(saturation)
+    # A metric's own SaturationWarning comes once per model (and again per fold subset): one per metric is
+    # enough, and none when the zoo-level message above already says it.
+    sat_said = saturation is not None
     for w in recorded:
+        if issubclass(w.category, SaturationWarning):
+            if sat_said:
+                continue
+            sat_said = True
         msg = str(w.message)
         if not (msg.startswith("model ") and " skipped: " in msg):
             messages.append(msg)
