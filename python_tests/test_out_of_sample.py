@@ -165,3 +165,25 @@ def test_class_labels_on_gpu_match_the_cpu(mode, ridge):
     cpu = emms_ext.emms_score(X, (table, y), mode, ridge=ridge)
     gpu = emms_ext.emms_score(X.cuda(), (table, y), mode, ridge=ridge)
     assert rel_err(gpu.score, cpu.score) < 1e-9 and gpu.ridge == pytest.approx(cpu.ridge, rel=1e-9)
+
+
+def test_gcv_skips_ridges_whose_residual_is_rounding():
+    # Tiny features with D >> N: at the smallest ridges the fit interpolates, RSS = A - 2 B1 + B2 is pure
+    # cancellation error and (1 - df/N)^2 nearly 0. Their ratio once won the grid with a *negative* error
+    # (a positive score) whose value followed the thread count; such ridges are now skipped.
+    g = torch.Generator().manual_seed(0)
+    X = (torch.randn(60, 1280, generator=g) * 1e-9).float()
+    labels = emms_ext.ClassLabels(torch.randn(10, 384, 2, generator=g), torch.arange(60) % 10)
+    threads = torch.get_num_threads()
+    try:
+        runs = []
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            runs.append(emms_ext.emms_score(X, labels, "gcv"))
+    finally:
+        torch.set_num_threads(threads)
+    one, two = runs
+    assert one.score < 0  # minus an estimated squared error
+    assert one.ridge == two.ridge and one.score == pytest.approx(two.score, rel=1e-12, abs=0)
+    assert one.error_path[0] == float("inf")  # the smallest ridge's residual is rounding: skipped
+    assert all(e > 0 for e in one.error_path)

@@ -260,11 +260,6 @@ def test_run_zoo_top_sets_are_those_of_rank_and_changed_cells_are_named(tmp_path
     assert run_zoo.differences(plain, out) == ["top sets: not compared (a run without them)", same[0]]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="EMMS (gcv) of the random control (features ~1e-9, D = 1280 >> N = 60) moves by 3% between 1 and 2 "
-    "torch threads (every other cell reproduces to the third decimal): a core determinism bug, open",
-)
 def test_run_zoo_reproduces_with_one_and_two_threads(tmp_path, monkeypatch):
     from benchmarks import run_zoo
 

@@ -179,16 +179,21 @@ class GCVFactor:
         fill = torch.where(st.keep, torch.zeros_like(diag), diag)
         dropped = (fill[:, None, :] / (fill[:, None, :] + lam[:, :, None])).sum(-1)
         self.lam_grid, self.df_grid, self.N = lam, 1 + shrink.sum(-1) - dropped, N  # [M, G] each
-        gcv = self.gcv_criterion(rss)
+        self.eps, self.L = st.eps, basis.L
+        gcv = self.gcv_criterion(rss, 1)
         best = gcv.argmin(1)
         self.e, self.V = e, V
         self.methods = ["gcv"] * M
         self.choose(best, gcv.gather(1, best[:, None])[:, 0])
 
-    def gcv_criterion(self, rss: torch.Tensor) -> torch.Tensor:
-        """GCV = RSS / N / (1 - df / N)^2 for residual sums [M, G] on the grid (inf where df >= N)."""
+    def gcv_criterion(self, rss: torch.Tensor, L: int) -> torch.Tensor:
+        """GCV = RSS / N / (1 - df / N)^2 for residual sums [M, G] over L label dimensions on the grid; inf
+        where df >= N, and where the residual is at rounding level (RSS <= sqrt(eps) N L, the in-sample
+        modes' rule for an exact fit, docs/design.md §3): RSS is then the cancellation error of A - 2 B1 + B2
+        and (1 - df / N)^2 nearly 0, a ratio of two rounding errors whose value follows the thread count."""
         N, df = self.N, self.df_grid
-        return torch.where(df < N, rss / N / (1 - df / N) ** 2, torch.full_like(rss, float("inf")))
+        ok = (df < N) & (rss > self.eps**0.5 * N * L)
+        return torch.where(ok, rss / N / (1 - df / N) ** 2, torch.full_like(rss, float("inf")))
 
     def choose(self, best: torch.Tensor, gcv: torch.Tensor) -> None:
         """Use grid entry best [M] of each model from now on; gcv [M] is its criterion (reported)."""

@@ -39,7 +39,7 @@ class OutOfSampleFactor(GCVFactor):
 
     def criterion(self, obj: torch.Tensor) -> torch.Tensor:
         """Estimated out-of-sample error [M, G] (total over label dims) from the residuals obj [M, G]."""
-        return self.gcv_criterion(obj)
+        return self.gcv_criterion(obj, self.L)
 
     def pick(self, t: torch.Tensor, obj: torch.Tensor, its: torch.Tensor, L: int):
         """Choose each model's ridge from the solved grid (t [M, G, K], obj and its [M, G]).
