@@ -61,6 +61,51 @@ def test_deterministic_and_inputs_untouched():
     assert torch.allclose(a, emms_ext.class_sums(x.contiguous(), order, offsets), atol=1e-12)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16])
+def test_cpu_row_scan_and_gather_give_the_same_bits(dtype):
+    """The CPU kernel scans rows in memory order when the batch has a model per thread and order is
+    class_order's, and gathers class segments otherwise (one thread per model is too few, or an order of
+    its own): both add a class's rows in the same order, so the thread count never changes a bit."""
+    C, B = 13, 4
+    x, classes = problem(8, 700, 300, C, B, dtype=dtype)
+    x = x + 5.0
+    order, offsets = emms_ext.class_order(classes, C)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        scan = emms_ext.class_sums(x, order, offsets)  # B = 4 >= 1 thread: row scan
+        torch.set_num_threads(8)
+        gather = emms_ext.class_sums(x, order, offsets)  # B = 4 < 8 threads: gather
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(scan, gather)
+    assert torch.allclose(scan.double(), reference.class_sums(x, order, offsets), rtol=2 * torch.finfo(dtype).eps)
+    # An order of its own (rows descending inside each class, repeated rows) takes the gather at any thread
+    # count and still sums exactly those rows.
+    own = torch.cat([order[offsets[c] : offsets[c + 1]].flip(0) for c in range(C)])
+    own[:5] = own[0]
+    torch.set_num_threads(1)
+    try:
+        out = emms_ext.class_sums(x, own, offsets)
+    finally:
+        torch.set_num_threads(before)
+    assert torch.allclose(out.double(), reference.class_sums(x, own, offsets), rtol=2 * torch.finfo(dtype).eps)
+
+
+def test_cpu_row_scan_column_blocks():
+    """Many classes: the scan's float64 accumulators are split into column blocks (2 MB per thread)."""
+    C, D = 3000, 200  # 3000 x 200 doubles > 262,144: blocks of 87 columns
+    x, classes = problem(9, 4000, D, C, 2, dtype=torch.float32)
+    order, offsets = emms_ext.class_order(classes, C)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        out = emms_ext.class_sums(x, order, offsets)
+    finally:
+        torch.set_num_threads(before)
+    assert torch.allclose(out.double(), reference.class_sums(x, order, offsets), rtol=3e-7, atol=1e-6)
+
+
 def test_gradcheck():
     x, classes = problem(7, 12, 3, 4, B=2)
     order, offsets = emms_ext.class_order(classes, 4)
