@@ -99,13 +99,16 @@ def kernel_stats(xs: list[torch.Tensor], basis: LabelBasis, device) -> Standardi
     )
 
 
-def symmetric_gram(x: torch.Tensor, block: int = 512) -> torch.Tensor:
+def symmetric_gram(x: torch.Tensor, block: int | None = None) -> torch.Tensor:
     """x' x for x [..., n, D] as float64 [..., D, D], computing only the blocks on and below the diagonal.
 
-    torch exposes no SYRK; column blocks of ~512 give BLAS GEMMs big enough to run at full speed while
-    skipping most of the upper triangle (4 blocks: 10 of 16 block products), then mirror it.
+    torch exposes no SYRK; column blocks of ~256 give BLAS GEMMs big enough to run at full speed while
+    skipping most of the upper triangle (D = 768: 6 of 9 block products; 2048: 36 of 64), then mirror it.
+    On the project's CPU 256 beats 384-512 by 10% at D = 768 and ties at D = 2048 (benchmarks/README.md);
+    a GPU gets 512 (larger GEMMs fill it better).
     """
     D = x.shape[-1]
+    block = block or (256 if x.device.type == "cpu" else 512)
     nb = max(1, round(D / block))
     if nb == 1:
         return (x.transpose(-1, -2) @ x).to(torch.float64)
