@@ -179,9 +179,12 @@ def _as_embedder_list(x, name: str, rows: str) -> tuple[list[torch.Tensor], torc
                 f"[{rows}, L_k] (got {describe(z)})"
             )
         zs, stacked = [z[:, :, k] for k in range(z.shape[2])], z
-    for k, z in enumerate(zs):
-        if not bool(torch.isfinite(z.sum())):
-            check_finite(z, f"{name}" if len(zs) == 1 else f"{name} (embedder {k})")
+    # One contiguous sum for a stacked input (its K column views are strided: K slow reductions); the
+    # per-embedder check, with its message, only once something is not finite.
+    if stacked is None or not bool(torch.isfinite(stacked.sum())):
+        for k, z in enumerate(zs):
+            if not bool(torch.isfinite(z.sum())):
+                check_finite(z, f"{name}" if len(zs) == 1 else f"{name} (embedder {k})")
     return zs, stacked
 
 
@@ -221,8 +224,13 @@ def _detect_vocabulary(flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] 
     if C > N // 2:
         return None
     first = torch.full((C,), N, dtype=torch.int64).scatter_reduce(0, inverse, torch.arange(N), "amin")
-    if not torch.equal(flat, flat[first[inverse]]):
-        return None
+    # Each row against its class's first row, a few MB at a time: a gathered copy of all of flat (labels
+    # can be as large as the features) would cost more in fresh memory than the comparison itself.
+    rep = first[inverse]
+    step = max(1, (1 << 20) // max(flat.shape[1], 1))
+    for s in range(0, N, step):
+        if not torch.equal(flat[s : s + step], flat[rep[s : s + step]]):
+            return None
     return first, inverse
 
 
