@@ -5,13 +5,15 @@ against both ground truths (fine-tuning and linear probe), with wall-clock.
         [--folds 5] [--threads 1] [--check-against previous.json]
     python benchmarks/run_zoo.py --compare a.json b.json   # which table cells differ at the third decimal
     python benchmarks/run_zoo.py --from-json a.json b.json --readme   # the report of runs split over processes
+    python benchmarks/run_zoo.py --add-coverage a.json --coverage GBC SFDA --json b.json   # more top sets
 
 Needs the ground-truth files made by ``benchmarks.zoo.ground_truth`` / ``benchmarks.zoo.text_truth`` (a task
 whose truth file is missing is skipped with the command that makes it). Features of the training split are
 extracted once per candidate and cached under benchmarks/out/features/; F-labels come from the offline text
 models (K = 2). ``--readme`` rewrites the generated section of benchmarks/README.md and the plots in docs/.
 
-Coverage: for the ``COVERAGE`` methods every task is also re-scored on its ``--folds`` leave-one-fold-out
+Coverage: for the ``--coverage`` methods (default ``COVERAGE``) every task is also re-scored on its ``--folds``
+leave-one-fold-out
 subsets (one fold assignment per task, stratified by class, as ``rank(..., uncertainty=True)`` makes it);
 the jackknife gives each method's 95% top set (``Ranking.top_set``), and the table says how often it holds
 the truly best candidate (highest fine-tuned score; any of tied ones) and how large it is.
@@ -200,6 +202,42 @@ def coverage(task, scores: dict, methods, folds: int, seed: int = 0) -> dict:
     return out
 
 
+def coverage_methods(names: list[str]) -> list[str]:
+    """The --coverage list: method names as the tables spell them, or 'all' (every method scored on its own:
+    the EMMS variants, the baselines and Consensus; not the ablations and by-products of other rows)."""
+    every = [*EMMS_VARIANTS, *BASELINES, "Consensus"]
+    if names == ["all"]:
+        return every
+    unknown = [n for n in names if n not in every]
+    if unknown:
+        raise SystemExit(f"--coverage: unknown method(s) {unknown}; choose from {every} or 'all'")
+    return names
+
+
+def add_coverage(args, methods: list[str]) -> dict:
+    """--add-coverage: the earlier run's JSON with top sets for ``methods`` on every task it scored against
+    the fine-tuning truth (plain scores and fold count from that run, so the folds match its top sets)."""
+    if not args.json:
+        raise SystemExit("--add-coverage needs --json (where the completed run is written)")
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    run = json.loads(Path(args.add_coverage).read_text())
+    folds = run.get("folds") or args.folds
+    cover = run.setdefault("coverage", {})
+    for name in args.tasks:
+        if name not in run["detail"] or "finetune" not in run["detail"][name]:
+            continue
+        task = zoo_tasks.load(name, json.loads(zoo_tasks.truth_path(name, args.truth_dir).read_text()))
+        todo = [m for m in methods if m in run["scores"][name] and m not in cover.get(name, {})]
+        if todo:
+            start = time.perf_counter()
+            cover.setdefault(name, {}).update(coverage(task, run["scores"][name], todo, folds))
+            print(f"{name}: top sets of {len(todo)} methods from {folds} folds in {time.perf_counter() - start:.0f} s")
+    run["folds"] = folds
+    Path(args.json).write_text(json.dumps(run, indent=1))
+    return run
+
+
 def describe_truth(name: str, truth: dict) -> str:
     """One phrase: which protocol version and split made the task's truth file, flagged when it is not the
     version the generating script is at now (the file then needs re-running)."""
@@ -229,7 +267,8 @@ def coverage_table(tables: dict, cover: dict, folds: int) -> list[str]:
     """Markdown lines: per method its mean tau_w (fine-tuning truth), how many tasks' 95% top sets hold the
     truly best candidate, the mean top-set size, and per task "yes/no size/zoo"."""
     task_names = list(cover)
-    methods = [m for m in COVERAGE if any(m in cover[t] for t in task_names)]
+    order = [*COVERAGE, *(m for m in [*EMMS_VARIANTS, *BASELINES, "Consensus"] if m not in COVERAGE)]
+    methods = [m for m in order if any(m in cover[t] for t in task_names)]
     if not methods:
         return []
     out = [
@@ -397,6 +436,21 @@ def main(argv=None) -> dict:
     ap.add_argument(
         "--folds", type=int, default=5, help="leave-one-fold-out re-scorings for the coverage table (0: none)"
     )
+    ap.add_argument(
+        "--coverage",
+        nargs="+",
+        default=list(COVERAGE),
+        metavar="METHOD",
+        help="the methods whose top sets are checked (each costs --folds scorings per task; 'all': every "
+        "method that score_task can score alone)",
+    )
+    ap.add_argument(
+        "--add-coverage",
+        default=None,
+        metavar="JSON",
+        help="no plain scoring: an earlier run's --json with the --coverage methods' top sets added (its scores "
+        "and fold count reused; its own top sets kept), written to --json",
+    )
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     ap.add_argument("--check-against", default=None, help="a previous run's --json: list the cells that differ")
     ap.add_argument("--compare", nargs=2, default=None, metavar="JSON", help="only compare two runs' --json")
@@ -408,6 +462,9 @@ def main(argv=None) -> dict:
         help="no scoring: the report of earlier runs' --json, their tasks merged (a task in several: the first)",
     )
     args = ap.parse_args(argv)
+    methods = coverage_methods(args.coverage)
+    if args.add_coverage:
+        return add_coverage(args, methods)
     if args.compare:
         diff = differences(*(json.loads(Path(p).read_text()) for p in args.compare))
         print("\n".join(diff))
@@ -441,7 +498,7 @@ def main(argv=None) -> dict:
                 tables[gt].setdefault(method, {})[name] = res["weighted_tau"]
         if args.folds and "finetune" in task.truth:
             start = time.perf_counter()
-            cover[name] = coverage(task, scores, COVERAGE, args.folds)
+            cover[name] = coverage(task, scores, methods, args.folds)
             print(f"{name}: top sets from {args.folds} folds in {time.perf_counter() - start:.0f} s", flush=True)
         print(f"{name}: {len(task.features)} candidates scored", flush=True)
     for name in [t for t in args.tasks if any(t in run["detail"] for run in runs)]:

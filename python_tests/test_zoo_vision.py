@@ -258,6 +258,22 @@ def test_run_zoo_top_sets_are_those_of_rank_and_changed_cells_are_named(tmp_path
     assert again["tables"] == out["tables"] and again["coverage"] == out["coverage"] and again["folds"] == 3
     plain = {k: v for k, v in out.items() if k != "coverage"}  # a run without --folds
     assert run_zoo.differences(plain, out) == ["top sets: not compared (a run without them)", same[0]]
+    # --add-coverage: more methods' top sets on the earlier run's scores and folds; its own top sets kept
+    more = run_zoo.main(
+        [
+            *("--tasks", "digits", "--truth-dir", str(tmp_path), "--add-coverage", str(tmp_path / "a.json")),
+            *("--coverage", "GBC", "EMMS (gcv)", "--json", str(tmp_path / "c.json")),
+        ]
+    )
+    assert list(more["coverage"]["digits"]) == [*run_zoo.COVERAGE, "GBC"] and more["folds"] == 3
+    assert {m: more["coverage"]["digits"][m] for m in run_zoo.COVERAGE} == cover
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        top = emms_ext.rank(task.features, task.target, "gbc", uncertainty=True, folds=3, progress=False).top_set()
+    assert more["coverage"]["digits"]["GBC"]["top_set"] == top
+    assert json.loads((tmp_path / "c.json").read_text())["coverage"] == more["coverage"]
+    with pytest.raises(SystemExit, match="unknown method"):
+        run_zoo.main(["--add-coverage", str(tmp_path / "a.json"), "--coverage", "GCB", "--json", "x.json"])
 
 
 def test_run_zoo_reproduces_with_one_and_two_threads(tmp_path, monkeypatch):
