@@ -38,6 +38,11 @@ from .results import EMMSDegeneracyWarning, EMMSResult, ZooScores
 __all__ = ["EMMSDegeneracyWarning", "EMMSResult", "ZooScores", "emms_score", "emms_scores"]
 
 
+# The modes that take features as an iterable of chunks: their sufficient statistics are all they need
+# ("loo" and "evidence" need the rows themselves).
+STREAMING_MODES = (*MODES, "gcv")
+
+
 def _ridge_grid(ridge, mode: str) -> torch.Tensor | None:
     """The out-of-sample modes' ridge grid: None (the default relative grid) or positive finite ridges."""
     if ridge is None:

@@ -26,7 +26,7 @@ from torch import nn
 
 from ..common.validate import check_features, describe
 from ..common.warn import SaturationWarning, warn
-from ..core.score import emms_scores
+from ..core.score import STREAMING_MODES, emms_scores
 from .consensus import DEFAULT_MEMBERS, aggregate
 from .dataset_input import from_dataset, is_dataset
 from .features import check_dataloader, extract_features, load_features, materialize
@@ -244,8 +244,7 @@ def rank(
                     cache_dir=cache_dir,
                     device=device,
                     progress=progress,
-                    # Only the sufficient-statistics modes stream; evidence / loo need the rows themselves.
-                    stream_ok=emms_mode in ("exact", "alternating", "reference", "gcv") and not uncertainty,
+                    stream_ok=emms_mode in STREAMING_MODES and not uncertainty,
                 )
                 feats[mname] = x
             except (ValueError, FileNotFoundError, RuntimeError, TypeError) as exc:
