@@ -459,7 +459,8 @@ def main(argv=None) -> dict:
         nargs="+",
         default=None,
         metavar="JSON",
-        help="no scoring: the report of earlier runs' --json, their tasks merged (a task in several: the first)",
+        help="no scoring: the report of earlier runs' --json, their tasks merged (a task in several: the first "
+        "run's scores; the top sets of every run)",
     )
     args = ap.parse_args(argv)
     methods = coverage_methods(args.coverage)
@@ -507,8 +508,9 @@ def main(argv=None) -> dict:
         provenance.append(describe_truth(name, truth))
         detail[name], timing[name], all_scores[name] = run["detail"][name], run["timing"][name], run["scores"][name]
         truths[name] = zoo_tasks.ground_truths(truth)
-        if name in run.get("coverage", {}):
-            cover[name] = run["coverage"][name]
+        for other in runs:  # top sets: every run's methods for this task (the first run's where several)
+            for method, top in other.get("coverage", {}).get(name, {}).items():
+                cover.setdefault(name, {}).setdefault(method, top)
         for gt, rows in detail[name].items():
             for method, res in rows.items():
                 tables[gt].setdefault(method, {})[name] = res["weighted_tau"]

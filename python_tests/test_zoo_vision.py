@@ -272,6 +272,14 @@ def test_run_zoo_top_sets_are_those_of_rank_and_changed_cells_are_named(tmp_path
         top = emms_ext.rank(task.features, task.target, "gbc", uncertainty=True, folds=3, progress=False).top_set()
     assert more["coverage"]["digits"]["GBC"]["top_set"] == top
     assert json.loads((tmp_path / "c.json").read_text())["coverage"] == more["coverage"]
+    # --from-json of runs split by method: each task's top sets are the union of the runs'
+    (tmp_path / "d.json").write_text(
+        json.dumps({**b, "coverage": {"digits": {"GBC": more["coverage"]["digits"]["GBC"]}}})
+    )
+    merged = run_zoo.main(
+        ["--truth-dir", str(tmp_path), "--from-json", str(tmp_path / "a.json"), str(tmp_path / "d.json")]
+    )
+    assert merged["coverage"] == more["coverage"]
     with pytest.raises(SystemExit, match="unknown method"):
         run_zoo.main(["--add-coverage", str(tmp_path / "a.json"), "--coverage", "GCB", "--json", "x.json"])
 
