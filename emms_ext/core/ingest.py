@@ -119,7 +119,7 @@ def stream_stats(features, basis: LabelBasis, name: str, precision, device, chun
         # A stream's precision is fixed by its first chunk: a later chunk too large for it is an error.
         check_range(largest(x), acc.dtype, f"{name} chunk {i}", basis.N)
         with tf32_matmul(tf32):
-            acc.update(x.to(acc.mean.device, acc.dtype).contiguous()[None])
+            acc.update([x.to(acc.mean.device, acc.dtype)])
     if acc is None or acc.n != basis.N:
         seen = 0 if acc is None else acc.n
         raise ValueError(f"{name} must be [N, D] with N == {basis.N} (the label embeddings' N); got {seen} rows")
@@ -151,8 +151,9 @@ def batch_stats(
 
 def batch_budget(device: torch.device) -> int:
     """Bytes of statistics one batch of models may hold: a quarter of free GPU memory, 128 MiB on the CPU.
-    The CPU computes each model's Gram with its own SYRK anyway: a batch there only shares the label work
-    and the fused solve, so small batches cost no speed and keep a zoo's peak memory near its features'."""
+    A CPU batch's GEMMs gain nothing from more models (each model's blocks already fill the cores): the
+    batch shares the label work and the fused solve, so small batches cost no speed and keep a zoo's peak
+    memory near its features'."""
     if device.type == "cuda":
         return torch.cuda.mem_get_info(device)[0] // 4
     return 1 << 27

@@ -10,6 +10,7 @@ precision even when the chunk Grams are computed in float32. Models of equal D a
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -136,9 +137,7 @@ class Scratch:
 
     def take(self, shape: tuple[int, ...], dtype: torch.dtype, device) -> torch.Tensor:
         """An uninitialized tensor of ``shape`` (a view of the kept buffer when it is large enough)."""
-        n = 1
-        for s in shape:
-            n *= s
+        n = math.prod(shape)
         b = self._buf
         if b is None or b.dtype != dtype or b.device != torch.device(device) or b.numel() < n:
             b = self._buf = torch.empty(n, dtype=dtype, device=device)
@@ -174,29 +173,25 @@ class FeatureStats:
         consecutive label rows, as if repeated (several texts per sample, docs/design.md §2): the
         statistics are then weighted, with no repeated copy of the features.
         """
-        rows = list(x) if isinstance(x, (list, tuple)) else None
-        n_rows = rows[0].shape[0] if rows is not None else x.shape[1]
+        rows = list(x)  # M tensors [n_i, D] (views, for a stacked x)
+        n_rows = rows[0].shape[0]
         n_i = n_rows if repeats is None else int(repeats.sum())
         if n_i == 0:
             return
         start, stop = self.n, self.n + n_i
         if repeats is None:
-            if rows is None:
-                m_sub = x.mean(1, keepdim=True)  # pairwise-summed in the compute dtype
-                xc = x - m_sub
-            else:
-                # The stacked batch and the centred copy are one and the same write: each model's rows are
-                # centred straight into their slot, so the features are copied once per chunk, not twice.
-                m_sub = torch.stack([r.mean(0, keepdim=True) for r in rows])  # [M, 1, D]
-                xc = self.scratch.take((len(rows), n_rows, self.D), m_sub.dtype, m_sub.device)
-                for i, r in enumerate(rows):
-                    torch.sub(r, m_sub[i], out=xc[i])
+            # The stacked batch and the centred copy are one and the same write: each model's rows are centred
+            # straight into their slot of the scratch buffer, so the features are copied once per chunk.
+            m_sub = torch.stack([r.mean(0, keepdim=True) for r in rows])  # [M, 1, D], pairwise-summed
+            xc = self.scratch.take((len(rows), n_rows, self.D), m_sub.dtype, m_sub.device)
+            for i, r in enumerate(rows):
+                torch.sub(r, m_sub[i], out=xc[i])
             # m_sub is rounded, so xc keeps a tiny mean r_c; it is measured and taken out of the Gram and the
             # cross-product below, so that both are centred on the chunk's exact mean m_c.
             r_c = xc.mean(1).to(torch.float64)  # [M, D]
             G_c = symmetric_gram(xc)
         else:
-            x = torch.stack(rows) if rows is not None else x
+            x = torch.stack(rows)
             w = repeats.to(x.device, x.dtype)
             m_sub = (w @ x)[:, None] / n_i  # the weighted mean [M, 1, D]
             xc = x - m_sub
