@@ -71,6 +71,8 @@ BASELINES = {
     "PARC": "parc",
     "kNN": "knn",
 }
+# The rows that are scored on their own (not ablations or by-products of other rows): --coverage's choices.
+SCORED_ALONE = (*EMMS_VARIANTS, *BASELINES, "Consensus")
 MARK = ("<!-- run_zoo:start -->", "<!-- run_zoo:end -->")
 README, DOCS = ROOT / "benchmarks" / "README.md", ROOT / "docs"  # where --readme writes
 
@@ -205,12 +207,11 @@ def coverage(task, scores: dict, methods, folds: int, seed: int = 0) -> dict:
 def coverage_methods(names: list[str]) -> list[str]:
     """The --coverage list: method names as the tables spell them, or 'all' (every method scored on its own:
     the EMMS variants, the baselines and Consensus; not the ablations and by-products of other rows)."""
-    every = [*EMMS_VARIANTS, *BASELINES, "Consensus"]
     if names == ["all"]:
-        return every
-    unknown = [n for n in names if n not in every]
+        return list(SCORED_ALONE)
+    unknown = [n for n in names if n not in SCORED_ALONE]
     if unknown:
-        raise SystemExit(f"--coverage: unknown method(s) {unknown}; choose from {every} or 'all'")
+        raise SystemExit(f"--coverage: unknown method(s) {unknown}; choose from {list(SCORED_ALONE)} or 'all'")
     return names
 
 
@@ -267,7 +268,7 @@ def coverage_table(tables: dict, cover: dict, folds: int) -> list[str]:
     """Markdown lines: per method its mean tau_w (fine-tuning truth), how many tasks' 95% top sets hold the
     truly best candidate, the mean top-set size, and per task "yes/no size/zoo"."""
     task_names = list(cover)
-    order = [*COVERAGE, *(m for m in [*EMMS_VARIANTS, *BASELINES, "Consensus"] if m not in COVERAGE)]
+    order = [*COVERAGE, *(m for m in SCORED_ALONE if m not in COVERAGE)]
     methods = [m for m in order if any(m in cover[t] for t in task_names)]
     if not methods:
         return []
