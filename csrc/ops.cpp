@@ -31,6 +31,11 @@ TORCH_LIBRARY(emms, m) {
   // LogME's per-target fixed point for all T targets of one model; N samples, D feature width.
   m.def("logme_evidence(Tensor sigma, Tensor proj, Tensor ynorm2, int N, int D, int max_iter, float tol, "
         "float eps) -> (Tensor, Tensor, Tensor, Tensor)");
+  // G [D, D] or [M, D, D] (CPU; float32 / float64; contiguous; symmetric, its lower triangle is read) ->
+  // info [] or [M] int32 (0, or LAPACK's potrf info: the order of the first non-positive leading minor).
+  // In place: G's lower triangle becomes the factor L (G = L L'); the strict upper triangle is not touched.
+  // The one op that writes its input.
+  m.def("cholesky_(Tensor(a!) G) -> Tensor");
 }
 
 namespace {

@@ -1,11 +1,12 @@
-"""The extension loads, reports how it was built, and registers exactly its four ops, each with the kernels
-the build promises (CPU and Meta always, CUDA exactly when built with it, Autograd where differentiable)."""
+"""The extension loads, reports how it was built, and registers exactly its five ops, each with the kernels
+the build promises (CPU and Meta always, CUDA exactly when built with it except the CPU-only
+``cholesky_``, Autograd where differentiable)."""
 
 import importlib.metadata
 
 import pytest
 import torch
-from testing import OPS
+from testing import CPU_ONLY, OPS
 
 import emms_ext
 
@@ -21,10 +22,10 @@ def test_build_info_reports_build_facts():
     assert info["compiler"] and info["compiler"] != "unknown"
 
 
-def test_exactly_the_four_ops_are_registered():
+def test_exactly_the_five_ops_are_registered():
     registered = {s.name for s in torch._C._jit_get_all_schemas() if s.name.startswith("emms::")}
     assert registered == {f"emms::{op}" for op in OPS}
-    assert set(OPS) == {"simplex_project", "wlsr_simplex", "class_sums", "logme_evidence"}
+    assert set(OPS) == {"simplex_project", "wlsr_simplex", "class_sums", "logme_evidence", "cholesky_"}
     assert DIFFERENTIABLE < set(OPS)
 
 
@@ -38,6 +39,6 @@ def test_op_has_the_kernels_of_the_build(op):
 
     assert has("CPU"), f"{name}: no CPU kernel"
     assert has("Meta"), f"{name}: no fake (Meta) kernel"
-    cuda = emms_ext.build_info()["cuda"]
+    cuda = emms_ext.build_info()["cuda"] and op not in CPU_ONLY
     assert has("CUDA") == cuda, f"{name}: CUDA kernel registered: {has('CUDA')}, built with CUDA: {cuda}"
     assert has("Autograd") == (op in DIFFERENTIABLE), f"{name}: autograd registration {has('Autograd')}"

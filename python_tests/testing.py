@@ -32,7 +32,9 @@ DTYPES: dict[str, list[torch.dtype]] = {
     "wlsr_simplex": FLOAT_DTYPES + LOW_DTYPES,
     "class_sums": FLOAT_DTYPES + LOW_DTYPES,
     "logme_evidence": FLOAT_DTYPES,
+    "cholesky_": FLOAT_DTYPES,
 }
+CPU_ONLY = {"cholesky_"}  # LAPACK in place on the CPU; CUDA Grams use torch's cuSOLVER Cholesky
 OPS = tuple(DTYPES)
 
 _SHORT = {torch.float16: "f16", torch.bfloat16: "bf16", torch.float32: "f32", torch.float64: "f64"}

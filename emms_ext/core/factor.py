@@ -13,6 +13,7 @@ from typing import Protocol
 
 import torch
 
+from ..ops.operators import cholesky_
 from .labels import LabelBasis
 from .stats import StandardizedStats
 
@@ -55,6 +56,18 @@ class Factor(Protocol):
         ...
 
 
+def cholesky(G: torch.Tensor, st: StandardizedStats | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(L [M, D, D], info [M]) of Grams G [M, D, D]. On the CPU in place (``emms::cholesky_``: L is G itself,
+    its lower triangle the factor, its strict upper triangle still G's), which saves cholesky_ex's copy of G
+    and its zeroing of a triangle (0.15x a Gram at D = 2048, docs/design.md §5); ``st``, when G is its
+    ``st.G``, records the diagonal so that ``st.gram()`` can rebuild it. Elsewhere ``cholesky_ex``."""
+    if G.device.type != "cpu" or not G.is_contiguous():
+        return torch.linalg.cholesky_ex(G)
+    if st is not None:
+        st.G_diag = G.diagonal(dim1=1, dim2=2).clone()
+    return G, cholesky_(G)
+
+
 class GramFactor:
     """(G + ridge I)^+ of M models' standardized Grams [M, D, D], as ``half(F)`` (W with F'G^+F = W'W) and
     ``solve(Y)``.
@@ -66,17 +79,23 @@ class GramFactor:
 
     def __init__(self, st: StandardizedStats, ridge: float | None):
         self.ridge = ridge
-        G = st.G
+        G = st.gram()
         D = G.shape[1]
         if ridge:
             G = G + ridge * torch.eye(D, dtype=G.dtype, device=G.device)
-        L, info = torch.linalg.cholesky_ex(G)
-        tol = st.eps * D * G.diagonal(dim1=1, dim2=2).amax(1)
+        diag = G.diagonal(dim1=1, dim2=2).clone()
+        L, info = cholesky(G, st if G is st.G else None)
+        tol = st.eps * D * diag.amax(1)
         ok = (info == 0) & (L.diagonal(dim1=1, dim2=2).amin(1) ** 2 > tol)
         self.L, self.ok = L, ok
         self.eig = None
         if not bool(ok.all()):
-            e, V = torch.linalg.eigh(G[~ok])
+            if L is G:  # factored in place: the Gram from its untouched upper triangle and diagonal
+                upper = G[~ok].triu(1)
+                G = upper + upper.transpose(1, 2) + torch.diag_embed(diag[~ok])
+            else:
+                G = G[~ok]
+            e, V = torch.linalg.eigh(G)
             cut = 0.0 if ridge else st.eps * D * e.amax(1, keepdim=True)
             self.eig = (V, torch.where(e > cut, 1.0 / e, torch.zeros_like(e)))
         # One list per batch, not a conversion per model (each is a host sync on CUDA).
@@ -94,6 +113,19 @@ class GramFactor:
         """[M] bool: models whose Gram, formed with rounding eps, is too ill-conditioned to trust (the
         relative error of B grows like eps * cond(G))."""
         return eps * self.cond > FLOAT32_TRUST
+
+    def rows(self, keep: torch.Tensor) -> GramFactor:
+        """The factor of the models ``keep [M]`` (bool): their factors as computed, not factored again (the
+        Grams were overwritten in place; a rebuilt Gram could round differently from the original)."""
+        out = object.__new__(GramFactor)
+        out.ridge, out.L, out.ok, out.cond = self.ridge, self.L[keep], self.ok[keep], self.cond[keep]
+        out.methods = [m for m, k in zip(self.methods, keep.tolist()) if k]
+        out.eig = None
+        if self.eig is not None and not bool(out.ok.all()):
+            V, inv = self.eig
+            sub = keep[~self.ok]
+            out.eig = (V[sub], inv[sub])
+        return out
 
     def _apply(self, Y: torch.Tensor, power: float) -> torch.Tensor:  # [M, D, c]
         if self.eig is None:  # every Gram positive definite: one batched triangular / Cholesky solve
@@ -152,7 +184,7 @@ class GCVFactor:
     GRID = torch.logspace(-6, 1, 29, dtype=torch.float64)  # times the mean eigenvalue per column (about N)
 
     def __init__(self, st: StandardizedStats, basis: LabelBasis, grid: torch.Tensor | None = None):
-        G = st.G
+        G = st.gram()
         M, N, K = G.shape[0], st.N, basis.K
         e, V = torch.linalg.eigh(G)
         # Eigenvalues under the Gram's rounding level are null directions, not tiny real ones: left in, a

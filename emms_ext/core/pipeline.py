@@ -310,8 +310,12 @@ def _in_memory_batches(
                     redo += [n for n, b in zip(names, bad) if b]
                     names = [n for n, b in zip(names, bad) if not b]
                     if names:
-                        st = st.rows(~torch.tensor(bad, device=st.G.device))
-                        factor, B = strategy.factorize(st, [tensors[n] for n in names])
+                        keep = ~torch.tensor(bad, device=st.G.device)
+                        st = st.rows(keep)
+                        if hasattr(factor, "rows"):  # factored in place: keep the factors (GramFactor.rows)
+                            factor, B = factor.rows(keep), B[keep]
+                        else:
+                            factor, B = strategy.factorize(st, [tensors[n] for n in names])
         if redo:
             redo_xs = [tensors[n] for n in redo]
             st64 = batch_stats(redo_xs, basis, torch.float64, False, dev, opts.chunk_size, scratch)
@@ -329,7 +333,7 @@ def _compact(b: Batch, opts: ScoreOptions) -> Batch:
     if opts.return_W:
         return b
     b.factor.release()
-    b.st = replace(b.st, G=None, F=None, used=b.st.used_columns())
+    b.st = replace(b.st, G=None, G_diag=None, F=None, used=b.st.used_columns())
     return b
 
 

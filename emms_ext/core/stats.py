@@ -18,7 +18,7 @@ import torch
 from ..ops.operators import class_order, class_sums
 from .labels import EPS_STD, LabelBasis
 
-_PER_MODEL = ("keep", "G", "F", "back", "used", "mean", "scale", "overflow")
+_PER_MODEL = ("keep", "G", "G_diag", "F", "back", "used", "mean", "scale", "overflow")
 
 
 @dataclass
@@ -47,6 +47,17 @@ class StandardizedStats:
     # [M] bool: the features overflowed the Gram's dtype or were not finite (FeatureStats); such a model's
     # statistics are meaningless and the caller re-checks its features for the error message.
     overflow: torch.Tensor | None = None
+    # [M, D] set when a Cholesky factorization (factor.py) overwrote G's lower triangle in place: G's strict
+    # upper triangle and this diagonal still hold the Gram, and ``gram()`` rebuilds it.
+    G_diag: torch.Tensor | None = None
+
+    def gram(self) -> torch.Tensor:
+        """The Gram [M, D, D]: ``G`` itself, or, once factored in place, a new tensor rebuilt from G's strict
+        upper triangle and ``G_diag``."""
+        if self.G_diag is None:
+            return self.G
+        upper = self.G.triu(1)
+        return upper + upper.transpose(1, 2) + torch.diag_embed(self.G_diag)
 
     def rows(self, keep: torch.Tensor) -> StandardizedStats:
         """The statistics of the models ``keep [M]`` (bool) of the batch."""

@@ -9,6 +9,24 @@ import torch  # noqa: F401 - libtorch must be loaded before the extension that l
 
 from .. import _C  # noqa: F401 - registers the emms::* schemas and kernels
 from . import fake  # noqa: F401 - registers fake kernels and autograd
-from .operators import MODES, class_order, class_sums, logme_evidence, mode_code, simplex_project, wlsr_simplex
+from .operators import (
+    MODES,
+    cholesky_,
+    class_order,
+    class_sums,
+    logme_evidence,
+    mode_code,
+    simplex_project,
+    wlsr_simplex,
+)
 
-__all__ = ["MODES", "class_order", "class_sums", "logme_evidence", "mode_code", "simplex_project", "wlsr_simplex"]
+__all__ = [
+    "MODES",
+    "cholesky_",
+    "class_order",
+    "class_sums",
+    "logme_evidence",
+    "mode_code",
+    "simplex_project",
+    "wlsr_simplex",
+]

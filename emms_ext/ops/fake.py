@@ -120,3 +120,16 @@ torch.library.register_autograd(
     "emms::simplex_project", _simplex_project_backward, setup_context=_simplex_project_setup
 )
 torch.library.register_autograd("emms::class_sums", _class_sums_backward, setup_context=_class_sums_setup)
+
+
+@torch.library.register_fake("emms::cholesky_")
+def _cholesky_fake(G):
+    op = "cholesky_"
+    torch._check(
+        G.dtype in (torch.float32, torch.float64), lambda: f"{op}: G must be float32 or float64 (got {G.dtype})"
+    )
+    torch._check(
+        G.dim() in (2, 3) and G.shape[-1] == G.shape[-2],
+        lambda: f"{op}: G must be [D, D] or [M, D, D] (got {list(G.shape)})",
+    )
+    return G.new_empty(G.shape[:-2], dtype=torch.int32)

@@ -101,3 +101,23 @@ def logme_evidence(
         in float64) and ``iterations [T]`` int64.
     """
     return torch.ops.emms.logme_evidence(sigma, proj, ynorm2, int(N), int(D), int(max_iter), float(tol), float(eps))
+
+
+def cholesky_(G: torch.Tensor) -> torch.Tensor:
+    """Cholesky factorization of the symmetric ``G [D, D]`` (or ``[M, D, D]``) in place, on the CPU.
+
+    LAPACK's potrf (the one torch links) on G's own memory: G's lower triangle is read and overwritten by
+    the factor L (``G = L L'``); the strict upper triangle keeps G's values, so G can be rebuilt from it and
+    its diagonal. ``torch.linalg.cholesky_ex`` computes the same factor but first copies G, and zeroes the
+    upper triangle after.
+
+    Args:
+        G: float32 / float64, contiguous, on the CPU.
+
+    Returns:
+        ``info [] / [M]`` int32: 0, or the order of the first leading minor that is not positive definite
+        (the factor is then incomplete), as ``cholesky_ex``'s. G's lower triangle is L, its strict upper
+        triangle is not zero: read L through routines that use the lower triangle only
+        (``solve_triangular(..., upper=False)``, ``cholesky_solve``), or ``G.tril()``.
+    """
+    return torch.ops.emms.cholesky_(G)

@@ -5,6 +5,7 @@
 #include <ATen/core/Tensor.h>
 #include <c10/util/Exception.h>
 
+#include <cstdint>
 #include <sstream>
 #include <string>
 
@@ -109,6 +110,17 @@ inline void check_logme_inputs(const at::Tensor& sigma, const at::Tensor& proj, 
                     max_iter, ")");
   TORCH_CHECK_VALUE(tol >= 0.0, op, ": tol must be >= 0 (got ", tol, ")");
   TORCH_CHECK_VALUE(eps >= 0.0, op, ": eps must be >= 0 (got ", eps, ")");
+}
+
+// G [D, D] or [M, D, D]: float32 / float64, contiguous (it is factored in place).
+inline void check_cholesky_input(const at::Tensor& G, const char* op) {
+  TORCH_CHECK_TYPE(G.scalar_type() == at::kFloat || G.scalar_type() == at::kDouble, op,
+                   ": G must be float32 or float64 (got ", shape_str(G), ")");
+  TORCH_CHECK_VALUE((G.dim() == 2 || G.dim() == 3) && G.size(-1) == G.size(-2), op,
+                    ": G must be [D, D] or [M, D, D] (got ", shape_str(G), ")");
+  TORCH_CHECK_VALUE(G.is_contiguous(), op, ": G must be contiguous: it is factored in place (got strides ", G.strides(),
+                    " for ", shape_str(G), ")");
+  TORCH_CHECK_VALUE(G.size(-1) <= INT32_MAX, op, ": D must fit LAPACK's 32-bit sizes (got ", shape_str(G), ")");
 }
 
 }  // namespace emms
