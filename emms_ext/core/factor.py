@@ -15,7 +15,7 @@ import torch
 
 from ..ops.operators import cholesky_
 from .labels import LabelBasis
-from .stats import StandardizedStats
+from .stats import StandardizedStats, gram_from_upper
 
 # With precision=None, a model whose float32-formed Gram has eps32 * cond(G) above this is recomputed in
 # float64 (in-memory features; streamed ones are warned about). 1e-3 keeps float32 for well-conditioned
@@ -56,15 +56,12 @@ class Factor(Protocol):
         ...
 
 
-def cholesky(G: torch.Tensor, st: StandardizedStats | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def cholesky(G: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(L [M, D, D], info [M]) of Grams G [M, D, D]. On the CPU in place (``emms::cholesky_``: L is G itself,
     its lower triangle the factor, its strict upper triangle still G's), which saves cholesky_ex's copy of G
-    and its zeroing of a triangle (0.15x a Gram at D = 2048, docs/design.md §5); ``st``, when G is its
-    ``st.G``, records the diagonal so that ``st.gram()`` can rebuild it. Elsewhere ``cholesky_ex``."""
+    and its zeroing of a triangle (0.15x a Gram at D = 2048, docs/design.md §5). Elsewhere ``cholesky_ex``."""
     if G.device.type != "cpu" or not G.is_contiguous():
         return torch.linalg.cholesky_ex(G)
-    if st is not None:
-        st.G_diag = G.diagonal(dim1=1, dim2=2).clone()
     return G, cholesky_(G)
 
 
@@ -84,17 +81,16 @@ class GramFactor:
         if ridge:
             G = G + ridge * torch.eye(D, dtype=G.dtype, device=G.device)
         diag = G.diagonal(dim1=1, dim2=2).clone()
-        L, info = cholesky(G, st if G is st.G else None)
+        L, info = cholesky(G)
+        if L is st.G:  # st's Gram became the factor: st.gram() rebuilds it from the upper triangle
+            st.G_diag = diag
         tol = st.eps * D * diag.amax(1)
         ok = (info == 0) & (L.diagonal(dim1=1, dim2=2).amin(1) ** 2 > tol)
         self.L, self.ok = L, ok
         self.eig = None
         if not bool(ok.all()):
-            if L is G:  # factored in place: the Gram from its untouched upper triangle and diagonal
-                upper = G[~ok].triu(1)
-                G = upper + upper.transpose(1, 2) + torch.diag_embed(diag[~ok])
-            else:
-                G = G[~ok]
+            # Factored in place, the Gram is its untouched upper triangle and diagonal.
+            G = gram_from_upper(G[~ok], diag[~ok]) if L is G else G[~ok]
             e, V = torch.linalg.eigh(G)
             cut = 0.0 if ridge else st.eps * D * e.amax(1, keepdim=True)
             self.eig = (V, torch.where(e > cut, 1.0 / e, torch.zeros_like(e)))

@@ -312,7 +312,9 @@ def _in_memory_batches(
                     if names:
                         keep = ~torch.tensor(bad, device=st.G.device)
                         st = st.rows(keep)
-                        if hasattr(factor, "rows"):  # factored in place: keep the factors (GramFactor.rows)
+                        # A factor that overwrote its Grams keeps the survivors' factors (GramFactor.rows): a
+                        # Gram rebuilt from one triangle could round apart from the original.
+                        if hasattr(factor, "rows"):
                             factor, B = factor.rows(keep), B[keep]
                         else:
                             factor, B = strategy.factorize(st, [tensors[n] for n in names])

@@ -54,10 +54,7 @@ class StandardizedStats:
     def gram(self) -> torch.Tensor:
         """The Gram [M, D, D]: ``G`` itself, or, once factored in place, a new tensor rebuilt from G's strict
         upper triangle and ``G_diag``."""
-        if self.G_diag is None:
-            return self.G
-        upper = self.G.triu(1)
-        return upper + upper.transpose(1, 2) + torch.diag_embed(self.G_diag)
+        return self.G if self.G_diag is None else gram_from_upper(self.G, self.G_diag)
 
     def rows(self, keep: torch.Tensor) -> StandardizedStats:
         """The statistics of the models ``keep [M]`` (bool) of the batch."""
@@ -109,6 +106,13 @@ def kernel_stats(xs: list[torch.Tensor], basis: LabelBasis, device) -> Standardi
     return StandardizedStats(
         N=N, D=D, keep=keep, G=G, F=F * keep[:, :, None], eps=eps64, back=back, used=keep_cols.sum((1, 2))
     )
+
+
+def gram_from_upper(G: torch.Tensor, diag: torch.Tensor) -> torch.Tensor:
+    """The symmetric matrix [M, D, D] whose strict upper triangle is G's and whose diagonal is ``diag [M, D]``
+    (a Gram whose lower triangle a Cholesky factorization overwrote in place)."""
+    upper = G.triu(1)
+    return upper + upper.transpose(1, 2) + torch.diag_embed(diag)
 
 
 def symmetric_gram(x: torch.Tensor, block: int | None = None) -> torch.Tensor:
