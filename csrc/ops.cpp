@@ -36,6 +36,9 @@ TORCH_LIBRARY(emms, m) {
   // In place: G's lower triangle becomes the factor L (G = L L'); the strict upper triangle is not touched.
   // The one op that writes its input.
   m.def("cholesky_(Tensor(a!) G) -> Tensor");
+  // L [D, D] or [M, D, D] (CPU; float32 / float64; contiguous; lower triangle read: cholesky_'s output),
+  // Y [D, c] or [M, D, c] -> X of Y's shape: L^-1 Y (half) or (L L')^-1 Y, the same bits for any thread count.
+  m.def("cholesky_solve(Tensor L, Tensor Y, bool half) -> Tensor");
 }
 
 namespace {

@@ -1,6 +1,6 @@
-"""The extension loads, reports how it was built, and registers exactly its five ops, each with the kernels
+"""The extension loads, reports how it was built, and registers exactly its six ops, each with the kernels
 the build promises (CPU and Meta always, CUDA exactly when built with it except the CPU-only
-``cholesky_``, Autograd where differentiable)."""
+``cholesky_`` and ``cholesky_solve``, Autograd where differentiable)."""
 
 import importlib.metadata
 
@@ -22,10 +22,17 @@ def test_build_info_reports_build_facts():
     assert info["compiler"] and info["compiler"] != "unknown"
 
 
-def test_exactly_the_five_ops_are_registered():
+def test_exactly_the_six_ops_are_registered():
     registered = {s.name for s in torch._C._jit_get_all_schemas() if s.name.startswith("emms::")}
     assert registered == {f"emms::{op}" for op in OPS}
-    assert set(OPS) == {"simplex_project", "wlsr_simplex", "class_sums", "logme_evidence", "cholesky_"}
+    assert set(OPS) == {
+        "simplex_project",
+        "wlsr_simplex",
+        "class_sums",
+        "logme_evidence",
+        "cholesky_",
+        "cholesky_solve",
+    }
     assert DIFFERENTIABLE < set(OPS)
 
 

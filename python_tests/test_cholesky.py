@@ -1,5 +1,6 @@
-"""emms::cholesky_ (in-place LAPACK Cholesky on the CPU) against float64 references and torch's cholesky_ex;
-what it leaves untouched; its errors; opcheck; and the pipeline around it (GramFactor factors st.G in place,
+"""emms::cholesky_ (tiled Cholesky in place on the CPU) and emms::cholesky_solve against float64 references and
+torch's cholesky_ex / solves; their bits for 1, 2 and 8 threads; what they leave untouched; their errors; opcheck;
+and the pipeline around them (GramFactor factors st.G in place,
 st.gram() rebuilds it, a singular model's eigendecomposition sees the Gram, a float32 batch's survivors keep
 their factors)."""
 
@@ -11,7 +12,7 @@ import emms_ext
 from emms_ext.core.factor import GramFactor
 from emms_ext.core.ingest import batch_stats
 from emms_ext.core.labels import prepare_labels
-from emms_ext.ops import cholesky_, reference
+from emms_ext.ops import cholesky_, cholesky_solve, reference
 
 F64 = torch.float64
 
@@ -29,9 +30,24 @@ def spd(seed: int, shape: tuple, dtype=F64) -> torch.Tensor:
 
 
 def sample_inputs(dtype) -> list[tuple[torch.Tensor]]:
-    """Batched and single Grams, sizes on both sides of LAPACK's block size, D = 1, empty batch and D = 0."""
-    shapes = [(1, 1), (7, 7), (3, 40, 40), (2, 97, 97), (1, 300, 300), (0, 5, 5), (2, 0, 0)]
+    """Batched and single Grams, sizes on both sides of a tile (192) and of two, D = 1, empty batch and D = 0."""
+    shapes = [(1, 1), (7, 7), (3, 40, 40), (2, 97, 97), (1, 300, 300), (2, 385, 385), (0, 5, 5), (2, 0, 0)]
     return [(spd(31000 + i, s, dtype),) for i, s in enumerate(shapes)]
+
+
+def solve_inputs(dtype) -> list[tuple[torch.Tensor, torch.Tensor, bool]]:
+    """(L, Y, half): factors as cholesky_ leaves them (G's values above the diagonal), right-hand sides from
+    none to several chunks of 128 columns, a transposed (non-contiguous) Y, a [D, c] pair, D = 0."""
+    out = []
+    for i, (M, D, c) in enumerate([(1, 1, 1), (2, 7, 3), (3, 40, 130), (1, 300, 257), (2, 200, 0), (2, 0, 4)]):
+        G = spd(32000 + i, (M, D, D), dtype)
+        cholesky_(G)
+        Y = torch.randn(M, D, c, generator=torch.Generator().manual_seed(32100 + i), dtype=dtype)
+        out += [(G, Y, True), (G, Y, False)]
+    G = spd(32200, (50, 50), dtype)
+    cholesky_(G)
+    Yt = torch.randn(20, 50, generator=torch.Generator().manual_seed(32201), dtype=dtype).T
+    return out + [(G, Yt, True), (G, Yt, False)]
 
 
 @pytest.mark.parametrize("dtype", DTYPES["cholesky_"], ids=["f32", "f64"])
@@ -49,8 +65,8 @@ def test_sample_inputs_match_float64_reference(dtype):
 
 @pytest.mark.parametrize("dtype", DTYPES["cholesky_"], ids=["f32", "f64"])
 def test_same_factor_as_cholesky_ex(dtype):
-    """The routine torch's cholesky_ex calls, on the same triangle: the same factor up to its rounding (MKL's
-    threaded potrf does not promise the same bits for another thread count or call, so neither does this)."""
+    """The factor torch's cholesky_ex computes, on the same triangle, up to rounding (tiles sum in another
+    order than potrf's blocks)."""
     G = spd(31100, (4, 260, 260), dtype)
     expect = torch.linalg.cholesky_ex(G).L
     H = G.clone()
@@ -69,6 +85,79 @@ def test_not_positive_definite_reports_cholesky_ex_info():
     info = cholesky_(G.clone())
     assert info.tolist() == expect.tolist() == [0, 4, 2]
     assert cholesky_(spd(31201, (4, 4))).shape == ()  # one [D, D] matrix: a 0-dim info
+
+
+@pytest.mark.parametrize("dtype", DTYPES["cholesky_solve"], ids=["f32", "f64"])
+def test_solve_sample_inputs_match_float64_reference(dtype):
+    for L, Y, half in solve_inputs(dtype):
+        L0, Y0 = L.clone(), Y.clone()
+        X = cholesky_solve(L, Y, half)
+        assert X.shape == Y.shape and X.dtype == dtype and X.is_contiguous()
+        assert torch.equal(L, L0) and torch.equal(Y, Y0)  # inputs untouched
+        Ld = L.double().tril()
+        ref = torch.linalg.solve_triangular(Ld, Y.double(), upper=False)
+        if not half:
+            ref = torch.linalg.solve_triangular(Ld.mT, ref, upper=True)
+        D = max(1, L.shape[-1])
+        assert_close(X, ref, dtype, scale=100 * D * (1 if half else 10))
+
+
+def _with_threads(n: int, fn):
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(n)
+        return fn()
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("dtype", DTYPES["cholesky_"], ids=["f32", "f64"])
+def test_same_bits_with_1_2_and_8_threads(dtype):
+    """Widths off the tile (130, 257, 700), one model (tiles across threads) and a batch (models across
+    threads), solves with one and several chunks of right-hand sides: bit for bit the same with 1, 2 and 8
+    threads. (MKL's threaded potrf and TRSM, i.e. cholesky_ex and solve_triangular, are not: at D = 257 they
+    differ between 1 and 2 threads.)"""
+    cases = [(1, 130, 5), (1, 257, 300), (3, 257, 40), (1, 700, 129)]
+    for i, (M, D, c) in enumerate(cases):
+        G = spd(32300 + i, (M, D, D), dtype)
+        Y = torch.randn(M, D, c, generator=torch.Generator().manual_seed(32400 + i), dtype=dtype)
+
+        def run(G=G, Y=Y):
+            H = G.clone()
+            info = cholesky_(H)
+            return H, info, cholesky_solve(H, Y, True), cholesky_solve(H, Y, False)
+
+        outs = [_with_threads(n, run) for n in (1, 2, 8)]
+        for out in outs[1:]:
+            for a, b in zip(outs[0], out):
+                assert torch.equal(a, b), (M, D, c)
+
+
+@pytest.mark.parametrize(
+    "L,Y,match",
+    [
+        (torch.eye(3, dtype=torch.int64), torch.ones(3, 1), r"L must be float32 or float64 \(got \[3, 3\] Long"),
+        (torch.eye(3, dtype=F64), torch.ones(3, 1), r"Y must have L's dtype Double \(got \[3, 1\] Float"),
+        (torch.ones(3, 4, dtype=F64), torch.ones(3, 1, dtype=F64), r"L must be \[D, D\] or \[M, D, D\] \(got \[3, 4\]"),
+        (
+            torch.eye(3, dtype=F64),
+            torch.ones(4, 1, dtype=F64),
+            r"Y must be \[D, c\] with L's D \(L is \[3, 3\] Double, got Y \[4, 1\]",
+        ),
+        (
+            torch.eye(3, dtype=F64)[None].expand(2, 3, 3).contiguous(),
+            torch.ones(3, 3, 1, dtype=F64),
+            r"Y must be \[M, D, c\] with L's M and D",
+        ),
+        (torch.eye(3, dtype=F64), torch.ones(3, dtype=F64), r"Y must be \[D, c\]"),
+        (torch.eye(6, dtype=F64)[::2, ::2], torch.ones(3, 1, dtype=F64), "L must be contiguous"),
+    ],
+)
+def test_solve_bad_input_raises_clear_error_and_leaves_it_alone(L, Y, match):
+    L0, Y0 = L.clone(), Y.clone()
+    with pytest.raises((TypeError, ValueError), match=match):
+        cholesky_solve(L, Y)
+    assert torch.equal(L, L0) and torch.equal(Y, Y0)
 
 
 @pytest.mark.parametrize(
@@ -97,12 +186,21 @@ def test_fake_kernel_shapes():
         assert cholesky_(torch.empty(8, 8)).shape == ()
         with pytest.raises(Exception, match=r"G must be \[D, D\] or \[M, D, D\]"):
             cholesky_(torch.empty(8, 7))
+        assert cholesky_solve(torch.empty(5, 8, 8, dtype=F64), torch.empty(5, 8, 3, dtype=F64)).shape == (5, 8, 3)
+        with pytest.raises(Exception, match="Y must match L's batch and D"):
+            cholesky_solve(torch.empty(5, 8, 8, dtype=F64), torch.empty(4, 8, 3, dtype=F64))
 
 
 @pytest.mark.parametrize("dtype", DTYPES["cholesky_"], ids=["f32", "f64"])
 def test_opcheck(dtype):
     samples = [s for s in sample_inputs(dtype) if s[0].numel() <= 40 * 40 * 3]
     assert opcheck_samples(torch.ops.emms.cholesky_.default, samples, dtype) == len(samples)
+
+
+@pytest.mark.parametrize("dtype", DTYPES["cholesky_solve"], ids=["f32", "f64"])
+def test_solve_opcheck(dtype):
+    samples = [s for s in solve_inputs(dtype) if s[0].numel() <= 50 * 50 * 3]
+    assert opcheck_samples(torch.ops.emms.cholesky_solve.default, samples, dtype) == len(samples)
 
 
 # ---------------------------------------------------------------------- the pipeline around the op

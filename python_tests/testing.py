@@ -33,8 +33,10 @@ DTYPES: dict[str, list[torch.dtype]] = {
     "class_sums": FLOAT_DTYPES + LOW_DTYPES,
     "logme_evidence": FLOAT_DTYPES,
     "cholesky_": FLOAT_DTYPES,
+    "cholesky_solve": FLOAT_DTYPES,
 }
-CPU_ONLY = {"cholesky_"}  # LAPACK in place on the CPU; CUDA Grams use torch's cuSOLVER Cholesky
+# Thread-count-independent LAPACK / BLAS tiles on the CPU; CUDA Grams use torch's cuSOLVER Cholesky and solves.
+CPU_ONLY = {"cholesky_", "cholesky_solve"}
 OPS = tuple(DTYPES)
 
 _SHORT = {torch.float16: "f16", torch.bfloat16: "bf16", torch.float32: "f32", torch.float64: "f64"}

@@ -13,7 +13,7 @@ from typing import Protocol
 
 import torch
 
-from ..ops.operators import cholesky_
+from ..ops.operators import cholesky_, cholesky_solve
 from .labels import LabelBasis
 from .stats import StandardizedStats, gram_from_upper
 
@@ -63,6 +63,15 @@ def cholesky(G: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     if G.device.type != "cpu" or not G.is_contiguous():
         return torch.linalg.cholesky_ex(G)
     return G, cholesky_(G)
+
+
+def triangular_solve(L: torch.Tensor, Y: torch.Tensor, half: bool) -> torch.Tensor:
+    """``L^-1 Y`` (half) or ``(L L')^-1 Y`` for factors L [M, D, D] (lower triangle read) and Y [M, D, c].
+    On the CPU ``emms::cholesky_solve`` (the same bits for any thread count, docs/design.md §5), elsewhere
+    torch's solves."""
+    if L.device.type == "cpu" and L.is_contiguous():
+        return cholesky_solve(L, Y, half)
+    return torch.linalg.solve_triangular(L, Y, upper=False) if half else torch.cholesky_solve(Y, L)
 
 
 class GramFactor:
@@ -125,17 +134,10 @@ class GramFactor:
 
     def _apply(self, Y: torch.Tensor, power: float) -> torch.Tensor:  # [M, D, c]
         if self.eig is None:  # every Gram positive definite: one batched triangular / Cholesky solve
-            return (
-                torch.linalg.solve_triangular(self.L, Y, upper=False)
-                if power == 0.5
-                else torch.cholesky_solve(Y, self.L)
-            )
+            return triangular_solve(self.L, Y, power == 0.5)
         out = torch.empty_like(Y)
         if bool(self.ok.any()):
-            L, Yk = self.L[self.ok], Y[self.ok]
-            out[self.ok] = (
-                torch.linalg.solve_triangular(L, Yk, upper=False) if power == 0.5 else torch.cholesky_solve(Yk, L)
-            )
+            out[self.ok] = triangular_solve(self.L[self.ok], Y[self.ok], power == 0.5)
         if self.eig is not None:
             V, inv = self.eig
             out[~self.ok] = (

@@ -27,6 +27,7 @@ from dataclasses import dataclass, replace
 import torch
 
 from ..ops.operators import wlsr_simplex
+from .factor import cholesky, triangular_solve
 from .folds import fold_subsets, subset_labels
 from .labels import LabelBasis, prepare_labels
 from .pipeline import Batch, ScoreOptions, degenerate_fits
@@ -102,7 +103,7 @@ class _Downdates:
         """``V = half(X_f')`` [M, D, n_f] for standardized rows xs [M, n_f, D] (V'V = X_f G^+ X_f')."""
         if self.L is None:
             return self.b.factor.half(xs.transpose(1, 2).to(torch.float64))
-        return torch.linalg.solve_triangular(self.L, xs.transpose(1, 2), upper=False)
+        return triangular_solve(self.L, xs.transpose(1, 2), half=True)
 
     def fold(self, fl: FoldLabels) -> tuple[torch.Tensor, torch.Tensor]:
         """(``A' - B'`` [M, K, K]: the K x K residual matrix of the refit without fold ``fl``, ok [M] bool:
@@ -115,7 +116,7 @@ class _Downdates:
         n_f = V.shape[2]
         IH = (V.transpose(1, 2) @ V).to(torch.float64).neg_().sub_(1.0 / N)  # I - H_ff, H with the intercept
         IH.diagonal(dim1=1, dim2=2).add_(1.0)
-        Lc, info = torch.linalg.cholesky_ex(IH)
+        Lc, info = cholesky(IH)
         # I - H_ff has eigenvalues in [0, 1]; one at the Gram's rounding level means the subset lost rank.
         ok = (info == 0) & (Lc.diagonal(dim1=1, dim2=2).amin(1) ** 2 > st.eps**0.5)
         if not bool(ok.all()):
@@ -126,7 +127,7 @@ class _Downdates:
             E -= basis.counts / N
         else:
             E += basis.dense[rows] - basis.dense.mean(0)
-        Y = torch.linalg.solve_triangular(Lc, E, upper=False)  # E_f'(I - H_ff)^-1 E_f = Y'Y
+        Y = triangular_solve(Lc, E, half=True)  # E_f'(I - H_ff)^-1 E_f = Y'Y
         sub = fl.basis.to(dev)
         if basis.is_vocabulary:
             P = fl.classes.to(dev)

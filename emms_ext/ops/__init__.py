@@ -12,6 +12,7 @@ from . import fake  # noqa: F401 - registers fake kernels and autograd
 from .operators import (
     MODES,
     cholesky_,
+    cholesky_solve,
     class_order,
     class_sums,
     logme_evidence,
@@ -23,6 +24,7 @@ from .operators import (
 __all__ = [
     "MODES",
     "cholesky_",
+    "cholesky_solve",
     "class_order",
     "class_sums",
     "logme_evidence",

@@ -133,3 +133,21 @@ def _cholesky_fake(G):
         lambda: f"{op}: G must be [D, D] or [M, D, D] (got {list(G.shape)})",
     )
     return G.new_empty(G.shape[:-2], dtype=torch.int32)
+
+
+@torch.library.register_fake("emms::cholesky_solve")
+def _cholesky_solve_fake(L, Y, half):
+    op = "cholesky_solve"
+    torch._check(
+        L.dtype in (torch.float32, torch.float64), lambda: f"{op}: L must be float32 or float64 (got {L.dtype})"
+    )
+    torch._check(
+        L.dim() in (2, 3) and L.shape[-1] == L.shape[-2],
+        lambda: f"{op}: L must be [D, D] or [M, D, D] (got {list(L.shape)})",
+    )
+    torch._check(Y.dtype == L.dtype, lambda: f"{op}: Y must have L's dtype {L.dtype} (got {Y.dtype})")
+    torch._check(
+        Y.dim() == L.dim() and Y.shape[-2] == L.shape[-1] and Y.shape[:-2] == L.shape[:-2],
+        lambda: f"{op}: Y must match L's batch and D (L is {list(L.shape)}, got Y {list(Y.shape)})",
+    )
+    return torch.empty(Y.shape, dtype=Y.dtype, device=Y.device)

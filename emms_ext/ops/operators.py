@@ -104,12 +104,14 @@ def logme_evidence(
 
 
 def cholesky_(G: torch.Tensor) -> torch.Tensor:
-    """Cholesky factorization of the symmetric ``G [D, D]`` (or ``[M, D, D]``) in place, on the CPU.
+    """Cholesky factorization of the symmetric ``G [D, D]`` (or ``[M, D, D]``) in place, on the CPU, with the
+    same bits for any thread count.
 
-    LAPACK's potrf (the one torch links) on G's own memory: G's lower triangle is read and overwritten by
-    the factor L (``G = L L'``); the strict upper triangle keeps G's values, so G can be rebuilt from it and
-    its diagonal. ``torch.linalg.cholesky_ex`` computes the same factor but first copies G, and zeroes the
-    upper triangle after.
+    G's lower triangle is read and overwritten by the factor L (``G = L L'``); the strict upper triangle
+    keeps G's values, so G can be rebuilt from it and its diagonal. Fixed tiles, each a single-threaded
+    LAPACK / BLAS call of the library torch links (docs/design.md §5). ``torch.linalg.cholesky_ex`` computes
+    the same factor but first copies G, zeroes the upper triangle after, and (MKL's threaded potrf) rounds
+    differently with another thread count.
 
     Args:
         G: float32 / float64, contiguous, on the CPU.
@@ -118,6 +120,22 @@ def cholesky_(G: torch.Tensor) -> torch.Tensor:
         ``info [] / [M]`` int32: 0, or the order of the first leading minor that is not positive definite
         (the factor is then incomplete), as ``cholesky_ex``'s. G's lower triangle is L, its strict upper
         triangle is not zero: read L through routines that use the lower triangle only
-        (``solve_triangular(..., upper=False)``, ``cholesky_solve``), or ``G.tril()``.
+        (``cholesky_solve`` here, ``solve_triangular(..., upper=False)``), or ``G.tril()``.
     """
     return torch.ops.emms.cholesky_(G)
+
+
+def cholesky_solve(L: torch.Tensor, Y: torch.Tensor, half: bool = False) -> torch.Tensor:
+    """``L^-1 Y`` (``half``) or ``(L L')^-1 Y`` for a Cholesky factor ``L [D, D]`` (or ``[M, D, D]``), on the
+    CPU, with the same bits for any thread count (MKL's threaded TRSM rounds differently with 1 and 2
+    threads, so ``solve_triangular`` / ``cholesky_solve`` do not promise that).
+
+    Args:
+        L: float32 / float64, contiguous; only its lower triangle is read (``cholesky_``'s output as it is).
+        Y: ``[D, c]`` (or ``[M, D, c]``) of L's dtype, any strides; not modified.
+        half: solve with L only.
+
+    Returns:
+        ``X`` of Y's shape, a new contiguous tensor.
+    """
+    return torch.ops.emms.cholesky_solve(L, Y, bool(half))

@@ -123,4 +123,23 @@ inline void check_cholesky_input(const at::Tensor& G, const char* op) {
   TORCH_CHECK_VALUE(G.size(-1) <= INT32_MAX, op, ": D must fit LAPACK's 32-bit sizes (got ", shape_str(G), ")");
 }
 
+// L [D, D] or [M, D, D] (float32 / float64, contiguous; its lower triangle a Cholesky factor) and the
+// right-hand sides Y [D, c] or [M, D, c] of L's dtype, batch and width.
+inline void check_cholesky_solve_inputs(const at::Tensor& L, const at::Tensor& Y, const char* op) {
+  TORCH_CHECK_TYPE(L.scalar_type() == at::kFloat || L.scalar_type() == at::kDouble, op,
+                   ": L must be float32 or float64 (got ", shape_str(L), ")");
+  TORCH_CHECK_VALUE((L.dim() == 2 || L.dim() == 3) && L.size(-1) == L.size(-2), op,
+                    ": L must be [D, D] or [M, D, D] (got ", shape_str(L), ")");
+  TORCH_CHECK_VALUE(L.is_contiguous(), op, ": L must be contiguous (got strides ", L.strides(), " for ", shape_str(L),
+                    ")");
+  TORCH_CHECK_TYPE(Y.scalar_type() == L.scalar_type(), op, ": Y must have L's dtype ", L.scalar_type(), " (got ",
+                   shape_str(Y), ")");
+  const bool batched = L.dim() == 3;
+  TORCH_CHECK_VALUE(Y.dim() == L.dim() && Y.size(-2) == L.size(-1) && (!batched || Y.size(0) == L.size(0)), op,
+                    ": Y must be ", batched ? "[M, D, c]" : "[D, c]", " with L's ", batched ? "M and D" : "D",
+                    " (L is ", shape_str(L), ", got Y ", shape_str(Y), ")");
+  TORCH_CHECK_VALUE(L.size(-1) <= INT32_MAX && Y.size(-1) <= INT32_MAX, op,
+                    ": D and c must fit LAPACK's 32-bit sizes (got L ", shape_str(L), ", Y ", shape_str(Y), ")");
+}
+
 }  // namespace emms
