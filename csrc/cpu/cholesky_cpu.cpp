@@ -180,14 +180,48 @@ at::Tensor cholesky_cpu(at::Tensor& G) {  // G [D, D] or [M, D, D] -> info [] or
   return G.dim() == 3 ? info : info.squeeze(0);
 }
 
-// Right-hand sides per TRSM call: a fixed chunk, so the work splits the same way for any thread count
-// (narrower chunks made MKL's right-side TRSM much slower per column).
+// Right-hand sides per task: a fixed chunk, so the work splits the same way for any thread count.
 constexpr int64_t kRhsChunk = 128;
 
-// Y [M, D, c] row-major is, read column-major, Y' [c, D] (leading dimension c), and L's lower triangle read
-// column-major is U = L'. L X = Y is then X' U = Y' (TRSM side R, upper, no transpose), and L' X2 = X is
-// X2' U' = X' (side R, upper, transposed). The rows of Y' (columns of Y) are independent: each chunk of them
-// is one task, both solves in a row.
+// One chunk of `rows` right-hand sides, read column-major as B [rows, n] with leading dimension ld (the
+// columns of a row-major Y [n, c] are the rows of its column-major view). With U = L' (L's lower triangle
+// read column-major), L X = Y is X' U = Y': forward over the tiles of U, a TRSM on the diagonal tile, then
+// the columns right of it updated by one GEMM per tile (the tasks); L' X2 = X is X2' U' = X', backward the
+// same way. The tiles depend on n only, so the result is the same whether the tile updates are spread over
+// threads (`parallel`, for a single chunk) or not (chunks already spread).
+template <typename scalar_t>
+void solve_chunk(const Lapack<scalar_t>& lp, const scalar_t* u, int n, scalar_t* b, int ld, int rows, bool half,
+                 bool parallel) {
+  const auto U = [&](int i, int j) { return u + i + static_cast<int64_t>(j) * n; };
+  const auto B = [&](int j) { return b + static_cast<int64_t>(j) * ld; };
+  const int nt = (n + kTile - 1) / kTile;
+  const auto width = [&](int t) { return std::min(kTile, n - t * kTile); };
+  const scalar_t one = 1, minus_one = -1;
+  for (int k = 0; k < nt; ++k) {  // X' U = Y'
+    const int k0 = k * kTile, kb = width(k);
+    {
+      const SequentialBlas seq;
+      lp.trsm("R", "U", "N", "N", &rows, &kb, &one, U(k0, k0), &n, B(k0), &ld);
+    }
+    for_tasks(nt - k - 1, parallel, [&](int64_t t) {
+      const int j = k + 1 + static_cast<int>(t), j0 = j * kTile, jb = width(j);
+      lp.gemm("N", "N", &rows, &jb, &kb, &minus_one, B(k0), &ld, U(k0, j0), &n, &one, B(j0), &ld);
+    });
+  }
+  if (half) return;
+  for (int k = nt - 1; k >= 0; --k) {  // X2' U' = X'
+    const int k0 = k * kTile, kb = width(k);
+    {
+      const SequentialBlas seq;
+      lp.trsm("R", "U", "T", "N", &rows, &kb, &one, U(k0, k0), &n, B(k0), &ld);
+    }
+    for_tasks(k, parallel, [&](int64_t j) {
+      const int j0 = static_cast<int>(j) * kTile, jb = width(static_cast<int>(j));
+      lp.gemm("N", "T", &rows, &jb, &kb, &minus_one, B(k0), &ld, U(j0, k0), &n, &one, B(j0), &ld);
+    });
+  }
+}
+
 at::Tensor cholesky_solve_cpu(const at::Tensor& L, const at::Tensor& Y, bool half) {
   check_cholesky_solve_inputs(L, Y, "cholesky_solve");
   at::Tensor X = Y.clone(at::MemoryFormat::Contiguous);
@@ -201,15 +235,17 @@ at::Tensor cholesky_solve_cpu(const at::Tensor& L, const at::Tensor& Y, bool hal
     scalar_t* x = X.mutable_data_ptr<scalar_t>();
     const int n = static_cast<int>(D), ld = static_cast<int>(c);
     const int64_t chunks = (c + kRhsChunk - 1) / kRhsChunk;
-    const scalar_t one = 1;
-    for_tasks(M * chunks, true, [&](int64_t t) {
+    const auto solve = [&](int64_t t, bool parallel) {
       const int64_t m = t / chunks, r0 = (t % chunks) * kRhsChunk;
       const int rows = static_cast<int>(std::min(kRhsChunk, c - r0));
-      const scalar_t* u = l + m * D * D;
-      scalar_t* b = x + m * D * c + r0;
-      lp.trsm("R", "U", "N", "N", &rows, &n, &one, u, &n, b, &ld);
-      if (!half) lp.trsm("R", "U", "T", "N", &rows, &n, &one, u, &n, b, &ld);
-    });
+      solve_chunk(lp, l + m * D * D, n, x + m * D * c + r0, ld, rows, half, parallel);
+    };
+    // Chunks across threads when there are enough of them, else each chunk's tile updates: the same
+    // operations per chunk either way.
+    const bool across_chunks = M * chunks >= at::get_num_threads();
+    for_tasks(across_chunks ? M * chunks : 0, true, [&](int64_t t) { solve(t, false); });
+    if (!across_chunks)
+      for (int64_t t = 0; t < M * chunks; ++t) solve(t, true);
     done = true;
   });
   if (!done) {  // no BLAS symbols in this torch build: torch's solves on the lower triangle
