@@ -102,6 +102,23 @@ def test_solve_sample_inputs_match_float64_reference(dtype):
         assert_close(X, ref, dtype, scale=100 * D * (1 if half else 10))
 
 
+def test_solve_skips_leading_zero_rows_exactly():
+    """Right-hand sides whose leading rows are zero (the identity, for L^-1): their solution's leading rows
+    are exactly zero and the rest matches the float64 reference, across tiles of 192 rows."""
+    G = spd(32500, (1, 500, 500))
+    cholesky_(G)
+    L = G.tril()
+    eye = torch.eye(500, dtype=F64)[None]
+    inv = cholesky_solve(G, eye, half=True)
+    assert torch.equal(inv.triu(1), torch.zeros_like(inv))  # L^-1 is lower triangular, exactly
+    assert_close(inv, torch.linalg.inv(L), F64, scale=1000)
+    Y = torch.randn(1, 500, 7, generator=torch.Generator().manual_seed(32501), dtype=F64)
+    Y[:, :400] = 0.0
+    X = cholesky_solve(G, Y, half=True)
+    assert torch.equal(X[:, :400], torch.zeros_like(X[:, :400]))
+    assert_close(X, torch.linalg.solve_triangular(L, Y, upper=False), F64, scale=1000)
+
+
 def _with_threads(n: int, fn):
     before = torch.get_num_threads()
     try:

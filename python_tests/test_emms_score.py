@@ -522,6 +522,65 @@ def test_kernel_form_for_wide_features_equals_the_gram_form(vocab):
         assert abs(emms_ext.emms_score(X, Z).score) < 1e-9
 
 
+@pytest.mark.parametrize("mode", ["exact", "alternating", "reference"])
+def test_wide_exact_fits_skip_the_eigendecomposition_with_the_same_results(mode, monkeypatch):
+    """Kernel-form models (D > N) that are surely of rank N - 1 are scored without the N x N
+    eigendecomposition; every field of their results equals the eigendecomposition path's (forced by
+    making the rank test say "not sure"). A wide model of low rank (D = 150 columns spanned by 20) is not
+    taken for an exact fit and keeps its non-zero score; nor are models with a ridge or return_W."""
+    from emms_ext.core import pipeline
+
+    N = 80
+    g = torch.Generator().manual_seed(515)
+    zoo = {
+        "wide": make_features(511, N, 150),  # batched with low_rank (same D)
+        "edge": make_features(512, N, 81).float(),
+        "low_rank": torch.randn(N, 20, generator=g, dtype=torch.float64)
+        @ torch.randn(20, 150, generator=g, dtype=torch.float64),
+        "narrow": make_features(513, N, 12),
+    }
+    for labels in (make_class_labels(514, N, 9, 4, 3), make_dense_labels(514, N, 4, 2)):
+        calls = []
+        real = pipeline.kernel_exact_fit
+        monkeypatch.setattr(
+            pipeline, "kernel_exact_fit", lambda K, D, calls=calls, real=real: calls.append(real(K, D)) or calls[-1]
+        )
+        with pytest.warns(emms_ext.EMMSDegeneracyWarning):
+            fast = emms_ext.emms_scores(zoo, labels, mode)
+        assert [c.tolist() for c in calls] == [[True, False], [True]]  # D = 150 batch, then D = 81
+        monkeypatch.setattr(pipeline, "kernel_exact_fit", lambda K, D: torch.zeros(K.shape[0], dtype=torch.bool))
+        with pytest.warns(emms_ext.EMMSDegeneracyWarning):
+            slow = emms_ext.emms_scores(zoo, labels, mode)
+        monkeypatch.setattr(pipeline, "kernel_exact_fit", real)
+        for name in ("wide", "edge", "narrow"):  # batched as before: the same bits
+            a, b = fast[name], slow[name]
+            assert (a.score, a.degenerate, a.solver, a.objective, a.iterations, a.warnings) == (
+                b.score,
+                b.degenerate,
+                b.solver,
+                b.objective,
+                b.iterations,
+                b.warnings,
+            ), name
+            assert (a.n_features, a.n_used_features, a.ridge, a.gram_precision) == (
+                b.n_features,
+                b.n_used_features,
+                b.ridge,
+                b.gram_precision,
+            )
+            assert torch.equal(a.t, b.t)
+        # low_rank's eigendecomposition now runs alone instead of batched with wide: LAPACK's rounding
+        a, b = fast["low_rank"], slow["low_rank"]
+        assert rel_err(a.score, b.score) < 1e-12 and a.solver == b.solver and not a.degenerate
+        assert fast["wide"].degenerate and fast["edge"].degenerate and fast["wide"].iterations == 0
+        assert not fast["low_rank"].degenerate and fast["low_rank"].score < -1e-3
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", emms_ext.EMMSDegeneracyWarning)  # reference takes no ridge: degenerate
+        ridge = None if mode == "reference" else 2.0
+        fitted = emms_ext.emms_score(zoo["wide"], labels, mode, ridge=ridge, return_W=True)
+    assert fitted.W is not None and fitted.W.shape[0] == 150 and fitted.degenerate == (ridge is None)
+
+
 # ------------------------------------------------------------------------------------------ on a GPU
 @needs_cuda
 @pytest.mark.parametrize("vocab", [True, False])

@@ -74,6 +74,28 @@ def triangular_solve(L: torch.Tensor, Y: torch.Tensor, half: bool) -> torch.Tens
     return torch.linalg.solve_triangular(L, Y, upper=False) if half else torch.cholesky_solve(Y, L)
 
 
+def kernel_exact_fit(K: torch.Tensor, D: int) -> torch.Tensor:
+    """[M] bool: kernels K [M, N, N] of centred features whose eigenvalues (but the centring's null one) all
+    lie surely above ``kernel_stats``'s rank cutoff, so the features have numerical rank N - 1 and least
+    squares fits any labels exactly — decided without the eigendecomposition (docs/design.md §3).
+
+    K + c 11'/N (c = tr K / N) moves the null direction to c and leaves the other eigenvalues. Its Cholesky
+    factor L gives ``lambda_min >= 1 / ||L^-1||_F^2`` (= 1 / tr(K + c 11'/N)^-1); with the cutoff bounded from
+    above by ``eps * max(N, D) * tr K`` (>= its ``* lambda_max``), a bound 4x above that cutoff cannot fall under
+    it by eigh's rounding. False is only "not sure": such models go through the eigendecomposition."""
+    M, N = K.shape[0], K.shape[1]
+    if N < 2:
+        return torch.zeros(M, dtype=torch.bool, device=K.device)
+    tr = K.diagonal(dim1=1, dim2=2).sum(1)  # [M]
+    A = K + (tr / N / N)[:, None, None]
+    L, info = cholesky(A)
+    eye = torch.eye(N, dtype=K.dtype, device=K.device).expand(M, N, N)
+    inv_trace = triangular_solve(L, eye, half=True).pow(2).sum((1, 2))  # ||L^-1||_F^2
+    cutoff = torch.finfo(torch.float64).eps * max(N, D) * tr
+    ok = (info == 0) & (tr > 0)
+    return ok & (torch.where(ok, 1.0 / inv_trace, torch.zeros_like(tr)) > 4 * cutoff)
+
+
 class GramFactor:
     """(G + ridge I)^+ of M models' standardized Grams [M, D, D], as ``half(F)`` (W with F'G^+F = W'W) and
     ``solve(Y)``.
@@ -166,6 +188,37 @@ class GramFactor:
     def solve(self, Y: torch.Tensor) -> torch.Tensor:
         """(G + ridge I)^+ Y for Y [M, D, c]."""
         return self._apply(Y, 1.0)
+
+
+class ExactFitFactor:
+    """The factor of M kernel-form models that ``kernel_exact_fit`` found of rank N - 1, scored without ridge
+    by an in-sample mode: their fit is exact, so their score is 0 whatever B (the pipeline's degeneracy
+    rule), and nothing is factored or kept. ``B`` of such a batch is zero."""
+
+    def __init__(self, M: int):
+        self.methods = ["kernel/cholesky"] * M  # the rank was decided by a Cholesky factorization
+        self.cond = torch.ones(M, dtype=torch.float64)
+
+    def ill_conditioned(self, eps: float) -> torch.Tensor:
+        """Never: the kernel form is float64."""
+        return torch.zeros_like(self.cond, dtype=torch.bool)
+
+    def half(self, F: torch.Tensor) -> torch.Tensor:
+        """Unavailable: nothing was factored (``return_W`` takes the eigendecomposition path)."""
+        raise RuntimeError("an exact fit keeps no factor (return_W takes the eigendecomposition path)")
+
+    solve = half
+
+    def ridges(self) -> list:
+        """[M] None: no ridge."""
+        return [None] * len(self.methods)
+
+    def extras(self, i: int) -> dict:
+        """No extra result fields."""
+        return {}
+
+    def release(self) -> None:
+        """Nothing to drop."""
 
 
 class GCVFactor:

@@ -13,6 +13,7 @@ What differs between the in-sample modes and the out-of-sample ones lives in two
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from itertools import compress
 
 import torch
 
@@ -20,7 +21,7 @@ from ..common.progress import progress_bar
 from ..common.validate import check_features, check_finite
 from ..common.warn import warn
 from ..ops.operators import wlsr_simplex
-from .factor import Factor, make_factor
+from .factor import ExactFitFactor, Factor, kernel_exact_fit, make_factor
 from .ingest import (
     batch_stats,
     compute_precision,
@@ -34,7 +35,7 @@ from .ingest import (
 from .labels import LabelBasis
 from .out_of_sample import OUT_OF_SAMPLE_MODES, make_out_of_sample
 from .results import EMMSDegeneracyWarning, EMMSResult, ZooScores
-from .stats import Scratch, StandardizedStats, kernel_stats
+from .stats import Scratch, StandardizedStats, kernel_gram, kernel_stats
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,9 @@ class _InSample:
     def __init__(self, opts: ScoreOptions, basis: LabelBasis):
         self.opts, self.basis = opts, basis
         self.solver_mode = opts.mode
+        # Whether a model whose fit is exact may skip its factorization (it scores 0 whatever B); not with a
+        # ridge (no exact fit) nor when the weights W are asked for (they need the factor).
+        self.exact_fits_tie = opts.ridge is None and not opts.return_W
 
     def factorize(self, st: StandardizedStats, xs: list[torch.Tensor] | None) -> tuple[Factor, torch.Tensor]:
         """(factor, B [M, K, K]) of a batch."""
@@ -97,13 +101,15 @@ class _InSample:
 
     def finish(self, factor: Factor, st: StandardizedStats, t, obj, its):
         """(t [M, K], objective [M], iterations [M], score [M], degenerate [M] bool) from the batch's
-        solutions. An exact unregularized fit scores exactly 0 with the uniform t (any t fits): the same
-        value and order whatever the thread count, instead of rounding noise of either sign."""
+        solutions. An exact unregularized fit scores exactly 0 with the uniform t (any t fits) and 0
+        iterations: the same value and order whatever the thread count, instead of rounding noise of either
+        sign."""
         L, N = self.basis.L, st.N
         if self.opts.ridge is None:
             degenerate = degenerate_fits(st, obj, L)
             obj = torch.where(degenerate, torch.zeros_like(obj), obj)
             t = torch.where(degenerate[:, None], torch.full_like(t, 1.0 / t.shape[1]), t)
+            its = torch.where(degenerate, torch.zeros_like(its), its)  # t is not the solver's
         else:
             degenerate = torch.zeros_like(obj, dtype=torch.bool)
         score = -obj / N * L if self.opts.mode == "reference" else -obj / (N * L)
@@ -122,6 +128,7 @@ class _OutOfSample(_InSample):
     def __init__(self, opts: ScoreOptions, basis: LabelBasis):
         super().__init__(opts, basis)
         self.solver_mode = "exact"  # per ridge, the minimization over t is EMMS's exact simplex QP
+        self.exact_fits_tie = False  # out-of-sample scores do not degenerate
 
     def factorize(self, st, xs):
         """(factor, B [M * G, K, K]) over the ridge grid."""
@@ -151,6 +158,19 @@ class Batch:
     factor: Factor
     B: torch.Tensor
     xs: list | None = None
+
+
+def exact_fit_batch(names: list, used: torch.Tensor, D: int, basis: LabelBasis) -> Batch:
+    """The batch of kernel-form models found of rank N - 1 (``kernel_exact_fit``): statistics that say only
+    that (N - 1 kept directions, ``used [M]`` varying columns of ``D``), a factor that keeps nothing, and B = 0. The
+    in-sample strategy's ``finish`` scores them exactly 0 (``degenerate_fits``), as the eigendecomposition path
+    would."""
+    M, N = len(names), basis.N
+    keep = torch.ones(M, N - 1, dtype=torch.bool, device=used.device)
+    st = StandardizedStats(N=N, D=D, keep=keep, G=None, F=None, eps=torch.finfo(torch.float64).eps, used=used)
+    return Batch(
+        names, st, ExactFitFactor(M), torch.zeros(M, basis.K, basis.K, dtype=torch.float64, device=used.device)
+    )
 
 
 def _label(name) -> str:
@@ -282,9 +302,23 @@ def _in_memory_batches(
     for names, dtype, tf32, dev in model_groups(tensors, precisions, opts.device, opts.chunk_size, basis.r):
         xs = [tensors[n] for n in names]
         if xs[0].shape[1] > basis.N:  # more columns than samples: the N x N kernel form
-            st = kernel_stats(xs, basis, dev)
-            batches.append(done(Batch(names, st, *strategy.factorize(st, xs), xs)))
-            bar.update(len(names))
+            bar_total, gram = len(names), kernel_gram(xs, dev)
+            if strategy.exact_fits_tie:
+                # Models surely of rank N - 1 fit exactly and score 0: no eigendecomposition for them.
+                exact = kernel_exact_fit(gram[2], xs[0].shape[1])
+                flags = exact.tolist()
+                if any(flags):
+                    batches.append(exact_fit_batch(list(compress(names, flags)), gram[1][exact], xs[0].shape[1], basis))
+                    rest = [not f for f in flags]
+                    names, xs, gram = (
+                        list(compress(names, rest)),
+                        list(compress(xs, rest)),
+                        tuple(g[~exact] for g in gram),
+                    )
+            if names:
+                st = kernel_stats(xs, basis, dev, gram)
+                batches.append(done(Batch(names, st, *strategy.factorize(st, xs), xs)))
+            bar.update(bar_total)
             continue
         st = batch_stats(xs, basis, dtype, tf32, dev, opts.chunk_size, scratch)
         redo = []

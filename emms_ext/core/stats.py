@@ -77,20 +77,29 @@ def standardize(x: torch.Tensor, eps: float, keep: torch.Tensor | None = None) -
     return torch.where(keep, (x - mean) / (std + EPS_STD), torch.zeros_like(x)), keep
 
 
-def kernel_stats(xs: list[torch.Tensor], basis: LabelBasis, device) -> StandardizedStats:
+def kernel_gram(xs: list[torch.Tensor], device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(standardized features [M, N, D], varying columns [M], kernel X_s X_s' [M, N, N]) of M in-memory models,
+    float64 (N is small where the kernel form is used)."""
+    x = torch.stack([t.to(device, torch.float64) for t in xs])  # [M, N, D]
+    xs_std, keep_cols = standardize(x, torch.finfo(torch.float64).eps)
+    return xs_std, keep_cols.sum((1, 2)), xs_std @ xs_std.transpose(1, 2)
+
+
+def kernel_stats(
+    xs: list[torch.Tensor], basis: LabelBasis, device, gram: tuple[torch.Tensor, ...] | None = None
+) -> StandardizedStats:
     """Statistics of M in-memory models with more columns than samples (D > N), in the N x N kernel form.
 
     Only the column space of the standardized features matters, and with ridge also their singular
     values: X_s = U S V' can be replaced by its principal components U S (N x rank) without changing any
     least-squares or ridge fit. So the work is one N x N Gram X_s X_s' per model (N^2 D) and its
     eigendecomposition (N^3) instead of a D x D Gram (N D^2) and a D x D factorization (D^3).
-    Float64 throughout (N is small here).
+    Float64 throughout (N is small here). ``gram``: ``kernel_gram(xs, device)`` when already computed.
     """
-    x = torch.stack([t.to(device, torch.float64) for t in xs])  # [M, N, D]
-    M, N, D = x.shape
+    xs_std, used, K = kernel_gram(xs, device) if gram is None else gram
+    M, N, D = xs_std.shape
     eps64 = torch.finfo(torch.float64).eps
-    xs_std, keep_cols = standardize(x, eps64)
-    e, Uk = torch.linalg.eigh(xs_std @ xs_std.transpose(1, 2))  # [M, N], [M, N, N]
+    e, Uk = torch.linalg.eigh(K)  # [M, N], [M, N, N]
     keep = e > eps64 * max(N, D) * e.amax(1, keepdim=True).clamp_min(1e-300)
     root = torch.where(keep, e.clamp_min(0).sqrt(), torch.zeros_like(e))
     comps = Uk * root[:, None, :]  # principal components U S [M, N, N] (columns orthogonal, centred)
@@ -103,9 +112,7 @@ def kernel_stats(xs: list[torch.Tensor], basis: LabelBasis, device) -> Standardi
     G = torch.diag_embed(torch.where(keep, e, fill))  # dropped directions: decoupled, F rows zero
     inv_root = torch.where(keep, 1.0 / root.clamp_min(1e-300), torch.zeros_like(root))
     back = xs_std.transpose(1, 2) @ (Uk * inv_root[:, None, :])  # [M, D, N]: V = X_s' U S^-1
-    return StandardizedStats(
-        N=N, D=D, keep=keep, G=G, F=F * keep[:, :, None], eps=eps64, back=back, used=keep_cols.sum((1, 2))
-    )
+    return StandardizedStats(N=N, D=D, keep=keep, G=G, F=F * keep[:, :, None], eps=eps64, back=back, used=used)
 
 
 def gram_from_upper(G: torch.Tensor, diag: torch.Tensor) -> torch.Tensor:
