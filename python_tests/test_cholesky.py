@@ -37,7 +37,7 @@ def sample_inputs(dtype) -> list[tuple[torch.Tensor]]:
 
 def solve_inputs(dtype) -> list[tuple[torch.Tensor, torch.Tensor, bool]]:
     """(L, Y, half): factors as cholesky_ leaves them (G's values above the diagonal), right-hand sides from
-    none to several chunks of 128 columns, a transposed (non-contiguous) Y, a [D, c] pair, D = 0."""
+    none to several chunks of 256 columns, a transposed (non-contiguous) Y, a [D, c] pair, D = 0."""
     out = []
     for i, (M, D, c) in enumerate([(1, 1, 1), (2, 7, 3), (3, 40, 130), (1, 300, 257), (2, 200, 0), (2, 0, 4)]):
         G = spd(32000 + i, (M, D, D), dtype)
@@ -130,10 +130,10 @@ def _with_threads(n: int, fn):
 
 @pytest.mark.parametrize("dtype", DTYPES["cholesky_"], ids=["f32", "f64"])
 def test_same_bits_with_1_2_and_8_threads(dtype):
-    """Widths off the tile (130, 257, 700), one model (tiles across threads) and a batch (models across
-    threads), solves with one and several chunks of right-hand sides: bit for bit the same with 1, 2 and 8
-    threads. (MKL's threaded potrf and TRSM, i.e. cholesky_ex and solve_triangular, are not: at D = 257 they
-    differ between 1 and 2 threads.)"""
+    """Widths off the tiles (130, 257, 700), one model (tiles across threads) and a batch (models across
+    threads), solves with one chunk of right-hand sides over two tiles (D = 700) and several chunks: bit for
+    bit the same with 1, 2 and 8 threads. (MKL's threaded potrf and TRSM, i.e. cholesky_ex and
+    solve_triangular, are not: at D = 257 they differ between 1 and 2 threads.)"""
     cases = [(1, 130, 5), (1, 257, 300), (3, 257, 40), (1, 700, 129)]
     for i, (M, D, c) in enumerate(cases):
         G = spd(32300 + i, (M, D, D), dtype)
