@@ -599,6 +599,27 @@ def test_score_on_gpu_equals_cpu(vocab, mode):
 
 
 @needs_cuda
+def test_wide_exact_fit_shortcut_on_gpu_equals_cpu():
+    """The kernel-form exact-fit test on CUDA (cholesky_ex and torch's solves there): the same decisions and
+    results as on the CPU, for models surely of rank N - 1 and one of low rank."""
+    N = 80
+    g = torch.Generator().manual_seed(516)
+    zoo = {
+        "wide": make_features(517, N, 150),
+        "low_rank": torch.randn(N, 20, generator=g, dtype=torch.float64)
+        @ torch.randn(20, 150, generator=g, dtype=torch.float64),
+    }
+    labels = make_class_labels(518, N, 9, 4, 3)
+    with pytest.warns(emms_ext.EMMSDegeneracyWarning):
+        cpu = emms_ext.emms_scores(zoo, labels)
+    with pytest.warns(emms_ext.EMMSDegeneracyWarning):
+        gpu = emms_ext.emms_scores({k: v.cuda() for k, v in zoo.items()}, labels)
+    assert gpu["wide"].degenerate and gpu["wide"].score == 0.0 and gpu["wide"].iterations == 0
+    assert gpu["wide"].solver == cpu["wide"].solver == "kernel/cholesky"
+    assert not gpu["low_rank"].degenerate and rel_err(gpu["low_rank"].score, cpu["low_rank"].score) < 1e-9
+
+
+@needs_cuda
 def test_tf32_ranking_agrees_with_float64():
     N, L, K = 4000, 32, 2
     labels = make_class_labels(310, N, 50, L, K)
