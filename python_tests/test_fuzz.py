@@ -18,7 +18,7 @@ from hypothesis import given  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 import emms_ext  # noqa: E402
-from emms_ext.ops import reference  # noqa: E402
+from emms_ext.ops import cholesky_, cholesky_solve, reference  # noqa: E402
 
 FLOATS = st.sampled_from([torch.float32, torch.float64])
 SPECIAL = st.sampled_from([0.0, 1.0, -1.0, 1e30, -1e30, 1e-30, float("nan"), float("inf"), float("-inf")])
@@ -107,6 +107,46 @@ def test_wlsr_simplex_fuzz(problem, mode, dtype):
     if kind == "psd" and dtype == torch.float64 and M:
         _, f_ref, _ = reference.wlsr_simplex(A, B, mode, max_iter=200)
         assert torch.allclose(f, f_ref, rtol=1e-7, atol=1e-9 * float(A.abs().max()))
+
+
+@given(
+    data=st.data(),
+    M=st.integers(0, 3),
+    D=st.sampled_from([0, 1, 2, 7, 64, 191, 192, 193, 385, 400]),
+    c=st.integers(0, 300),
+    dtype=FLOATS,
+    spd=st.booleans(),
+    half=st.booleans(),
+)
+def test_cholesky_ops_fuzz(data, M, D, c, dtype, spd, half):
+    """cholesky_ then cholesky_solve on Grams of widths around the tiles (192 for the factor, 384 for the
+    solves), positive definite or indefinite, with special values: info stays in [0, D]; a finite Gram that
+    factors (info 0) gives L L' = G and solves with a small backward error; nothing crashes; the solve
+    leaves its inputs alone."""
+    X = data.draw(tensors((M, D + 3, D), torch.float64))
+    G = (X.mT @ X if spd else X[:, :D, :D] + X[:, :D, :D].mT).to(dtype).contiguous()
+    G0 = G.clone()
+    info = cholesky_(G)
+    assert info.shape == (M,) and bool(((info >= 0) & (info <= D)).all())
+    Y = data.draw(tensors((M, D, c), dtype))
+    L0, Y0 = G.clone(), Y.clone()
+    out = cholesky_solve(G, Y, half)
+    assert out.shape == Y.shape and out.dtype == dtype
+    assert torch.equal(G.nan_to_num(7.0), L0.nan_to_num(7.0)) and torch.equal(Y.nan_to_num(7.0), Y0.nan_to_num(7.0))
+    eps = torch.finfo(dtype).eps
+    for m in range(M):
+        if info[m] != 0 or not bool(torch.isfinite(G0[m]).all()) or D == 0:
+            continue
+        L = G[m].double().tril()
+        scale = float(G0[m].abs().max())
+        assert float((L @ L.T - G0[m].double()).abs().max()) <= 50 * D * eps * scale
+        x, y = out[m].double(), Y[m].double()
+        if not bool(torch.isfinite(y).all()) or not bool(torch.isfinite(x).all()) or c == 0:
+            continue
+        # componentwise backward error of the solve(s): |r| <= c D eps (|L| |x| + |y|) (|L| |L'| |x| for two)
+        r = L @ x - y if half else L @ (L.T @ x) - y
+        ax = L.abs() @ x.abs() if half else L.abs() @ (L.T.abs() @ x.abs())
+        assert bool((r.abs() <= 20 * D * eps * (ax + y.abs()) + 1e-300).all())
 
 
 @st.composite
