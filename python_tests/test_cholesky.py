@@ -6,7 +6,7 @@ their factors)."""
 
 import pytest
 import torch
-from testing import DTYPES, assert_close, opcheck_samples
+from testing import DTYPES, assert_close, opcheck_samples, with_threads
 
 import emms_ext
 from emms_ext.core.factor import GramFactor
@@ -119,15 +119,6 @@ def test_solve_skips_leading_zero_rows_exactly():
     assert_close(X, torch.linalg.solve_triangular(L, Y, upper=False), F64, scale=1000)
 
 
-def _with_threads(n: int, fn):
-    before = torch.get_num_threads()
-    try:
-        torch.set_num_threads(n)
-        return fn()
-    finally:
-        torch.set_num_threads(before)
-
-
 @pytest.mark.parametrize("dtype", DTYPES["cholesky_"], ids=["f32", "f64"])
 def test_same_bits_with_1_2_and_8_threads(dtype):
     """Widths off the tiles (130, 257, 700), one model (tiles across threads) and a batch (models across
@@ -144,7 +135,7 @@ def test_same_bits_with_1_2_and_8_threads(dtype):
             info = cholesky_(H)
             return H, info, cholesky_solve(H, Y, True), cholesky_solve(H, Y, False)
 
-        outs = [_with_threads(n, run) for n in (1, 2, 8)]
+        outs = [with_threads(n, run) for n in (1, 2, 8)]
         for out in outs[1:]:
             for a, b in zip(outs[0], out):
                 assert torch.equal(a, b), (M, D, c)

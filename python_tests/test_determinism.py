@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import torch
 from conftest import make_class_labels, make_dense_labels, make_features, rel_err
+from testing import with_threads
 
 import emms_ext
 
@@ -51,15 +52,6 @@ def test_thread_count_changes_only_rounding():
         assert rel_err(one32[name].score, two32[name].score) <= 1e-5
 
 
-def _threads(n: int, fn):
-    before = torch.get_num_threads()
-    try:
-        torch.set_num_threads(n)
-        return fn()
-    finally:
-        torch.set_num_threads(before)
-
-
 def test_same_bits_with_1_2_and_8_threads_at_widths_off_the_blas_blocks():
     """The in-sample modes, a fixed ridge and the jackknife's fold scores on widths where MKL's threaded
     Cholesky and TRSM round differently with 1 and 2 threads (257, 300; scores differed in their last bits
@@ -84,6 +76,6 @@ def test_same_bits_with_1_2_and_8_threads_at_widths_off_the_blas_blocks():
         out.append((one.score, one.stderr, one.fold_scores.tolist()))
         return out
 
-    first, *rest = [_threads(n, run) for n in (1, 2, 8)]
+    first, *rest = [with_threads(n, run) for n in (1, 2, 8)]
     for other in rest:
         assert other == first

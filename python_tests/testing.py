@@ -91,6 +91,16 @@ def assert_close(
     )
 
 
+def with_threads(n: int, fn):
+    """fn() run with n torch (and BLAS) threads, the previous count restored after."""
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(n)
+        return fn()
+    finally:
+        torch.set_num_threads(before)
+
+
 def gen(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 

@@ -122,29 +122,27 @@ torch.library.register_autograd(
 torch.library.register_autograd("emms::class_sums", _class_sums_backward, setup_context=_class_sums_setup)
 
 
+def _check_square_factor(op: str, name: str, T) -> None:
+    """What checks.h checks of the cholesky ops' square operand: float32 / float64, [D, D] or [M, D, D]."""
+    torch._check(
+        T.dtype in (torch.float32, torch.float64), lambda: f"{op}: {name} must be float32 or float64 (got {T.dtype})"
+    )
+    torch._check(
+        T.dim() in (2, 3) and T.shape[-1] == T.shape[-2],
+        lambda: f"{op}: {name} must be [D, D] or [M, D, D] (got {list(T.shape)})",
+    )
+
+
 @torch.library.register_fake("emms::cholesky_")
 def _cholesky_fake(G):
-    op = "cholesky_"
-    torch._check(
-        G.dtype in (torch.float32, torch.float64), lambda: f"{op}: G must be float32 or float64 (got {G.dtype})"
-    )
-    torch._check(
-        G.dim() in (2, 3) and G.shape[-1] == G.shape[-2],
-        lambda: f"{op}: G must be [D, D] or [M, D, D] (got {list(G.shape)})",
-    )
+    _check_square_factor("cholesky_", "G", G)
     return G.new_empty(G.shape[:-2], dtype=torch.int32)
 
 
 @torch.library.register_fake("emms::cholesky_solve")
 def _cholesky_solve_fake(L, Y, half):
     op = "cholesky_solve"
-    torch._check(
-        L.dtype in (torch.float32, torch.float64), lambda: f"{op}: L must be float32 or float64 (got {L.dtype})"
-    )
-    torch._check(
-        L.dim() in (2, 3) and L.shape[-1] == L.shape[-2],
-        lambda: f"{op}: L must be [D, D] or [M, D, D] (got {list(L.shape)})",
-    )
+    _check_square_factor(op, "L", L)
     torch._check(Y.dtype == L.dtype, lambda: f"{op}: Y must have L's dtype {L.dtype} (got {Y.dtype})")
     torch._check(
         Y.dim() == L.dim() and Y.shape[-2] == L.shape[-1] and Y.shape[:-2] == L.shape[:-2],
