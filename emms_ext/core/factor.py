@@ -230,9 +230,18 @@ class GCVFactor:
     e_i / (e_i + lambda)`` degrees of freedom (the 1: the intercept that centring fits);
     ``GCV = RSS / N / (1 - df / N)^2``. The chosen lambda is the grid's minimizer; the score is then the
     ridge-penalized EMMS objective at that lambda. Stays finite and discriminative when D >= N.
+
+    The grid comes from one eigendecomposition, whose last bits follow LAPACK's thread count; what is used
+    at the chosen lambda does not, for every model whose eigenvalues all stay above the rounding cutoff
+    (``exact_at_choice``): a Cholesky factor of ``G + lambda I`` (``emms::cholesky_``) gives the solves, the
+    K x K matrices and df (docs/design.md §3). The minimizer itself is taken robustly: the smallest grid
+    index within ``CHOICE_RTOL`` of the minimum, so that rounding cannot pick another entry.
     """
 
     GRID = torch.logspace(-6, 1, 29, dtype=torch.float64)  # times the mean eigenvalue per column (about N)
+    CHOICE_RTOL = 1e-9  # grid entries this close to the minimum tie; the first (smallest ridge) wins
+    refine_choice = True  # df and criterion at the choice from the Cholesky factor (the out-of-sample modes
+    # choose again from their own grid solve, and refine there)
 
     def __init__(self, st: StandardizedStats, basis: LabelBasis, grid: torch.Tensor | None = None):
         G = st.gram()
@@ -240,7 +249,10 @@ class GCVFactor:
         e, V = torch.linalg.eigh(G)
         # Eigenvalues under the Gram's rounding level are null directions, not tiny real ones: left in, a
         # float32 Gram's noise would count as degrees of freedom.
-        e = torch.where(e > st.eps * G.shape[1] * e.amax(1, keepdim=True), e, torch.zeros_like(e))
+        real = e > st.eps * G.shape[1] * e.amax(1, keepdim=True)
+        e = torch.where(real, e, torch.zeros_like(e))
+        # Models with no such direction: their quantities at the chosen ridge come from a Cholesky factor.
+        self.exact, self._G, self._F, self._chol = real.all(1), G, st.F, None
         q = basis.B_per_row(V.transpose(1, 2) @ st.F)  # [M, D, K, K]
         diag = G.diagonal(dim1=1, dim2=2)
         if grid is None:
@@ -262,25 +274,42 @@ class GCVFactor:
         fill = torch.where(st.keep, torch.zeros_like(diag), diag)
         dropped = (fill[:, None, :] / (fill[:, None, :] + lam[:, :, None])).sum(-1)
         self.lam_grid, self.df_grid, self.N = lam, 1 + shrink.sum(-1) - dropped, N  # [M, G] each
+        self._fill = fill  # [M, D]: the dropped columns' decoupled eigenvalues (0 for kept columns)
         self.eps, self.L = st.eps, basis.L
         gcv = self.gcv_criterion(rss, 1)
-        best = gcv.argmin(1)
+        best = self.argmin(gcv)
         self.e, self.V = e, V
         self.methods = ["gcv"] * M
         self.choose(best, gcv.gather(1, best[:, None])[:, 0])
+        if self.refine_choice and bool(self.exact.any()):
+            # The reported df and criterion at the chosen ridge from the Cholesky factor too.
+            B, df = self.exact_at_choice(basis)
+            rss = (A - B).sum((-1, -2)) / K**2 / basis.L
+            self.df, self.gcv = self.df.clone(), self.gcv.clone()
+            self.df[self.exact] = df
+            self.gcv[self.exact] = self.gcv_criterion(rss[:, None], 1, df[:, None])[:, 0]
 
-    def gcv_criterion(self, rss: torch.Tensor, L: int) -> torch.Tensor:
-        """GCV = RSS / N / (1 - df / N)^2 for residual sums [M, G] over L label dimensions on the grid; inf
+    def argmin(self, crit: torch.Tensor) -> torch.Tensor:
+        """[M] the first grid index of crit [M, G] within ``CHOICE_RTOL`` of each row's minimum (the row's
+        argmin up to rounding: the same index whatever the thread count, unless a value sits on that edge)."""
+        low = crit.amin(1, keepdim=True)
+        return (crit <= low + self.CHOICE_RTOL * low.abs()).to(torch.uint8).argmax(1)
+
+    def gcv_criterion(self, rss: torch.Tensor, L: int, df: torch.Tensor | None = None) -> torch.Tensor:
+        """GCV = RSS / N / (1 - df / N)^2 for residual sums [M, G] over L label dimensions on the grid (or at
+        the degrees of freedom ``df`` given, of rss's shape); inf
         where df >= N, and where the residual is at rounding level (RSS <= sqrt(eps) N L, the in-sample
         modes' rule for an exact fit, docs/design.md §3): RSS is then the cancellation error of A - 2 B1 + B2
         and (1 - df / N)^2 nearly 0, a ratio of two rounding errors whose value follows the thread count."""
-        N, df = self.N, self.df_grid
+        N, df = self.N, self.df_grid if df is None else df
         ok = (df < N) & (rss > self.eps**0.5 * N * L)
         return torch.where(ok, rss / N / (1 - df / N) ** 2, torch.full_like(rss, float("inf")))
 
     def choose(self, best: torch.Tensor, gcv: torch.Tensor) -> None:
         """Use grid entry best [M] of each model from now on; gcv [M] is its criterion (reported)."""
         self.__dict__.pop("_as_lists", None)  # a new choice: lists made for the last one are stale
+        self._chol = None  # and so is the Cholesky factor at the last choice
+        self.best = best
         self.lam = self.lam_grid.gather(1, best[:, None])[:, 0]  # [M]
         self.df = self.df_grid.gather(1, best[:, None])[:, 0]
         self.gcv = gcv
@@ -290,13 +319,53 @@ class GCVFactor:
         """[M] bool: eps * cond(G + lambda I) above ``FLOAT32_TRUST``."""
         return eps * self.cond > FLOAT32_TRUST
 
+    def _factor(self) -> torch.Tensor:
+        """Cholesky factors of ``G + lambda I`` [M_exact, D, D] at the chosen ridges of the exact models."""
+        if self._chol is None:
+            G = self._G[self.exact]
+            A = G + torch.diag_embed(self.lam[self.exact, None].expand(-1, G.shape[1]))
+            self._chol = cholesky(A.contiguous())[0]
+        return self._chol
+
+    def _apply(self, Y: torch.Tensor, half: bool) -> torch.Tensor:
+        """``(G + lambda I)^-1/2``-type (half: W with W'W = Y'(G + lambda I)^-1 Y) or full solves of Y [M, D, c]
+        at the chosen ridges: Cholesky for the exact models, the eigendecomposition for the others."""
+        out = torch.empty_like(Y) if not bool(self.exact.all()) else None
+        if bool(self.exact.any()):
+            X = triangular_solve(self._factor(), Y[self.exact], half)
+            if out is None:
+                return X
+            out[self.exact] = X
+        rest = ~self.exact
+        V, e = self.V[rest], self.e[rest] + self.lam[rest, None]
+        proj = V.transpose(1, 2) @ Y[rest]
+        out[rest] = proj / e.sqrt()[:, :, None] if half else V @ (proj / e[:, :, None])
+        return out
+
     def half(self, F: torch.Tensor) -> torch.Tensor:
-        """diag(1/sqrt(e + lambda)) V'F [M, D, r] at each model's chosen lambda."""
-        return (self.V.transpose(1, 2) @ F) / (self.e + self.lam[:, None]).sqrt()[:, :, None]
+        """W [M, D, r] with W'W = F'(G + lambda I)^-1 F at each model's chosen lambda."""
+        return self._apply(F, True)
 
     def solve(self, Y: torch.Tensor) -> torch.Tensor:
         """(G + lambda I)^-1 Y for Y [M, D, c] at each model's chosen lambda."""
-        return self.V @ ((self.V.transpose(1, 2) @ Y) / (self.e + self.lam[:, None])[:, :, None])
+        return self._apply(Y, False)
+
+    def exact_at_choice(self, basis: LabelBasis) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B' [M_exact, K, K], df [M_exact]) at the chosen ridges of the exact models, from the Cholesky factor:
+        ``B1 = W'W``, ``B2 = F'(G + lambda I)^-1 G (G + lambda I)^-1 F = B1 - lambda S'S`` with ``S = (G + lambda
+        I)^-1 F``, so ``B' = 2 B1 - B2 = B1 + lambda S'S``; ``df = 1 + D - lambda tr (G + lambda I)^-1 -`` the
+        dropped columns' shrinkage, the trace being ``||L^-1||_F^2``. The grid's values at the same ridge
+        agree to rounding; these have the same bits whatever the thread count."""
+        L, lam, F = self._factor(), self.lam[self.exact], self._F[self.exact]
+        D = L.shape[1]
+        W, S = triangular_solve(L, F, True), triangular_solve(L, F, False)
+        B = basis.B_from_half(W) + lam[:, None, None] * basis.B_from_half(S)
+        eye = torch.eye(D, dtype=L.dtype, device=L.device).expand(L.shape[0], D, D)
+        # Row sums, then their sum: each a sequential reduction (one sum over everything splits across threads).
+        trace = triangular_solve(L, eye, True).pow(2).sum(2).sum(1)
+        fill = self._fill[self.exact]
+        dropped = (fill / (fill + lam[:, None])).sum(1)
+        return B, 1 + D - lam * trace - dropped
 
     def ridges(self) -> list:
         """[M] the chosen ridges."""
@@ -317,8 +386,8 @@ class GCVFactor:
         return [cache[f] for f in fields]
 
     def release(self) -> None:
-        """Drop the eigenvectors."""
-        self.V = None
+        """Drop the eigenvectors, the Cholesky factors and the references to the statistics."""
+        self.V = self._chol = self._G = self._F = None
 
 
 def make_factor(st: StandardizedStats, ridge, basis: LabelBasis) -> Factor:

@@ -32,24 +32,45 @@ class OutOfSampleFactor(GCVFactor):
     (``grid_B``) and the choice among their solutions (``pick``). ``LOOFactor`` changes the criterion."""
 
     criterion_name = "gcv"
+    refine_choice = False  # the choice that counts is pick's
 
     def grid_B(self, basis: LabelBasis) -> torch.Tensor:
         """[M, G, K, K] matrices B' with the ridge residual t'(A - B')t for every model and ridge."""
         return 2 * self.B1 - self.B2
 
-    def criterion(self, obj: torch.Tensor) -> torch.Tensor:
-        """Estimated out-of-sample error [M, G] (total over label dims) from the residuals obj [M, G]."""
+    def criterion(self, obj: torch.Tensor, at_choice: bool = False) -> torch.Tensor:
+        """Estimated out-of-sample error (total over label dims) from the residuals obj: [M, G] on the grid,
+        or [M] at each model's chosen ridge (its df there)."""
+        if at_choice:
+            return self.gcv_criterion(obj[:, None], self.L, self.df[:, None])[:, 0]
         return self.gcv_criterion(obj, self.L)
 
-    def pick(self, t: torch.Tensor, obj: torch.Tensor, its: torch.Tensor, L: int):
-        """Choose each model's ridge from the solved grid (t [M, G, K], obj and its [M, G]).
-        Returns (t [M, K], residual [M], iterations [M], score [M])."""
+    def pick(self, obj: torch.Tensor, L: int) -> None:
+        """Choose each model's ridge from the solved grid's residuals obj [M, G] (``argmin``: the first entry
+        within rounding of the smallest error), and keep the error along the grid (``path``)."""
         crit = self.criterion(obj)
-        best = crit.argmin(1)
+        best = self.argmin(crit)
         self.path = crit / L
         rows = torch.arange(len(best), device=best.device)
         self.choose(best, self.path[rows, best])
-        return t[rows, best], obj[rows, best], its[rows, best], -self.path[rows, best]
+
+    def B_at_choice(self, basis: LabelBasis, grid_B: torch.Tensor) -> torch.Tensor:
+        """[M, K, K] B' at each model's chosen ridge: the exact models' from the Cholesky factor at that ridge
+        (their df too; ``GCVFactor.exact_at_choice``), the others' the grid's row (grid_B [M, G, K, K])."""
+        rows = torch.arange(grid_B.shape[0], device=grid_B.device)
+        B = grid_B[rows, self.best].clone()
+        if bool(self.exact.any()):
+            B[self.exact], df = self.exact_at_choice(basis)
+            self.df = self.df.clone()
+            self.df[self.exact] = df
+        return B
+
+    def score(self, obj: torch.Tensor, L: int) -> torch.Tensor:
+        """[M] minus the error per label dimension at the chosen ridges, from the residuals obj [M] there (the
+        reported criterion ``gcv`` / ``loo`` is set to it)."""
+        self.gcv = self.criterion(obj, at_choice=True) / L
+        self.__dict__.pop("_as_lists", None)
+        return -self.gcv
 
     def extras(self, i: int) -> dict:
         """The criterion and degrees of freedom at model i's ridge, the grid and the error along it."""
@@ -115,11 +136,21 @@ class LOOFactor(OutOfSampleFactor):
         super().release()
         self._st = self._xs = None
 
-    def criterion(self, obj: torch.Tensor) -> torch.Tensor:
-        """Mean leave-one-out squared residual [M, G]; inf where a sample's leverage reaches 1."""
+    def criterion(self, obj: torch.Tensor, at_choice: bool = False) -> torch.Tensor:
+        """Mean leave-one-out squared residual ([M, G] on the grid, [M] at the chosen ridges); inf where a
+        sample's leverage reaches 1."""
         # A leverage of 1 (a sample fitted exactly, tiny ridge with D >= N) leaves its own prediction undefined.
-        ok = self.max_leverage.to(obj.device) < 1 - 1e-9
+        lev = self.max_leverage.to(obj.device)
+        if at_choice:
+            lev = lev.gather(1, self.best[:, None].to(obj.device))[:, 0]
+        ok = lev < 1 - 1e-9
         return torch.where(ok, obj / self.N, torch.full_like(obj, float("inf")))
+
+    def B_at_choice(self, basis: LabelBasis, grid_B: torch.Tensor) -> torch.Tensor:
+        """[M, K, K] the grid's B' at each model's chosen ridge (the leave-one-out residuals need the whole
+        eigendecomposition: no Cholesky shortcut here)."""
+        rows = torch.arange(grid_B.shape[0], device=grid_B.device)
+        return grid_B[rows, self.best]
 
 
 def make_out_of_sample(mode: str, st: StandardizedStats, basis: LabelBasis, grid, xs=None) -> OutOfSampleFactor:

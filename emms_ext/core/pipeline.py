@@ -131,17 +131,21 @@ class _OutOfSample(_InSample):
         self.exact_fits_tie = False  # out-of-sample scores do not degenerate
 
     def factorize(self, st, xs):
-        """(factor, B [M * G, K, K]) over the ridge grid."""
+        """(factor, B [M, K, K]) at each model's ridge: the batch's ridge grid is solved here (one K x K problem
+        per (model, ridge)), each model picks its ridge, and B is that ridge's (recomputed from a Cholesky
+        factor where the factor allows, so that its bits do not follow the thread count)."""
         basis = self.basis.to(st.G.device)  # GCVFactor multiplies by the class table on the statistics' device
         factor = make_out_of_sample(self.opts.mode, st, basis, self.opts.ridge, xs)
-        return factor, factor.grid_B(basis).reshape(-1, basis.K, basis.K)
+        grid_B = factor.grid_B(basis)
+        M, G, K = grid_B.shape[0], grid_B.shape[1], basis.K
+        _, obj, _ = wlsr_simplex(basis.A, grid_B.reshape(M * G, K, K), "exact", self.opts.max_iter, self.opts.tol)
+        factor.pick(obj.view(M, G), basis.L)
+        return factor, factor.B_at_choice(basis, grid_B)
 
     def finish(self, factor, st, t, obj, its):
-        """Each model's best ridge of the grid, by estimated out-of-sample error."""
-        M = len(factor.methods)
-        G = obj.shape[0] // M
-        picked = factor.pick(t.view(M, G, -1), obj.view(M, G), its.view(M, G), self.basis.L)
-        return (*picked, torch.zeros(M, dtype=torch.bool))
+        """The score at each model's ridge: minus its estimated out-of-sample error per label dimension."""
+        score = factor.score(obj.to(factor.lam.device), self.basis.L).to(obj.device)
+        return t, obj, its, score, torch.zeros(len(factor.methods), dtype=torch.bool)
 
     def notes(self, name, st, degenerate, D_used):
         """Out-of-sample scores do not degenerate."""
