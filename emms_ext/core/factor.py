@@ -322,9 +322,11 @@ class GCVFactor:
     def _factor(self) -> torch.Tensor:
         """Cholesky factors of ``G + lambda I`` [M_exact, D, D] at the chosen ridges of the exact models."""
         if self._chol is None:
-            G = self._G[self.exact]
-            A = G + torch.diag_embed(self.lam[self.exact, None].expand(-1, G.shape[1]))
-            self._chol = cholesky(A.contiguous())[0]
+            A = self._G[self.exact].contiguous()  # a copy (boolean indexing): factored in place
+            if A.data_ptr() == self._G.data_ptr():
+                A = A.clone()
+            A.diagonal(dim1=1, dim2=2).add_(self.lam[self.exact, None])
+            self._chol = cholesky(A)[0]
         return self._chol
 
     def _apply(self, Y: torch.Tensor, half: bool) -> torch.Tensor:
@@ -362,7 +364,7 @@ class GCVFactor:
         B = basis.B_from_half(W) + lam[:, None, None] * basis.B_from_half(S)
         eye = torch.eye(D, dtype=L.dtype, device=L.device).expand(L.shape[0], D, D)
         # Row sums, then their sum: each a sequential reduction (one sum over everything splits across threads).
-        trace = triangular_solve(L, eye, True).pow(2).sum(2).sum(1)
+        trace = triangular_solve(L, eye, True).square_().sum(2).sum(1)
         fill = self._fill[self.exact]
         dropped = (fill / (fill + lam[:, None])).sum(1)
         return B, 1 + D - lam * trace - dropped
