@@ -74,6 +74,15 @@ def triangular_solve(L: torch.Tensor, Y: torch.Tensor, half: bool) -> torch.Tens
     return torch.linalg.solve_triangular(L, Y, upper=False) if half else torch.cholesky_solve(Y, L)
 
 
+def inverse_trace(L: torch.Tensor) -> torch.Tensor:
+    """[M] ``||L^-1||_F^2 = tr (L L')^-1`` of factors L [M, D, D] (lower triangle read): L^-1 from the identity
+    (leading zero tiles skipped: D^3/3), then row sums and their sum, each a sequential reduction (one torch sum
+    over everything would split across threads and round with their count)."""
+    M, D = L.shape[0], L.shape[1]
+    eye = torch.eye(D, dtype=L.dtype, device=L.device).expand(M, D, D)
+    return triangular_solve(L, eye, True).square_().sum(2).sum(1)
+
+
 def kernel_exact_fit(K: torch.Tensor, D: int) -> torch.Tensor:
     """[M] bool: kernels K [M, N, N] of centred features whose eigenvalues (but the centring's null one) all
     lie surely above ``kernel_stats``'s rank cutoff, so the features have numerical rank N - 1 and least
@@ -89,8 +98,7 @@ def kernel_exact_fit(K: torch.Tensor, D: int) -> torch.Tensor:
     tr = K.diagonal(dim1=1, dim2=2).sum(1)  # [M]
     A = K + (tr / N / N)[:, None, None]
     L, info = cholesky(A)
-    eye = torch.eye(N, dtype=K.dtype, device=K.device).expand(M, N, N)
-    inv_trace = triangular_solve(L, eye, half=True).pow(2).sum((1, 2))  # ||L^-1||_F^2
+    inv_trace = inverse_trace(L)
     cutoff = torch.finfo(torch.float64).eps * max(N, D) * tr
     ok = (info == 0) & (tr > 0)
     return ok & (torch.where(ok, 1.0 / inv_trace, torch.zeros_like(tr)) > 4 * cutoff)
@@ -282,12 +290,11 @@ class GCVFactor:
         self.methods = ["gcv"] * M
         self.choose(best, gcv.gather(1, best[:, None])[:, 0])
         if self.refine_choice and bool(self.exact.any()):
-            # The reported df and criterion at the chosen ridge from the Cholesky factor too.
-            B, df = self.exact_at_choice(basis)
+            # The reported criterion at the chosen ridge from the Cholesky factor too (df: refine_at_choice).
+            B = self.refine_at_choice(basis)
             rss = (A - B).sum((-1, -2)) / K**2 / basis.L
-            self.df, self.gcv = self.df.clone(), self.gcv.clone()
-            self.df[self.exact] = df
-            self.gcv[self.exact] = self.gcv_criterion(rss[:, None], 1, df[:, None])[:, 0]
+            self.gcv = self.gcv.clone()
+            self.gcv[self.exact] = self.gcv_criterion(rss[:, None], 1, self.df[self.exact, None])[:, 0]
 
     def argmin(self, crit: torch.Tensor) -> torch.Tensor:
         """[M] the first grid index of crit [M, G] within ``CHOICE_RTOL`` of each row's minimum (the row's
@@ -322,9 +329,7 @@ class GCVFactor:
     def _factor(self) -> torch.Tensor:
         """Cholesky factors of ``G + lambda I`` [M_exact, D, D] at the chosen ridges of the exact models."""
         if self._chol is None:
-            A = self._G[self.exact].contiguous()  # a copy (boolean indexing): factored in place
-            if A.data_ptr() == self._G.data_ptr():
-                A = A.clone()
+            A = self._G[self.exact]  # boolean indexing copies: factored in place
             A.diagonal(dim1=1, dim2=2).add_(self.lam[self.exact, None])
             self._chol = cholesky(A)[0]
         return self._chol
@@ -362,12 +367,18 @@ class GCVFactor:
         D = L.shape[1]
         W, S = triangular_solve(L, F, True), triangular_solve(L, F, False)
         B = basis.B_from_half(W) + lam[:, None, None] * basis.B_from_half(S)
-        eye = torch.eye(D, dtype=L.dtype, device=L.device).expand(L.shape[0], D, D)
-        # Row sums, then their sum: each a sequential reduction (one sum over everything splits across threads).
-        trace = triangular_solve(L, eye, True).square_().sum(2).sum(1)
+        trace = inverse_trace(L)
         fill = self._fill[self.exact]
         dropped = (fill / (fill + lam[:, None])).sum(1)
         return B, 1 + D - lam * trace - dropped
+
+    def refine_at_choice(self, basis: LabelBasis) -> torch.Tensor:
+        """B' [M_exact, K, K] of the exact models at their chosen ridges (``exact_at_choice``), whose df
+        replace the grid's in ``self.df``."""
+        B, df = self.exact_at_choice(basis)
+        self.df = self.df.clone()
+        self.df[self.exact] = df
+        return B
 
     def ridges(self) -> list:
         """[M] the chosen ridges."""

@@ -60,9 +60,7 @@ class OutOfSampleFactor(GCVFactor):
         rows = torch.arange(grid_B.shape[0], device=grid_B.device)
         B = grid_B[rows, self.best].clone()
         if bool(self.exact.any()):
-            B[self.exact], df = self.exact_at_choice(basis)
-            self.df = self.df.clone()
-            self.df[self.exact] = df
+            B[self.exact] = self.refine_at_choice(basis)
         return B
 
     def score(self, obj: torch.Tensor, L: int) -> torch.Tensor:
@@ -92,6 +90,8 @@ class LOOFactor(OutOfSampleFactor):
     def __init__(self, st: StandardizedStats, basis: LabelBasis, grid, xs: list[torch.Tensor]):
         super().__init__(st, basis, grid)
         self.methods = ["loo"] * len(self.methods)
+        # Leave-one-out residuals need the whole eigendecomposition: no Cholesky step at the choice.
+        self.exact = torch.zeros_like(self.exact)
         # The pass over the samples waits for grid_B: a batch that the float32 check sends back to float64
         # is factored again, and its first factor must not have paid for it.
         self._st, self._xs = st, xs
@@ -145,12 +145,6 @@ class LOOFactor(OutOfSampleFactor):
             lev = lev.gather(1, self.best[:, None].to(obj.device))[:, 0]
         ok = lev < 1 - 1e-9
         return torch.where(ok, obj / self.N, torch.full_like(obj, float("inf")))
-
-    def B_at_choice(self, basis: LabelBasis, grid_B: torch.Tensor) -> torch.Tensor:
-        """[M, K, K] the grid's B' at each model's chosen ridge (the leave-one-out residuals need the whole
-        eigendecomposition: no Cholesky shortcut here)."""
-        rows = torch.arange(grid_B.shape[0], device=grid_B.device)
-        return grid_B[rows, self.best]
 
 
 def make_out_of_sample(mode: str, st: StandardizedStats, basis: LabelBasis, grid, xs=None) -> OutOfSampleFactor:
