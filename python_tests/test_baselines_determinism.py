@@ -1,5 +1,5 @@
-"""Same features, same baseline scores whatever the torch thread count, also for wide features (D >= N) where
-a covariance is singular: values that are numerically undefined are computed by a rule that does not
+"""Same features, same baseline scores (the same bits) whatever the torch thread count, also for wide features
+(D >= N) where a covariance is singular: values that are numerically undefined are computed by a rule that does not
 depend on rounding (a rank cutoff, an exact limit) or reported as a tie, never as rounding noise."""
 
 from __future__ import annotations
@@ -58,11 +58,11 @@ def feature_baselines():
     return names
 
 
-def same(a: float, b: float, rtol: float = 1e-9) -> bool:
-    """Equal to rtol relative, or both undefined (NaN)."""
+def same(a: float, b: float) -> bool:
+    """The same bits, or both undefined (NaN)."""
     if math.isnan(a) or math.isnan(b):
         return math.isnan(a) and math.isnan(b)
-    return abs(a - b) <= rtol * max(abs(a), abs(b))
+    return a == b
 
 
 def scores_with_threads(names, models, tgt):

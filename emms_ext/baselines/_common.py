@@ -7,6 +7,7 @@ import numpy as np
 import torch
 
 from ..common.validate import as_float_tensor, check_finite, describe
+from ..core.linalg import svd
 
 
 def features64(features, name: str = "features", min_rows: int = 2) -> torch.Tensor:
@@ -83,7 +84,7 @@ def pca(x: torch.Tensor, dim: int | None) -> torch.Tensor:
     xc = x - x.mean(0)
     if dim is None or dim >= x.shape[1]:
         return xc
-    _, _, vh = torch.linalg.svd(xc, full_matrices=False)
+    _, _, vh = svd(xc)
     vh = vh[:dim]
     # sklearn's sign convention (largest |entry| of each direction positive): PARC's row correlations
     # depend on the signs, so the same convention gives the same numbers as sklearn-based code.
@@ -110,6 +111,6 @@ def principal_directions(xc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     largest. Working from the SVD of the data rather than the covariance keeps each direction accurate to
     ``eps * s_max / s`` instead of ``eps * (s_max / s)^2``."""
     N, D = xc.shape
-    U, s, _ = torch.linalg.svd(xc, full_matrices=False)
+    U, s, _ = svd(xc)
     keep = s * s > float(s[0]) ** 2 * rank_cutoff(N, D) if s.numel() else s > 0
     return U[:, keep], s[keep]

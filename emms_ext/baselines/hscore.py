@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import torch
 
+from ..core.linalg import ordered_sum
 from ._common import class_labels, class_means, features64, principal_directions
 
 
@@ -48,8 +49,8 @@ def ledoit_wolf(x: torch.Tensor) -> tuple[torch.Tensor, float]:
     emp = xc.T @ xc / N
     mu = float(emp.diagonal().sum()) / D
     x2 = xc * xc
-    beta_ = float((x2.T @ x2).sum())
-    delta_ = float((emp * emp).sum())  # = sum((X'X)^2) / N^2
+    beta_ = float(ordered_sum(x2.T @ x2))
+    delta_ = float(ordered_sum(emp * emp))  # = sum((X'X)^2) / N^2
     beta = (beta_ / N - delta_) / (D * N)
     delta = (delta_ - 2 * mu * float(emp.diagonal().sum()) + D * mu * mu) / D
     beta = min(beta, delta)
@@ -77,6 +78,6 @@ def hscore_regularized(features, labels) -> float:
     _, a = ledoit_wolf(F)
     s, energy, _ = _class_energy(F, labels)
     Fc = F - F.mean(0)
-    mu = float((Fc * Fc).sum()) / (N * D)  # tr(emp) / D
+    mu = float(ordered_sum(Fc * Fc)) / (N * D)  # tr(emp) / D
     s2 = s * s
     return float((1 - a) / (N - 1) * (s2 * energy / ((1 - a) * s2 / N + a * mu)).sum())

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import torch
 
+from ..core.linalg import ordered_sum, svd
 from ._common import class_labels, features64, one_hot, probs64
 
 
@@ -22,7 +23,7 @@ def leep(source_probs, labels) -> float:
     joint = one_hot(idx, C).T @ theta / theta.shape[0]  # [C, C_s] P(y, z)
     cond = joint / joint.sum(0).clamp_min(1e-300)  # P(y | z)
     eep = (theta * cond[idx]).sum(1)
-    return float(torch.log(eep).mean())
+    return float(ordered_sum(torch.log(eep))) / eep.shape[0]
 
 
 def nce(source_probs, labels) -> float:
@@ -57,7 +58,7 @@ def nleep_pseudo_probs(
 
     F = features64(features)
     Fc = F - F.mean(0)
-    _, S, Vh = torch.linalg.svd(Fc, full_matrices=False)
+    _, S, Vh = svd(Fc)
     ratio = torch.cumsum(S * S, 0) / (S * S).sum()
     d = int(torch.searchsorted(ratio, torch.tensor(variance, dtype=ratio.dtype, device=ratio.device))) + 1
     d = min(d, S.shape[0])

@@ -11,6 +11,7 @@ import torch
 
 from .. import ops
 from ..core.labels import LabelBasis, prepare_labels
+from ..core.linalg import eigh
 from ._common import class_labels, features64, rank_cutoff, targets64
 
 
@@ -42,12 +43,12 @@ def _evidence(F: torch.Tensor, Y: _Targets, max_iter: int, tol: float, eps: floa
     """Per-target LogME evidence [T] of features F [N, D] (float64)."""
     N, D = F.shape
     if N >= D:  # eigen-decompose the D x D Gram: x = V' F' y / sqrt(s)
-        s, V = torch.linalg.eigh(F.T @ F)
+        s, V = eigh(F.T @ F)
         keep = s > s.max().clamp_min(0) * rank_cutoff(N, D)
         s, V = s[keep], V[:, keep]
         proj = (V.T @ Y.t_times(F)) / s.sqrt()[:, None]  # [k, T]
     else:  # the N x N Gram's eigenvectors are the left singular vectors themselves
-        s, U = torch.linalg.eigh(F @ F.T)
+        s, U = eigh(F @ F.T)
         keep = s > s.max().clamp_min(0) * rank_cutoff(N, D)
         s, U = s[keep], U[:, keep]
         proj = Y.t_times(U)

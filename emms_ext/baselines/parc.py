@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import torch
 
+from ..core.linalg import ordered_sum
 from ._common import class_labels, features64, one_hot, pca, targets64
 
 
@@ -16,9 +17,9 @@ def _rank(v: torch.Tensor) -> torch.Tensor:
 
 
 def _spearman(a: torch.Tensor, b: torch.Tensor) -> float:
-    ra, rb = _rank(a), _rank(b)
-    ra, rb = ra - ra.mean(), rb - rb.mean()
-    return float((ra * rb).sum() / torch.sqrt((ra * ra).sum() * (rb * rb).sum()))
+    ra, rb = _rank(a), _rank(b)  # [N (N - 1) / 2] each: sums in a thread-independent order
+    ra, rb = ra - ordered_sum(ra) / ra.numel(), rb - ordered_sum(rb) / rb.numel()
+    return float(ordered_sum(ra * rb) / torch.sqrt(ordered_sum(ra * ra) * ordered_sum(rb * rb)))
 
 
 def _rdm(x: torch.Tensor) -> torch.Tensor:

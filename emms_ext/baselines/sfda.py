@@ -7,6 +7,7 @@ from __future__ import annotations
 import torch
 
 from ..common.warn import SaturationWarning, warn
+from ..core.linalg import ordered_sum, serial_lapack, svd
 from ._common import class_labels, class_means, features64, rank_cutoff
 
 # A mean true-class probability within this of 1 is saturated: reported as exactly 1 (a tie between models).
@@ -49,8 +50,8 @@ def _fda_probs(X: torch.Tensor, idx: torch.Tensor, C: int, shrinkage: float | No
     if shrinkage is None:
         shrinkage = float(torch.exp(-5 * _power_top_eig(R.T @ R / N)))
     a = shrinkage
-    mu = float((R * R).sum()) / (N * D)  # tr(S_w) / D
-    _, s, Vh = torch.linalg.svd(R, full_matrices=False)
+    mu = float(ordered_sum(R * R)) / (N * D)  # tr(S_w) / D
+    _, s, Vh = svd(R)
     e = (1 - a) * s * s / N + a * mu  # eigenvalues along Vh; a * mu on the D - len(s) directions outside it
     cut = max(float(e[0]), a * mu) * rank_cutoff(N, D)
     keep = e > cut
@@ -87,14 +88,16 @@ def sfda(features, labels) -> float:
     X = features64(features).clone()
     N, D = X.shape
     idx, C = class_labels(labels, N, X.device, min_classes=2)
-    probs, shrinkage, means = _fda_probs(X, idx, C, None)
+    with serial_lapack():  # small products whose MKL splitting follows the thread count (measured at N = 60)
+        probs, shrinkage, means = _fda_probs(X, idx, C, None)
     probs = torch.softmax(probs, dim=1)  # the released code softens once more before the mix
     others = (means.sum(0, keepdim=True) - means) / (C - 1)  # [C, D] mean of the other classes' means
     p_true = probs.gather(1, idx[:, None])  # [N, 1]
     mixed = p_true * (X - X.mean(0)) + (1 - p_true) * others[idx]  # in the centred frame of `means`
-    probs2, _, _ = _fda_probs(mixed, idx, C, shrinkage)
+    with serial_lapack():
+        probs2, _, _ = _fda_probs(mixed, idx, C, shrinkage)
     p2 = probs2.gather(1, idx[:, None])
-    score = float(p2.mean())
+    score = float(ordered_sum(p2)) / N
     if 1 - score <= SATURATION_TOL:
         warn(
             f"sfda saturates: the true class gets probability 1 (to within {SATURATION_TOL:g}) for "

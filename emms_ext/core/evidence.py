@@ -23,6 +23,7 @@ from ..common.warn import warn
 from ..ops.operators import class_order, class_sums, logme_evidence, wlsr_simplex
 from .ingest import in_memory_features
 from .labels import LabelBasis
+from .linalg import eigh
 from .results import EMMSResult, ZooScores
 from .stats import symmetric_gram
 
@@ -37,11 +38,11 @@ def spectral_projections(F: torch.Tensor, left_times) -> tuple[torch.Tensor, tor
     The smaller of the D x D and N x N Grams is decomposed."""
     N, D = F.shape
     if N >= D:
-        s, V = torch.linalg.eigh(symmetric_gram(F))  # the Gram's lower blocks only (docs/design.md §2)
+        s, V = eigh(symmetric_gram(F))  # the Gram's lower blocks only (docs/design.md §2)
         keep = s > s.max().clamp_min(0) * _EPS64 * max(N, D)
         s, V = s[keep], V[:, keep]
         return s, (V.T @ left_times(F)) / s.sqrt()[:, None]
-    s, U = torch.linalg.eigh(symmetric_gram(F.T))
+    s, U = eigh(symmetric_gram(F.T))
     keep = s > s.max().clamp_min(0) * _EPS64 * max(N, D)
     return s[keep], left_times(U[:, keep])
 

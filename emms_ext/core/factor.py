@@ -13,8 +13,8 @@ from typing import Protocol
 
 import torch
 
-from ..ops.operators import cholesky_, cholesky_solve
 from .labels import LabelBasis
+from .linalg import cholesky, eigh, inverse_trace, triangular_solve
 from .stats import StandardizedStats, gram_from_upper
 
 # With precision=None, a model whose float32-formed Gram has eps32 * cond(G) above this is recomputed in
@@ -54,33 +54,6 @@ class Factor(Protocol):
     def release(self) -> None:
         """Drop the D x D factors once B is formed (``half`` and ``solve`` are then unavailable)."""
         ...
-
-
-def cholesky(G: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(L [M, D, D], info [M]) of Grams G [M, D, D]. On the CPU in place (``emms::cholesky_``: L is G itself,
-    its lower triangle the factor, its strict upper triangle still G's), which saves cholesky_ex's copy of G
-    and its zeroing of a triangle (0.15x a Gram at D = 2048, docs/design.md §5). Elsewhere ``cholesky_ex``."""
-    if G.device.type != "cpu" or not G.is_contiguous():
-        return torch.linalg.cholesky_ex(G)
-    return G, cholesky_(G)
-
-
-def triangular_solve(L: torch.Tensor, Y: torch.Tensor, half: bool) -> torch.Tensor:
-    """``L^-1 Y`` (half) or ``(L L')^-1 Y`` for factors L [M, D, D] (lower triangle read) and Y [M, D, c].
-    On the CPU ``emms::cholesky_solve`` (the same bits for any thread count, docs/design.md §5), elsewhere
-    torch's solves."""
-    if L.device.type == "cpu" and L.is_contiguous():
-        return cholesky_solve(L, Y, half)
-    return torch.linalg.solve_triangular(L, Y, upper=False) if half else torch.cholesky_solve(Y, L)
-
-
-def inverse_trace(L: torch.Tensor) -> torch.Tensor:
-    """[M] ``||L^-1||_F^2 = tr (L L')^-1`` of factors L [M, D, D] (lower triangle read): L^-1 from the identity
-    (leading zero tiles skipped: D^3/3), then row sums and their sum, each a sequential reduction (one torch sum
-    over everything would split across threads and round with their count)."""
-    M, D = L.shape[0], L.shape[1]
-    eye = torch.eye(D, dtype=L.dtype, device=L.device).expand(M, D, D)
-    return triangular_solve(L, eye, True).square_().sum(2).sum(1)
 
 
 def kernel_exact_fit(K: torch.Tensor, D: int) -> torch.Tensor:
@@ -130,7 +103,7 @@ class GramFactor:
         if not bool(ok.all()):
             # Factored in place, the Gram is its untouched upper triangle and diagonal.
             G = gram_from_upper(G[~ok], diag[~ok]) if L is G else G[~ok]
-            e, V = torch.linalg.eigh(G)
+            e, V = eigh(G)
             cut = 0.0 if ridge else st.eps * D * e.amax(1, keepdim=True)
             self.eig = (V, torch.where(e > cut, 1.0 / e, torch.zeros_like(e)))
         # One list per batch, not a conversion per model (each is a host sync on CUDA).
@@ -250,17 +223,32 @@ class GCVFactor:
     CHOICE_RTOL = 1e-9  # grid entries this close to the minimum tie; the first (smallest ridge) wins
     refine_choice = True  # df and criterion at the choice from the Cholesky factor (the out-of-sample modes
     # choose again from their own grid solve, and refine there)
+    cholesky_at_choice = True  # values at the choice from a Cholesky factor where the Gram allows (LOO: never)
 
     def __init__(self, st: StandardizedStats, basis: LabelBasis, grid: torch.Tensor | None = None):
         G = st.gram()
         M, N, K = G.shape[0], st.N, basis.K
-        e, V = torch.linalg.eigh(G)
+
         # Eigenvalues under the Gram's rounding level are null directions, not tiny real ones: left in, a
         # float32 Gram's noise would count as degrees of freedom.
-        real = e > st.eps * G.shape[1] * e.amax(1, keepdim=True)
-        e = torch.where(real, e, torch.zeros_like(e))
-        # Models with no such direction: their quantities at the chosen ridge come from a Cholesky factor.
-        self.exact, self._G, self._F, self._chol = real.all(1), G, st.F, None
+        def spectrum(e):
+            real = e > st.eps * G.shape[1] * e.amax(1, keepdim=True)
+            return torch.where(real, e, torch.zeros_like(e)), real
+
+        if self.cholesky_at_choice:
+            # torch's threaded eigh (one big model: 1.6x faster than on one thread): its last bits only move
+            # the robust choice for models whose values come from the Cholesky factor at the choice ...
+            e, V = torch.linalg.eigh(G)
+            e, real = spectrum(e)
+            redo = ~real.all(1)
+            if bool(redo.any()):  # ... the others' values come from the eigendecomposition: thread-independent
+                e[redo], V[redo] = eigh(G[redo])
+                e[redo], real[redo] = spectrum(e[redo])
+        else:
+            e, V = eigh(G)
+            e, real = spectrum(e)
+        # Models with no null direction: their quantities at the chosen ridge come from a Cholesky factor.
+        self.exact, self._G, self._F, self._chol = real.all(1) & self.cholesky_at_choice, G, st.F, None
         q = basis.B_per_row(V.transpose(1, 2) @ st.F)  # [M, D, K, K]
         diag = G.diagonal(dim1=1, dim2=2)
         if grid is None:

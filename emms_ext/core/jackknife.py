@@ -27,9 +27,9 @@ from dataclasses import dataclass, replace
 import torch
 
 from ..ops.operators import wlsr_simplex
-from .factor import cholesky, triangular_solve
 from .folds import fold_subsets, subset_labels
 from .labels import LabelBasis, prepare_labels
+from .linalg import cholesky, triangular_solve
 from .pipeline import Batch, ScoreOptions, degenerate_fits
 
 DOWNDATE_MODES = ("exact", "alternating", "reference")

@@ -86,12 +86,11 @@ class LOOFactor(OutOfSampleFactor):
     """
 
     criterion_name = "loo"
+    cholesky_at_choice = False  # leave-one-out residuals need the whole eigendecomposition
 
     def __init__(self, st: StandardizedStats, basis: LabelBasis, grid, xs: list[torch.Tensor]):
         super().__init__(st, basis, grid)
         self.methods = ["loo"] * len(self.methods)
-        # Leave-one-out residuals need the whole eigendecomposition: no Cholesky step at the choice.
-        self.exact = torch.zeros_like(self.exact)
         # The pass over the samples waits for grid_B: a batch that the float32 check sends back to float64
         # is factored again, and its first factor must not have paid for it.
         self._st, self._xs = st, xs

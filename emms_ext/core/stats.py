@@ -17,6 +17,7 @@ import torch
 
 from ..ops.operators import class_order, class_sums
 from .labels import EPS_STD, LabelBasis
+from .linalg import eigh
 
 _PER_MODEL = ("keep", "G", "G_diag", "F", "back", "used", "mean", "scale", "overflow")
 
@@ -99,7 +100,7 @@ def kernel_stats(
     xs_std, used, K = kernel_gram(xs, device) if gram is None else gram
     M, N, D = xs_std.shape
     eps64 = torch.finfo(torch.float64).eps
-    e, Uk = torch.linalg.eigh(K)  # [M, N], [M, N, N]
+    e, Uk = eigh(K)  # [M, N], [M, N, N]
     keep = e > eps64 * max(N, D) * e.amax(1, keepdim=True).clamp_min(1e-300)
     root = torch.where(keep, e.clamp_min(0).sqrt(), torch.zeros_like(e))
     comps = Uk * root[:, None, :]  # principal components U S [M, N, N] (columns orthogonal, centred)

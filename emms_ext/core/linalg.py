@@ -1,0 +1,145 @@
+"""Dense linear algebra whose bits do not depend on the thread count (docs/design.md §6).
+
+torch's CPU drivers (MKL's potrf, trsm, syevd, gesdd) split one factorization across threads and round
+differently with 1, 2 or 8 of them. Here each factorization runs on one thread: Cholesky factors and their
+solves through the project's ops (``emms::cholesky_``, ``emms::cholesky_solve``), eigendecompositions and SVDs
+through torch's drivers with MKL held to one thread for the call (``serial_lapack``); the matrices of a batch
+are spread over torch's threads instead, so a zoo keeps every core busy. On a GPU, torch's routines.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import functools
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import torch
+
+from ..ops.operators import cholesky_, cholesky_solve
+
+
+@functools.cache
+def _mkl_threads_local():
+    """MKL's ``mkl_set_num_threads_local_`` in the library torch links (Fortran interface: the count by
+    pointer; returns the previous local count, 0 = the global one), or None when torch's BLAS is not MKL."""
+    if not torch.backends.mkl.is_available():
+        return None
+    for lib in sorted(Path(torch.__file__).parent.joinpath("lib").glob("*torch_cpu*")):
+        try:
+            fn = ctypes.CDLL(str(lib)).mkl_set_num_threads_local_
+        except (OSError, AttributeError):
+            continue
+        fn.restype, fn.argtypes = ctypes.c_int, [ctypes.POINTER(ctypes.c_int)]
+        return fn
+    return None
+
+
+def thread_independent_lapack() -> bool:
+    """True when torch's CPU LAPACK calls can be held to one thread (MKL builds of torch: x86 Linux and
+    Windows). Elsewhere eigendecompositions and SVDs agree across thread counts to rounding only."""
+    return _mkl_threads_local() is not None
+
+
+@contextlib.contextmanager
+def serial_lapack():
+    """MKL runs the LAPACK / BLAS calls made by this thread inside the block on one thread (thread-local;
+    torch's own thread count and other threads are untouched). A no-op without MKL."""
+    fn = _mkl_threads_local()
+    if fn is None:
+        yield
+        return
+    # torch initializes a thread's counts lazily, MKL's local one included, on its first parallel call: a
+    # fresh worker thread would do so inside the block and run that first call threaded (measured).
+    torch.get_num_threads()
+    before = fn(ctypes.byref(ctypes.c_int(1)))
+    try:
+        yield
+    finally:
+        fn(ctypes.byref(ctypes.c_int(before)))
+
+
+def _per_matrix(fn: Callable, A: torch.Tensor):
+    """fn (a torch.linalg driver) on each matrix of A [..., m, n] with MKL on one thread, the matrices spread
+    over torch's threads; the outputs stacked back into A's batch shape. Each matrix gets the same call
+    whichever worker takes it, so the bits do not depend on the thread count."""
+
+    def one(a):
+        with serial_lapack():
+            return fn(a)
+
+    batch = A.shape[:-2]
+    flat = A.reshape(-1, *A.shape[-2:])
+    workers = min(torch.get_num_threads(), flat.shape[0])
+    if workers <= 1:
+        outs = [one(a) for a in flat]
+    else:
+        with ThreadPoolExecutor(workers) as pool:
+            outs = list(pool.map(one, flat))
+    if A.dim() == 2:
+        return outs[0]
+    if not outs:  # an empty batch: torch's driver gives the shapes
+        return fn(A)
+    return tuple(torch.stack(parts).reshape(*batch, *parts[0].shape) for parts in zip(*outs))
+
+
+def eigh(G: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(eigenvalues [..., D] ascending, eigenvectors [..., D, D]) of symmetric G [..., D, D] (lower triangle
+    read), as ``torch.linalg.eigh``; on the CPU the same bits for any thread count."""
+    if G.device.type != "cpu":
+        return torch.linalg.eigh(G)
+    return _per_matrix(torch.linalg.eigh, G)
+
+
+def svd(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Thin SVD (U [..., m, k], S [..., k], Vh [..., k, n]) of x [..., m, n], k = min(m, n), as
+    ``torch.linalg.svd(x, full_matrices=False)``; on the CPU the same bits for any thread count."""
+    thin = functools.partial(torch.linalg.svd, full_matrices=False)
+    if x.device.type != "cpu":
+        return thin(x)
+    return _per_matrix(thin, x)
+
+
+def cholesky(G: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(L [M, D, D], info [M]) of Grams G [M, D, D]. On the CPU in place (``emms::cholesky_``: L is G itself,
+    its lower triangle the factor, its strict upper triangle still G's), which saves cholesky_ex's copy of G
+    and its zeroing of a triangle (0.15x a Gram at D = 2048, docs/design.md §5). Elsewhere ``cholesky_ex``."""
+    if G.device.type != "cpu" or not G.is_contiguous():
+        return torch.linalg.cholesky_ex(G)
+    return G, cholesky_(G)
+
+
+def triangular_solve(L: torch.Tensor, Y: torch.Tensor, half: bool) -> torch.Tensor:
+    """``L^-1 Y`` (half) or ``(L L')^-1 Y`` for factors L [M, D, D] (lower triangle read) and Y [M, D, c].
+    On the CPU ``emms::cholesky_solve`` (the same bits for any thread count, docs/design.md §5), elsewhere
+    torch's solves."""
+    if L.device.type == "cpu" and L.is_contiguous():
+        return cholesky_solve(L, Y, half)
+    return torch.linalg.solve_triangular(L, Y, upper=False) if half else torch.cholesky_solve(Y, L)
+
+
+def inverse_trace(L: torch.Tensor) -> torch.Tensor:
+    """[M] ``||L^-1||_F^2 = tr (L L')^-1`` of factors L [M, D, D] (lower triangle read): L^-1 from the identity
+    (leading zero tiles skipped: D^3/3), then row sums and their sum, each a sequential reduction (one torch sum
+    over everything would split across threads and round with their count)."""
+    M, D = L.shape[0], L.shape[1]
+    eye = torch.eye(D, dtype=L.dtype, device=L.device).expand(M, D, D)
+    return triangular_solve(L, eye, True).square_().sum(2).sum(1)
+
+
+_SUM_ROW = 4096  # elements summed in one sequential pass
+
+
+def ordered_sum(x: torch.Tensor) -> torch.Tensor:
+    """The sum of every element of x (a 0-d tensor) in an order fixed by x's size alone: rows of 4096
+    elements summed one per thread, then their sums the same way. ``x.sum()`` over more than about 1e5
+    elements splits the work by the thread count and rounds with it (docs/design.md §6)."""
+    x = x.reshape(-1)
+    while x.numel() > _SUM_ROW:
+        pad = -x.numel() % _SUM_ROW
+        if pad:
+            x = torch.cat([x, x.new_zeros(pad)])
+        x = x.view(-1, _SUM_ROW).sum(1)
+    return x.sum()
