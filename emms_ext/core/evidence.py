@@ -10,11 +10,13 @@ on ``U`` are ``sum_k t_k P[:, k, l]`` and its squared norm is ``t' A_l t``. For 
 evidence is a concave quadratic in t, ``-1/2 sum_l beta_l t' M_l t`` with
 ``M_l = A_l - sum_i w_il P_il P_il'`` and ``w_il = beta_l s_i / (alpha_l + beta_l s_i)``; so the fit
 alternates the fixed point for ``alpha, beta`` at t with the simplex QP for t at ``alpha, beta`` (the fused
-``emms::wlsr_simplex`` op), keeping the best evidence seen. In-memory features only; models run one by one
-(one eigendecomposition each dominates).
+``emms::wlsr_simplex`` op), keeping the best evidence seen. In-memory features only; a zoo's models run side by
+side, one per torch thread (one eigendecomposition each dominates; each runs on one thread, core/linalg.py).
 """
 
 from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
@@ -109,11 +111,12 @@ def evidence_at(features: torch.Tensor, basis: LabelBasis, t: torch.Tensor) -> t
 
 
 def evidence_scores(items: list, basis: LabelBasis, errors: str = "raise", progress=None) -> ZooScores:
-    """``mode="evidence"`` for every ``(name, features [S, D])`` of ``items`` (in-memory only)."""
+    """``mode="evidence"`` for every ``(name, features [S, D])`` of ``items`` (in-memory only). The models run
+    side by side, one per torch thread: each one's eigendecomposition runs on one thread (for its bits,
+    core/linalg.py), so a zoo fills the cores with models instead."""
     basis = basis.to("cpu")
     left_times, A_cols = _label_products(basis)
-    results, failures = {}, {}
-    bar = progress_bar(len(items), "EMMS evidence", "model", progress, auto=len(items) >= 32)
+    failures, ready = {}, []
     for name, features in items:
         label = "features" if name is None else f"features[{name!r}]"
         try:
@@ -125,19 +128,21 @@ def evidence_scores(items: list, basis: LabelBasis, errors: str = "raise", progr
                 raise
             failures[name] = str(exc)
             warn(f"model {name!r} skipped: {exc}")
-            bar.update(1)
             continue
+        ready.append((name, x))
+
+    def score(x: torch.Tensor) -> EMMSResult:
         F = basis.repeat_rows(x.to("cpu", torch.float64))
         N, D = F.shape
         s, proj = spectral_projections(F, left_times)
         ev, t, its = _fit(s, proj.reshape(-1, basis.K, basis.L), A_cols, N, D, 11, 1e-3)
-        score = float(ev.mean())
-        results[name] = EMMSResult(
-            score=score,
+        value = float(ev.mean())
+        return EMMSResult(
+            score=value,
             t=t.cpu(),
             mode=EVIDENCE_MODE,
             iterations=its,
-            objective=-score * N * basis.L,
+            objective=-value * N * basis.L,
             n_samples=N,
             n_features=D,
             n_used_features=int(s.shape[0]),
@@ -146,6 +151,14 @@ def evidence_scores(items: list, basis: LabelBasis, errors: str = "raise", progr
             ridge=None,
             solver="logme-evidence",
         )
-        bar.update(1)
+
+    results = {}
+    bar = progress_bar(len(items), "EMMS evidence", "model", progress, auto=len(items) >= 32)
+    bar.update(len(failures))
+    workers = min(torch.get_num_threads(), len(ready))
+    with ThreadPoolExecutor(max(workers, 1)) as pool:
+        for (name, _), result in zip(ready, pool.map(score, [x for _, x in ready])):
+            results[name] = result
+            bar.update(1)
     bar.close()
     return ZooScores({n: results[n] for n, _ in items if n in results}, failures)
