@@ -8,7 +8,7 @@ by row (each row flushed to --out as soon as it is measured, so a run cut short 
 
 What is measured (all ratios within this one run):
   * GEMM share: the pipeline's matrix-product flops (counted by torch.utils.flop_counter while it runs: the
-    Gram's lower blocks only, see core/stats.py symmetric_gram, plus the label cross-products) per second
+    Gram's lower blocks only, see core/linalg.py symmetric_gram, plus the label cross-products) per second
     of the whole emms_scores call, against the measured rate of one plain GEMM of the same shape [N, D]' [N, D]
     and precision (float32, or TF32 tensor cores).
   * The fused solve (emms::wlsr_simplex) timed inside the pipeline by the profiler at K = 3, 8 and 32.

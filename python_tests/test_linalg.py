@@ -123,3 +123,35 @@ def test_ordered_sum_exact_order_and_value(n):
     # matrices: the same as their flattened elements
     if n and n % 7 == 0:
         assert torch.equal(linalg.ordered_sum(x.view(7, -1)), sums[0])
+
+
+@pytest.mark.parametrize(
+    ("shape", "dtype"),
+    [
+        ((300, 150), torch.float32),
+        ((2, 900, 600), torch.float32),
+        ((20, 200, 40), torch.float64),
+        ((700, 520), torch.float64),
+    ],
+)
+def test_gram_and_cross_product_same_bits_with_1_2_and_8_threads(shape, dtype):
+    """float32 at D = 150, N = 300: MKL's threaded GEMM gave other bits with 8 threads than with 1 (its inner
+    sum split); the block tasks do not. Against float64 references: the lower triangle of the products."""
+    x = torch.randn(*shape, generator=gen(9), dtype=torch.float64).to(dtype)
+    y = torch.randn(shape[-2], 5, generator=gen(10), dtype=torch.float64).to(dtype)
+    x3 = x if x.dim() == 3 else x[None]
+
+    def run():
+        return linalg.symmetric_gram(x), linalg.cross_product(x3, y)
+
+    first, *rest = [with_threads(n, run) for n in (1, 2, 8)]
+    for other in rest:
+        assert all(torch.equal(a, b) for a, b in zip(first, other))
+    G, F = first
+    x64, y64 = x.double(), y.double()
+    tol = 1e-12 if dtype == torch.float64 else 1e-5
+    ref_G = x64.transpose(-1, -2) @ x64
+    assert G.dtype == torch.float64 and G.shape == ref_G.shape
+    assert (G - ref_G).abs().max() <= tol * ref_G.abs().max()
+    ref_F = x3.double().transpose(1, 2) @ y64
+    assert F.shape == ref_F.shape and (F - ref_F).abs().max() <= tol * ref_F.abs().max()

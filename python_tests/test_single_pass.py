@@ -10,7 +10,8 @@ from conftest import make_class_labels, make_dense_labels, make_features, rel_er
 
 import emms_ext
 from emms_ext.core.labels import prepare_labels
-from emms_ext.core.stats import FeatureStats, symmetric_gram
+from emms_ext.core.linalg import symmetric_gram
+from emms_ext.core.stats import FeatureStats
 from emms_ext.ops import reference
 
 # The Tensor methods that turn a tensor's values into Python objects. On CUDA each one is a device-to-host

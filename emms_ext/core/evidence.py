@@ -25,9 +25,8 @@ from ..common.warn import warn
 from ..ops.operators import class_order, class_sums, logme_evidence, wlsr_simplex
 from .ingest import in_memory_features
 from .labels import LabelBasis
-from .linalg import eigh
+from .linalg import eigh, symmetric_gram
 from .results import EMMSResult, ZooScores
-from .stats import symmetric_gram
 
 EVIDENCE_MODE = "evidence"
 _EPS64 = 2.220446049250313e-16

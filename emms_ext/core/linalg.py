@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import functools
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -61,6 +62,27 @@ def serial_lapack():
         fn(ctypes.byref(ctypes.c_int(before)))
 
 
+_POOL: dict = {}  # worker count -> the executor kept for it
+_IN_WORKER = threading.local()
+
+
+def run_tasks(fn: Callable, tasks: list) -> list:
+    """[fn(t) for t in tasks], the tasks spread over torch's thread count of workers (kept between calls; a
+    task that itself runs tasks runs them inline). Each task should hold MKL to one thread (``serial_lapack``)
+    so that its bits do not depend on which worker, or how many, there are."""
+    workers = min(torch.get_num_threads(), len(tasks))
+    if workers <= 1 or getattr(_IN_WORKER, "on", False):
+        return [fn(t) for t in tasks]
+    pool = _POOL.get(workers)
+    if pool is None:
+        pool = _POOL[workers] = ThreadPoolExecutor(workers, initializer=_mark_worker)
+    return list(pool.map(fn, tasks))
+
+
+def _mark_worker() -> None:
+    _IN_WORKER.on = True
+
+
 def _per_matrix(fn: Callable, A: torch.Tensor):
     """fn (a torch.linalg driver) on each matrix of A [..., m, n] with MKL on one thread, the matrices spread
     over torch's threads; the outputs stacked back into A's batch shape. Each matrix gets the same call
@@ -72,12 +94,7 @@ def _per_matrix(fn: Callable, A: torch.Tensor):
 
     batch = A.shape[:-2]
     flat = A.reshape(-1, *A.shape[-2:])
-    workers = min(torch.get_num_threads(), flat.shape[0])
-    if workers <= 1:
-        outs = [one(a) for a in flat]
-    else:
-        with ThreadPoolExecutor(workers) as pool:
-            outs = list(pool.map(one, flat))
+    outs = run_tasks(one, list(flat))
     if A.dim() == 2:
         return outs[0]
     if not outs:  # an empty batch: torch's driver gives the shapes
@@ -143,3 +160,86 @@ def ordered_sum(x: torch.Tensor) -> torch.Tensor:
             x = torch.cat([x, x.new_zeros(pad)])
         x = x.view(-1, _SUM_ROW).sum(1)
     return x.sum()
+
+
+_GRAM_BLOCK = 256  # columns per block of a CPU Gram: GEMMs big enough for full speed, most of a triangle skipped
+_MODEL_CHUNK = 8  # narrow models (one block) per task: fixed, so a model's product never depends on the threads
+
+
+def _col_blocks(D: int, block: int) -> list[slice]:
+    nb = max(1, round(D / block))
+    edges = [round(D * i / nb) for i in range(nb + 1)]
+    return [slice(edges[i], edges[i + 1]) for i in range(nb)]
+
+
+def symmetric_gram(x: torch.Tensor, block: int | None = None) -> torch.Tensor:
+    """x' x for x [..., n, D] as float64 [..., D, D], computing only the blocks on and below the diagonal.
+
+    torch exposes no SYRK; column blocks of ~256 give BLAS GEMMs big enough to run at full speed while
+    skipping most of the upper triangle (D = 768: 6 of 9 block products; 2048: 36 of 64), then mirror it.
+    On the CPU each block product is one task on one thread (``run_tasks``): MKL's threaded GEMM splits a
+    small product's inner sum by the thread count (float32, D <= 150, 4+ threads: other bits), and the
+    tasks run 0.85-0.9x its time at D = 768-2048 (benchmarks/README.md). A GPU gets 512-column blocks.
+    """
+    D = x.shape[-1]
+    if x.device.type != "cpu":
+        return _gram_blocks(x, _col_blocks(D, block or 512))
+    blocks = _col_blocks(D, block or _GRAM_BLOCK)
+    flat = x.reshape(-1, *x.shape[-2:])
+    G = torch.empty(flat.shape[0], D, D, dtype=torch.float64)
+    M = flat.shape[0]
+    if len(blocks) == 1:  # narrow: fixed chunks of models per task
+        chunks = [slice(m, min(m + _MODEL_CHUNK, M)) for m in range(0, M, _MODEL_CHUNK)]
+
+        def narrow(ms: slice):
+            with serial_lapack():
+                G[ms] = flat[ms].transpose(1, 2) @ flat[ms]
+
+        run_tasks(narrow, chunks)
+    else:
+
+        def task(t):
+            m, i, j = t
+            rows, cols = blocks[i], blocks[j]
+            with serial_lapack():
+                blk = flat[m, :, rows].T @ flat[m, :, cols]
+            G[m, rows, cols] = blk
+            if i != j:
+                G[m, cols, rows] = blk.T
+
+        run_tasks(task, [(m, i, j) for m in range(M) for i in range(len(blocks)) for j in range(i + 1)])
+    return G.reshape(*x.shape[:-2], D, D)
+
+
+def _gram_blocks(x: torch.Tensor, blocks: list[slice]) -> torch.Tensor:
+    """The lower block products of x' x [..., D, D] in float64, torch's batched GEMMs (a GPU's)."""
+    if len(blocks) == 1:
+        return (x.transpose(-1, -2) @ x).to(torch.float64)
+    D = x.shape[-1]
+    G = torch.empty(*x.shape[:-2], D, D, dtype=torch.float64, device=x.device)
+    for i, rows in enumerate(blocks):
+        xi_t = x[..., rows].transpose(-1, -2)
+        for cols in blocks[: i + 1]:
+            blk = (xi_t @ x[..., cols]).to(torch.float64)
+            G[..., rows, cols] = blk
+            if rows != cols:
+                G[..., cols, rows] = blk.transpose(-1, -2)
+    return G
+
+
+def cross_product(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """x' y for x [M, n, D] and y [n, r] (shared) as float64 [M, D, r]; on the CPU column blocks of x as tasks
+    on one thread each (``symmetric_gram``'s reason)."""
+    if x.device.type != "cpu":
+        return (x.transpose(1, 2) @ y).to(torch.float64)
+    M, _, D = x.shape
+    out = torch.empty(M, D, y.shape[1], dtype=torch.float64)
+    blocks = _col_blocks(D, _GRAM_BLOCK)
+
+    def task(t):
+        m, rows = t
+        with serial_lapack():
+            out[m, rows] = x[m, :, rows].T @ y
+
+    run_tasks(task, [(m, b) for m in range(M) for b in blocks])
+    return out

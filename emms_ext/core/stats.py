@@ -17,7 +17,7 @@ import torch
 
 from ..ops.operators import class_order, class_sums
 from .labels import EPS_STD, LabelBasis
-from .linalg import eigh
+from .linalg import cross_product, eigh, symmetric_gram
 
 _PER_MODEL = ("keep", "G", "G_diag", "F", "back", "used", "mean", "scale", "overflow")
 
@@ -123,33 +123,6 @@ def gram_from_upper(G: torch.Tensor, diag: torch.Tensor) -> torch.Tensor:
     return upper + upper.transpose(1, 2) + torch.diag_embed(diag)
 
 
-def symmetric_gram(x: torch.Tensor, block: int | None = None) -> torch.Tensor:
-    """x' x for x [..., n, D] as float64 [..., D, D], computing only the blocks on and below the diagonal.
-
-    torch exposes no SYRK; column blocks of ~256 give BLAS GEMMs big enough to run at full speed while
-    skipping most of the upper triangle (D = 768: 6 of 9 block products; 2048: 36 of 64), then mirror it.
-    On the project's CPU 256 beats 384-512 by 10% at D = 768 and ties at D = 2048 (benchmarks/README.md);
-    a GPU gets 512 (larger GEMMs fill it better).
-    """
-    D = x.shape[-1]
-    block = block or (256 if x.device.type == "cpu" else 512)
-    nb = max(1, round(D / block))
-    if nb == 1:
-        return (x.transpose(-1, -2) @ x).to(torch.float64)
-    edges = [round(D * i / nb) for i in range(nb + 1)]
-    G = torch.empty(*x.shape[:-2], D, D, dtype=torch.float64, device=x.device)
-    for i in range(nb):
-        rows = slice(edges[i], edges[i + 1])
-        xi_t = x[..., rows].transpose(-1, -2)
-        for j in range(i + 1):
-            cols = slice(edges[j], edges[j + 1])
-            blk = (xi_t @ x[..., cols]).to(torch.float64)
-            G[..., rows, cols] = blk
-            if i != j:
-                G[..., cols, rows] = blk.transpose(-1, -2)
-    return G
-
-
 class Scratch:
     """One reusable buffer for the centred rows of successive batches and chunks. Fresh memory costs its
     page faults on first touch: about 0.4 ms per MB on the project's CPU (13 ms for 32 MB), as much as
@@ -235,7 +208,7 @@ class FeatureStats:
             owner = torch.repeat_interleave(torch.arange(xc.shape[1], device=U.device), repeats.to(U.device))
             U_s = torch.zeros(xc.shape[1], U.shape[1], dtype=U.dtype, device=U.device).index_add_(0, owner, U)
             u_c = torch.sum(U, dim=0, dtype=torch.float64)
-            cross_c = (xc.transpose(1, 2) @ U_s).to(torch.float64)  # sum over a sample's rows, then one GEMM
+            cross_c = cross_product(xc, U_s)  # sum over a sample's rows, then one GEMM
         elif self.basis.is_vocabulary:
             cls = self.basis.classes[start:stop]
             C = self.basis.r
@@ -246,7 +219,7 @@ class FeatureStats:
         else:
             U = self.basis.basis_rows(start, stop, xc.dtype)
             u_c = torch.sum(U, dim=0, dtype=torch.float64)
-            cross_c = (xc.transpose(1, 2) @ U).to(torch.float64)
+            cross_c = cross_product(xc, U)
         cross_c -= r_c[:, :, None] * u_c[None, None, :]
 
         if self.shift is None:
