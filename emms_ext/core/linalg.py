@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import functools
+import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -62,7 +63,7 @@ def serial_lapack():
         fn(ctypes.byref(ctypes.c_int(before)))
 
 
-_POOL: dict = {}  # worker count -> the executor kept for it
+_POOL: dict = {}  # (process id, worker count) -> the executor kept for it
 _IN_WORKER = threading.local()
 
 
@@ -73,9 +74,10 @@ def run_tasks(fn: Callable, tasks: list) -> list:
     workers = min(torch.get_num_threads(), len(tasks))
     if workers <= 1 or getattr(_IN_WORKER, "on", False):
         return [fn(t) for t in tasks]
-    pool = _POOL.get(workers)
+    key = (os.getpid(), workers)  # a forked child inherits the executor but not its threads
+    pool = _POOL.get(key)
     if pool is None:
-        pool = _POOL[workers] = ThreadPoolExecutor(workers, initializer=_mark_worker)
+        pool = _POOL[key] = ThreadPoolExecutor(workers, initializer=_mark_worker)
     return list(pool.map(fn, tasks))
 
 
