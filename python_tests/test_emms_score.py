@@ -643,3 +643,22 @@ def test_warnings_point_at_the_callers_line():
             warnings.simplefilter("always")
             call()
         assert caught and all(w.filename == __file__ for w in caught), [(w.filename, str(w.message)) for w in caught]
+
+
+@pytest.mark.parametrize("mode", ["exact", "gcv", "loo", "evidence"])
+def test_features_from_a_forward_pass_and_inference_mode(mode):
+    """Features that require grad (straight from a model's forward pass) failed in the statistics' out= and
+    in-place arithmetic; under torch.inference_mode the worker threads (thread-local modes) could not write the
+    caller's inference tensors. Both score like plain features, folds and a LogME baseline included."""
+    from emms_ext import baselines as bl
+
+    N = 600
+    x = make_features(880, N, 300, shift=1.0, dtype=torch.float32)
+    labels = make_class_labels(881, N, 10, 6, 2)
+    plain = emms_ext.emms_score(x, labels, mode=mode, folds=3)
+    with_grad = emms_ext.emms_score(x.clone().requires_grad_(), labels, mode=mode, folds=3)
+    with torch.inference_mode():
+        inference = emms_ext.emms_score(x.clone(), labels, mode=mode, folds=3)
+    for other in (with_grad, inference):
+        assert other.score == plain.score and other.stderr == plain.stderr
+    assert bl.logme(x.clone().requires_grad_(), labels[1]) == bl.logme(x, labels[1])

@@ -21,7 +21,9 @@ def describe(x) -> str:
 
 
 def as_float_tensor(x, name: str, expect: str) -> torch.Tensor:
-    """Tensor view of a torch tensor or numpy array with a floating dtype (nothing copied when possible)."""
+    """Tensor view of a torch tensor or numpy array with a floating dtype (nothing copied when possible),
+    detached: scores are not differentiable, and features straight from a forward pass (requires_grad) would
+    otherwise fail in the out= and in-place arithmetic of the statistics."""
     if isinstance(x, np.ndarray):
         if not np.issubdtype(x.dtype, np.floating):
             raise ValueError(f"{name} must be a floating-point array {expect} (got {describe(x)})")
@@ -33,7 +35,7 @@ def as_float_tensor(x, name: str, expect: str) -> torch.Tensor:
             raise ValueError(f"{name} must be a tensor or array {expect} (got {describe(x)})") from exc
     if not x.is_floating_point():
         raise ValueError(f"{name} must be a floating-point tensor {expect} (got {describe(x)})")
-    return x
+    return x.detach()
 
 
 def check_finite(x: torch.Tensor, name: str, where: str = "") -> None:

@@ -78,7 +78,15 @@ def run_tasks(fn: Callable, tasks: list) -> list:
     pool = _POOL.get(key)
     if pool is None:
         pool = _POOL[key] = ThreadPoolExecutor(workers, initializer=_mark_worker)
-    return list(pool.map(fn, tasks))
+    # Grad and inference mode are thread-local: the workers take the caller's (a tensor made under
+    # inference_mode cannot be written outside it).
+    inference, grad = torch.is_inference_mode_enabled(), torch.is_grad_enabled()
+
+    def in_caller_mode(t):
+        with torch.inference_mode(inference), torch.set_grad_enabled(grad):
+            return fn(t)
+
+    return list(pool.map(in_caller_mode, tasks))
 
 
 def _mark_worker() -> None:
