@@ -16,7 +16,7 @@ side, one per torch thread (one eigendecomposition each dominates; each runs on 
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+import threading
 
 import torch
 
@@ -25,7 +25,7 @@ from ..common.warn import warn
 from ..ops.operators import class_order, class_sums, logme_evidence, wlsr_simplex
 from .ingest import in_memory_features
 from .labels import LabelBasis
-from .linalg import eigh, symmetric_gram
+from .linalg import eigh, run_tasks, symmetric_gram
 from .results import EMMSResult, ZooScores
 
 EVIDENCE_MODE = "evidence"
@@ -130,12 +130,18 @@ def evidence_scores(items: list, basis: LabelBasis, errors: str = "raise", progr
             continue
         ready.append((name, x))
 
+    bar = progress_bar(len(items), "EMMS evidence", "model", progress, auto=len(items) >= 32)
+    bar.update(len(failures))
+    lock = threading.Lock()  # the models finish on the workers
+
     def score(x: torch.Tensor) -> EMMSResult:
         F = basis.repeat_rows(x.to("cpu", torch.float64))
         N, D = F.shape
         s, proj = spectral_projections(F, left_times)
         ev, t, its = _fit(s, proj.reshape(-1, basis.K, basis.L), A_cols, N, D, 11, 1e-3)
         value = float(ev.mean())
+        with lock:
+            bar.update(1)
         return EMMSResult(
             score=value,
             t=t.cpu(),
@@ -151,13 +157,6 @@ def evidence_scores(items: list, basis: LabelBasis, errors: str = "raise", progr
             solver="logme-evidence",
         )
 
-    results = {}
-    bar = progress_bar(len(items), "EMMS evidence", "model", progress, auto=len(items) >= 32)
-    bar.update(len(failures))
-    workers = min(torch.get_num_threads(), len(ready))
-    with ThreadPoolExecutor(max(workers, 1)) as pool:
-        for (name, _), result in zip(ready, pool.map(score, [x for _, x in ready])):
-            results[name] = result
-            bar.update(1)
+    results = dict(zip([name for name, _ in ready], run_tasks(score, [x for _, x in ready])))
     bar.close()
     return ZooScores({n: results[n] for n, _ in items if n in results}, failures)

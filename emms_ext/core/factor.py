@@ -212,10 +212,11 @@ class GCVFactor:
     ``GCV = RSS / N / (1 - df / N)^2``. The chosen lambda is the grid's minimizer; the score is then the
     ridge-penalized EMMS objective at that lambda. Stays finite and discriminative when D >= N.
 
-    The grid comes from one eigendecomposition, whose last bits follow LAPACK's thread count; what is used
-    at the chosen lambda does not, for every model whose eigenvalues all stay above the rounding cutoff
-    (``exact_at_choice``): a Cholesky factor of ``G + lambda I`` (``emms::cholesky_``) gives the solves, the
-    K x K matrices and df (docs/design.md §3). The minimizer itself is taken robustly: the smallest grid
+    The grid comes from one eigendecomposition: torch's threaded one, whose last bits follow the thread
+    count, for the models whose eigenvalues all stay above the rounding cutoff, since what they use at the
+    chosen lambda does not come from it (``exact_at_choice``); the others' from ``linalg.eigh``. For the
+    former, a Cholesky factor of ``G + lambda I`` (``emms::cholesky_``) gives the solves, the K x K matrices
+    and df (docs/design.md §3). The minimizer itself is taken robustly: the smallest grid
     index within ``CHOICE_RTOL`` of the minimum, so that rounding cannot pick another entry.
     """
 
