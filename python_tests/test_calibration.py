@@ -11,22 +11,25 @@ Measured with this generator (N=300, D=20, C=6, L=12, K=2, quality 0.3, 10 folds
 the SD of the scores across redraws, 95% bootstrap interval over the redraws in brackets.
 
 - the 60 redraws of the test: exact 1.05 [0.91, 1.25], gcv 1.06 [0.92, 1.27], LogME 0.95 [0.81, 1.17];
-- 1500 redraws: exact 1.04 [1.00, 1.08], gcv 1.04 [1.01, 1.08], LogME 0.98 [0.95, 1.02]. The median SE
+- 1500 redraws: exact 1.04 [1.00, 1.08], gcv 1.05 [1.01, 1.09], LogME 0.98 [0.95, 1.02]. The median SE
   is lower (SE/SD 1.00, 1.01, 0.95): one draw's SE has F - 1 = 9 degrees of freedom, a right-skewed spread.
+  (gcv's fold scores hold the full data's ridge choice since 2026-12-04, core/jackknife.py; re-choosing the
+  ridge per subset, as before, gave 1.04 [1.01, 1.08] on the same redraws and 1.06 on the test's 60.)
   5 or 20 folds instead of 10 move the RMS ratio by less than 0.01 (same redraws).
 - paired null, 400 redraws: prob_better inside [0.025, 0.975] in 383 (95.8%, Wilson 95% interval
-  [93.3%, 97.3%]; nominal 95%) for each of the three, and below 0.1 / above 0.9 in 8-11% each (nominal 10%).
+  [93.3%, 97.3%]; nominal 95%) for each of the three (gcv at its held choice: 384), and below 0.1 / above
+  0.9 in 8-11% each (nominal 10%).
 
 Where it stops being calibrated: the in-sample ``exact`` score grows conservative as D approaches N. Leaving
-samples out of a least-squares fit removes their *leave-out* residuals, inflated by ``1 / (1 - leverage)``,
-so the jackknife SE of an in-sample residual is about ``sqrt(N / (N - D))`` times its SD (pure-noise
-features and labels, N=200, 300 redraws: D=20, 80, 150 give 1.08, 1.30, 1.74 against 1.05, 1.29, 2.0
-predicted). With this generator at N=200: exact 1.20 / 1.24 / 1.70 for D = 40 / 80 / 150, gcv 1.18 / 1.14 /
-1.35, LogME 1.09 / 1.05 / 1.15 (500, 400, 300 redraws; intervals about +-0.08, +-0.15 at D=150). The error is
-on the safe side in every setting measured: error bars too wide, so two models are called a tie too
-readily. Stratified folds cannot see the variation of the class counts; it is a small share here: the
-score SD with i.i.d. labels vs fixed class counts is 0.0111 vs 0.0114 (exact) and 0.0091 vs 0.0088
-(LogME), +-0.0001, over 3000 redraws each.
+samples out of a least-squares fit removes their *leave-out* residuals, inflated by ``1 / (1 - leverage)``, so
+the jackknife SE of an in-sample residual is about ``sqrt(N / (N - D))`` times its SD (pure-noise features and
+labels, N=200, 300 redraws: D=20, 80, 150 give 1.08, 1.30, 1.74 against 1.05, 1.29, 2.0 predicted). With this
+generator at N=200: exact 1.20 / 1.24 / 1.70 for D = 40 / 80 / 150, gcv 1.19 / 1.15 / 1.39 (re-choosing the
+ridge per subset: 1.18 / 1.14 / 1.35), LogME 1.09 / 1.05 / 1.15 (500, 400, 300 redraws; intervals about
++-0.08, +-0.15 at D=150). The error is on the safe side in every setting measured: error bars too wide, so two
+models are called a tie too readily. Stratified folds cannot see the variation of the class counts; it is a
+small share here: the score SD with i.i.d. labels vs fixed class counts is 0.0111 vs 0.0114 (exact) and 0.0091
+vs 0.0088 (LogME), +-0.0001, over 3000 redraws each.
 """
 
 from __future__ import annotations

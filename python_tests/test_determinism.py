@@ -75,10 +75,11 @@ def test_every_mode_same_bits_with_1_2_and_8_threads_on_a_wide_zoo():
 
 
 def test_same_bits_with_1_2_and_8_threads_at_widths_off_the_blas_blocks():
-    """The in-sample modes, a fixed ridge and the jackknife's fold scores on widths where MKL's threaded
-    Cholesky and TRSM round differently with 1 and 2 threads (257, 300; scores differed in their last bits
-    before the factorization and the solves became the project's own): the same bits, the same order, with 1,
-    2 and 8 threads, float32 and float64 features, class and dense labels, one model and a zoo."""
+    """The in-sample modes, a fixed ridge and the jackknife's fold scores (downdates, refits) on widths where
+    MKL's threaded Cholesky and TRSM round differently with 1 and 2 threads (257, 300; scores differed in
+    their last bits before the factorization and the solves became the project's own): the same bits, the
+    same order, with 1, 2 and 8 threads, float32 and float64 features, class and dense labels, one model and a
+    zoo."""
     N = 1200
     zoo = {f"m{d}": make_features(700 + d, N, d, shift=2.0) for d in (257, 300)}
     zoo["m300_f32"] = zoo["m300"].float()
@@ -96,6 +97,10 @@ def test_same_bits_with_1_2_and_8_threads_at_widths_off_the_blas_blocks():
             out.append([(n, r.score, r.t.tolist()) for n, r in sorted(res.items(), key=lambda kv: -kv[1].score)])
         one = emms_ext.emms_score(zoo["m257"], vocab, folds=4)
         out.append((one.score, one.stderr, one.fold_scores.tolist()))
+        # the refits at the ridge (core/jackknife.py): GCV's held choice and a fixed ridge, both label forms
+        for labels, mode, ridge in ((vocab, "gcv", None), (dense, "gcv", None), (dense, "exact", 3.0)):
+            res = emms_ext.emms_scores(zoo, labels, mode=mode, ridge=ridge, folds=4)
+            out.append([(n, r.stderr, r.fold_scores.tolist()) for n, r in res.items()])
         return out
 
     first, *rest = [with_threads(n, run) for n in (1, 2, 8)]

@@ -1,6 +1,7 @@
 """Leave-one-fold-out scores by downdates of the full statistics (core/jackknife.py) against re-scoring each
 subset from scratch, and the fall-back to re-scoring where a fold's deletion loses rank."""
 
+import math
 import warnings
 
 import pytest
@@ -43,15 +44,15 @@ def _labels(kind: str, g: torch.Generator, y: torch.Tensor, zoo: dict):
 
 @pytest.fixture
 def spy(monkeypatch):
-    """The names whose fold scores came from the downdates."""
+    """The names whose fold scores came from the full data's statistics (downdates or refits)."""
     seen = []
 
     def recording(*args, **kwargs):
-        out = jackknife.downdated_fold_scores(*args, **kwargs)
+        out = jackknife.fold_scores(*args, **kwargs)
         seen.extend(out)
         return out
 
-    monkeypatch.setattr(score, "downdated_fold_scores", recording)
+    monkeypatch.setattr(score, "fold_scores", recording)
     return seen
 
 
@@ -86,7 +87,7 @@ def test_full_data_quantities_reproduce_the_plain_score():
     for labels in (ClassLabels(torch.randn(6, 4, 2, generator=g, dtype=torch.float64), y), _labels("free", g, y, zoo)):
         basis, batches = score.prepare_labels(labels), []
         res = score.score_zoo([("a", zoo["a"])], basis, score.ScoreOptions(), batches)
-        d = jackknife._Downdates(batches[0], basis)
+        d = jackknife._Downdates(batches[0], basis, score.ScoreOptions())
         if basis.is_vocabulary:
             R = basis.B_from_class_gram(d.gram)[0]
         else:
@@ -103,19 +104,66 @@ def test_a_fold_that_loses_rank_is_rescored_and_flagged_by_the_downdate():
     basis, batches = score.prepare_labels(labels), []
     score.score_zoo([("e", zoo["e"])], basis, score.ScoreOptions(), batches)
     fold_of = assign_folds(N, 5, classes=y)
-    d = jackknife._Downdates(batches[0], basis)
+    d = jackknife._Downdates(batches[0], basis, score.ScoreOptions())
     oks = [bool(d.fold(fl)[1]) for fl in jackknife.fold_labels(labels, basis, fold_of)]
     # only the fold holding sample 3 (the one sample where column 0 varies) loses rank
     assert oks == [int(fold_of[3]) != f for f in range(5)]
 
 
-def test_ridge_and_out_of_sample_modes_keep_rescoring(spy):
+REFITS = [("gcv", None), ("exact", 0.5), ("exact", "gcv"), ("alternating", "gcv")]
+
+
+@pytest.mark.parametrize("kind", ["classes", "free text"])
+@pytest.mark.parametrize("mode,ridge", REFITS)
+def test_refits_at_the_ridge_equal_rescored_subsets_that_choose_it(kind, mode, ridge, spy):
+    # A fixed ridge, or the full data's GCV choice: the subset's statistics by downdating the full ones and
+    # its own z-scores, one Cholesky factor at the ridge. Where the re-scored subset picks the same grid entry
+    # (always, for a fixed ridge), the fold scores are the re-scored ones; where it picks another, the
+    # fold's GCV score at the full data's entry can only be lower (the subset's own choice minimizes it).
+    g = torch.Generator().manual_seed(13)
+    y = torch.randint(0, 6, (N,), generator=g)
+    zoo = _zoo(g, y)
+    labels = _labels(kind, g, y, zoo)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = emms_scores(zoo, labels, mode, ridge, folds=5, seed=3)
+        keeps = fold_subsets(assign_folds(N, 5, seed=3, classes=label_classes(labels)))
+        same = 0
+        for name, x in zoo.items():
+            subs = [emms_score(x[k], subset_labels(labels, k), mode, ridge) for k in keeps]
+            want = torch.tensor([s.score for s in subs], dtype=torch.float64)
+            got = res[name].fold_scores
+            tol = 1e-5 if x.dtype == torch.float32 else 1e-11
+            if ridge == 0.5 or name not in spy:
+                assert torch.allclose(got, want, rtol=tol, atol=1e-14), name
+                continue
+            for f, s in enumerate(subs):
+                # the subset's own grid scales with its samples: the same entry is the same ridge per sample
+                n_sub = N - int((assign_folds(N, 5, seed=3, classes=label_classes(labels)) == f).sum())
+                if math.isclose(s.ridge / res[name].ridge, n_sub / N, rel_tol=0.1):
+                    same += 1
+                    assert float(got[f]) == pytest.approx(float(want[f]), rel=tol, abs=1e-14), (name, f)
+                else:
+                    assert mode != "gcv" or float(got[f]) <= float(want[f]) + 1e-12, (name, f)
+    # which models took the refits: not the kernel form (k), not a column varying on one sample (e: a subset
+    # loses it), and for GCV not the duplicated columns (c: their grid needs the eigendecomposition)
+    expect = ["a", "a32", "b", "c", "f"] if ridge == 0.5 else ["a", "a32", "b", "f"]
+    assert sorted(spy) == expect
+    if mode == "gcv":
+        assert same >= 10  # most folds keep the full data's choice: the equality above was exercised
+
+
+def test_refit_fold_scores_need_no_eigendecomposition(monkeypatch):
     g = torch.Generator().manual_seed(4)
     X = torch.randn(N, 6, generator=g, dtype=torch.float64)
     Z = torch.randn(N, 3, 2, generator=g, dtype=torch.float64) + X[:, :3, None]
-    for mode, ridge in (("exact", 0.5), ("exact", "gcv"), ("gcv", None)):
-        r = emms_score(X, Z, mode, ridge, folds=4)
-        keeps = fold_subsets(assign_folds(N, 4))
-        want = torch.tensor([emms_score(X[k], Z[k], mode, ridge).score for k in keeps], dtype=torch.float64)
-        assert torch.allclose(r.fold_scores, want, rtol=1e-12, atol=0)
-    assert spy == []
+    calls = []
+    real = torch.linalg.eigh
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(torch.linalg, "eigh", counting)
+    emms_score(X, Z, "gcv", folds=6)
+    assert len(calls) == 1  # the full data's grid only (re-scoring: one per fold more)

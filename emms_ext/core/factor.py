@@ -251,14 +251,7 @@ class GCVFactor:
         # Models with no null direction: their quantities at the chosen ridge come from a Cholesky factor.
         self.exact, self._G, self._F, self._chol = real.all(1) & self.cholesky_at_choice, G, st.F, None
         q = basis.B_per_row(V.transpose(1, 2) @ st.F)  # [M, D, K, K]
-        diag = G.diagonal(dim1=1, dim2=2)
-        if grid is None:
-            # Grid scale: the mean eigenvalue over the varying feature columns (about N), the same whether
-            # the Gram is D x D or the kernel form's principal components.
-            scale = (diag * st.keep).sum(1, keepdim=True) / st.used_columns()[:, None].clamp_min(1)
-            lam = scale * self.GRID.to(G.device)[None, :]  # [M, G]
-        else:  # the caller's absolute ridges, the same for every model
-            lam = grid.to(G.device, torch.float64)[None, :].expand(M, -1)
+        lam = self.ridge_grid(st, G, grid)  # [M, G]
         inv = 1.0 / (e[:, None, :] + lam[:, :, None])  # [M, G, D]
         shrink = e[:, None, :] * inv
         # Per ridge: B1 = Z'H Z and B2 = Z'H^2 Z (K x K), so the ridge residual of Z t is t'(A - 2 B1 + B2)t.
@@ -268,7 +261,7 @@ class GCVFactor:
         rss = (A - 2 * self.B1 + self.B2).sum((-1, -2)) / K**2 / basis.L  # t0'(.)t0, t0 = 1/K, per label dim
         # Dropped (constant) columns are decoupled unit directions with eigenvalue `fill`: not real
         # degrees of freedom, so their shrinkage is taken back out of df.
-        fill = torch.where(st.keep, torch.zeros_like(diag), diag)
+        fill = torch.where(st.keep, torch.zeros_like(G.diagonal(dim1=1, dim2=2)), G.diagonal(dim1=1, dim2=2))
         dropped = (fill[:, None, :] / (fill[:, None, :] + lam[:, :, None])).sum(-1)
         self.lam_grid, self.df_grid, self.N = lam, 1 + shrink.sum(-1) - dropped, N  # [M, G] each
         self._fill = fill  # [M, D]: the dropped columns' decoupled eigenvalues (0 for kept columns)
@@ -284,6 +277,44 @@ class GCVFactor:
             rss = (A - B).sum((-1, -2)) / K**2 / basis.L
             self.gcv = self.gcv.clone()
             self.gcv[self.exact] = self.gcv_criterion(rss[:, None], 1, self.df[self.exact, None])[:, 0]
+
+    @classmethod
+    def ridge_grid(cls, st: StandardizedStats, G: torch.Tensor, grid: torch.Tensor | None) -> torch.Tensor:
+        """[M, G] the ridges tried for each model: ``GRID`` times the mean eigenvalue over the varying feature
+        columns (about N; the same whether the Gram G [M, D, D] is D x D or the kernel form's principal
+        components), or the caller's absolute ridges ``grid [G]``, the same for every model."""
+        if grid is None:
+            diag = G.diagonal(dim1=1, dim2=2)
+            scale = (diag * st.keep).sum(1, keepdim=True) / st.used_columns()[:, None].clamp_min(1)
+            return scale * cls.GRID.to(G.device)[None, :]
+        return grid.to(G.device, torch.float64)[None, :].expand(G.shape[0], -1)
+
+    @classmethod
+    def at_grid_index(
+        cls, st: StandardizedStats, basis: LabelBasis, best: torch.Tensor, grid: torch.Tensor | None = None
+    ) -> GCVFactor:
+        """The factor at grid entry ``best [M]`` of each model, the choice made elsewhere (the jackknife refits
+        a subset at the full data's choice, jackknife.py): no eigendecomposition, every model on the Cholesky
+        route of ``exact_at_choice``. Factors st's Gram in place on the CPU (as ``GramFactor``). ``pd [M]``
+        says whether each ``G + lambda I`` was numerically positive definite (the others' values are
+        meaningless); ``df`` and ``gcv`` are NaN until ``refine_at_choice`` and ``score``."""
+        self = object.__new__(cls)
+        G = st.gram()
+        M, D = G.shape[0], G.shape[1]
+        self.lam_grid, self.N, self.eps, self.L = cls.ridge_grid(st, G, grid), st.N, st.eps, basis.L
+        self.best, self.methods = best, ["gcv"] * M
+        self.lam = self.lam_grid.gather(1, best[:, None])[:, 0]
+        self.exact = torch.ones(M, dtype=torch.bool, device=G.device)
+        diag = G.diagonal(dim1=1, dim2=2).clone()
+        self._fill, self._F, self._G = torch.where(st.keep, torch.zeros_like(diag), diag), st.F, None
+        G.diagonal(dim1=1, dim2=2).add_(self.lam[:, None])
+        self._chol, info = cholesky(G)
+        if self._chol is st.G:
+            st.G_diag = diag
+        tol = st.eps * D * (diag.amax(1) + self.lam)
+        self.pd = (info == 0) & (self._chol.diagonal(dim1=1, dim2=2).amin(1) ** 2 > tol)
+        self.df = self.gcv = self.cond = torch.full_like(self.lam, float("nan"))
+        return self
 
     def argmin(self, crit: torch.Tensor) -> torch.Tensor:
         """[M] the first grid index of crit [M, G] within ``CHOICE_RTOL`` of each row's minimum (the row's

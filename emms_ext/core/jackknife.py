@@ -1,12 +1,13 @@
-"""Leave-one-fold-out scores of the in-sample EMMS modes from the full data's statistics (docs/design.md §3).
+"""Leave-one-fold-out scores of EMMS from the full data's statistics (docs/design.md §3), two routes.
 
-Deleting the ``n_f`` samples of fold f from a least-squares fit changes its residual cross-products by a
-rank-``n_f`` downdate (the grouped deletion formula): with the hat matrix ``H`` of the features plus an
-intercept and the full fit's residuals ``E = (I - H) U`` of the label basis ``U``, the residual Gram of a
-refit on the other samples is ``E'E - E_f' (I - H_ff)^-1 E_f``. Every term comes from the batch's factor
-(factor.py): ``H_ff = V'V + 1/N`` with ``V = half(X_f')`` the standardized left-out rows, ``E_f = U_f - u_mean
-- V'W`` with ``W = half(F)``. A fold costs one triangular solve of its rows, O(n_f D^2) (all folds together:
-one pass over the features) plus O(n_f^2 r + n_f^3), instead of a new Gram and factorization.
+**Downdates** (``exact``, ``alternating``, ``reference`` without a ridge: ``_Downdates``). Deleting the
+``n_f`` samples of fold f from a least-squares fit changes its residual cross-products by a rank-``n_f``
+downdate (the grouped deletion formula): with the hat matrix ``H`` of the features plus an intercept and the
+full fit's residuals ``E = (I - H) U`` of the label basis ``U``, the residual Gram of a refit on the other
+samples is ``E'E - E_f' (I - H_ff)^-1 E_f``. Every term comes from the batch's factor (factor.py): ``H_ff =
+V'V + 1/N`` with ``V = half(X_f')`` the standardized left-out rows, ``E_f = U_f - u_mean - V'W`` with ``W =
+half(F)``. A fold costs one triangular solve of its rows, O(n_f D^2) (all folds together: one pass over the
+features) plus O(n_f^2 r + n_f^3), instead of a new Gram and factorization.
 
 What a re-scoring of the subset would change besides the fit, and why it is still exact here:
 * the features' z-score on the subset: column scalings change no unregularized fit, and the new means are
@@ -18,6 +19,13 @@ What a re-scoring of the subset would change besides the fit, and why it is stil
 So the fold scores equal re-scored subsets (tested to 1e-10). A model whose fit loses rank when a fold is
 left out (``I - H_ff`` numerically singular: a feature varying only inside the fold, or as many varying
 columns as the subset has samples) is left to the re-scoring path (``score._add_jackknife``).
+
+**Refits at the ridge** (``gcv``, and a fixed ridge or ``ridge="gcv"``: ``_Refits``). A ridge acts on the
+subset's own z-scores, so the fit has no downdate; the statistics do: the subset's Gram and cross-product
+are the full ones minus the fold's (Chan's merge backwards), re-standardized on the subset, and one
+Cholesky factorization at the model's ridge gives its K x K problem. GCV's ridge is the full data's grid
+entry, held (the jackknife of the score at that choice: first-order the same, the score being a minimum
+over the ridge). Equal to re-scored subsets where they choose the same entry.
 """
 
 from __future__ import annotations
@@ -27,12 +35,16 @@ from dataclasses import dataclass, replace
 import torch
 
 from ..ops.operators import wlsr_simplex
+from .factor import GCVFactor, GramFactor
 from .folds import fold_subsets, subset_labels
-from .labels import LabelBasis, prepare_labels
-from .linalg import cholesky, triangular_solve
-from .pipeline import Batch, ScoreOptions, degenerate_fits
+from .labels import EPS_STD, LabelBasis, prepare_labels
+from .linalg import cholesky, cross_product, symmetric_gram, triangular_solve
+from .out_of_sample import OutOfSampleFactor
+from .pipeline import Batch, ScoreOptions, degenerate_fits, strategy_for
+from .stats import StandardizedStats
 
-DOWNDATE_MODES = ("exact", "alternating", "reference")
+DOWNDATE_MODES = ("exact", "alternating", "reference")  # without a ridge: downdates
+FOLD_STAT_MODES = (*DOWNDATE_MODES, "gcv")  # fold scores from the full data's statistics (with a ridge: refits)
 
 
 @dataclass
@@ -77,8 +89,8 @@ class _Downdates:
     Gram of the label basis, and the whitening of left-out rows at the Gram's precision (a float32 Gram's
     rounding already bounds the scores' accuracy; its rows are whitened in float32, twice as fast)."""
 
-    def __init__(self, b: Batch, basis: LabelBasis):
-        self.b, self.st, self.basis = b, b.st, basis.to(b.st.G.device)
+    def __init__(self, b: Batch, basis: LabelBasis, opts: ScoreOptions):
+        self.b, self.st, self.basis, self.mode = b, b.st, basis.to(b.st.G.device), opts.mode
         self.W = b.factor.half(b.st.F)
         self.gram = self._residual_gram()
         f64 = self.st.eps <= torch.finfo(torch.float64).eps
@@ -105,9 +117,21 @@ class _Downdates:
             return self.b.factor.half(xs.transpose(1, 2).to(torch.float64))
         return triangular_solve(self.L, xs.transpose(1, 2), half=True)
 
-    def fold(self, fl: FoldLabels) -> tuple[torch.Tensor, torch.Tensor]:
-        """(``A' - B'`` [M, K, K]: the K x K residual matrix of the refit without fold ``fl``, ok [M] bool:
-        ``I - H_ff`` safely positive definite)."""
+    def fold(self, fl: FoldLabels):
+        """(B' [M, K, K] of the refit without fold ``fl``, ok [M] bool: ``I - H_ff`` safely positive definite,
+        finish): ``finish(t, obj, its)`` turns the fused solve's results into the subset's scores [M]."""
+        R, ok = self._residual(fl)
+        st, L, N_sub, reference = self.st, self.basis.L, self.st.N - fl.rows.numel(), self.mode == "reference"
+        ok &= st.used_columns().to(ok.device) < N_sub - 1  # else the subset's fit is exact: re-scored
+
+        def finish(t, obj, its):
+            o = torch.where(degenerate_fits(replace(st, N=N_sub), obj, L), torch.zeros_like(obj), obj)
+            return -o / N_sub * L if reference else -o / (N_sub * L)
+
+        return fl.basis.A.to(R.device) - R, ok, finish
+
+    def _residual(self, fl: FoldLabels) -> tuple[torch.Tensor, torch.Tensor]:
+        """(``A' - B'`` [M, K, K]: the K x K residual matrix of the refit without fold ``fl``, ok [M] bool)."""
         st, basis, dev = self.st, self.basis, self.st.G.device
         N, M = st.N, len(self.b.names)
         rows = fl.rows.to(dev)
@@ -138,38 +162,116 @@ class _Downdates:
         return (R + R.transpose(1, 2)) / 2, ok
 
 
-def downdated_fold_scores(batches: list[Batch], basis: LabelBasis, folds: list[FoldLabels], opts: ScoreOptions) -> dict:
-    """name -> ``[F]`` float64 leave-one-fold-out scores, for every model of ``batches`` the downdates
-    handle (in-memory, D x D statistics, no fold loses rank); the others are left out of the dict."""
+class _Refits:
+    """One batch's refits on the leave-one-fold-out subsets at each model's ridge: a fixed ridge, or the grid
+    entry that ``ridge="gcv"`` / ``mode="gcv"`` chose on the full data (jackknife of the score at that choice;
+    docs/design.md §3). The subset's standardized statistics come from the full data's minus the fold's (a
+    Gram of its ``n_f`` rows: all folds together cost one Gram), re-standardized on the subset as a re-scoring
+    does; the factor at the ridge is one Cholesky factorization, no eigendecomposition. Models whose full fit
+    needed the eigendecomposition (a numerically singular Gram), and subsets that lose a varying column or
+    whose ridged Gram is not numerically positive definite, are left to the re-scoring path."""
+
+    def __init__(self, b: Batch, basis: LabelBasis, opts: ScoreOptions):
+        st, dev = b.st, b.st.G.device
+        self.b, self.st, self.basis, self.opts = b, st, basis.to(dev), opts
+        self.G = st.gram()  # read only: a GCV factor's st.G is the Gram itself
+        self.dtype = torch.float64 if st.eps <= torch.finfo(torch.float64).eps else torch.float32
+        self.gcv = opts.mode == "gcv" or opts.ridge == "gcv"
+        M = len(b.names)
+        self.ok = b.factor.exact.clone() if self.gcv else torch.ones(M, dtype=torch.bool, device=dev)
+        basis = self.basis
+        self.usum = basis.counts if basis.is_vocabulary else basis.dense.sum(0)
+
+    def fold(self, fl: FoldLabels):
+        """(B [M, K, K] of each model's refit without fold ``fl``, ok [M] bool, finish): ``finish(t, obj, its)``
+        turns the fused solve's results into the subset's scores [M]."""
+        st, basis, dev = self.st, self.basis, self.st.G.device
+        N, rows = st.N, fl.rows.to(dev)
+        n_f = rows.numel()
+        N_s = N - n_f
+        z = torch.stack([x.index_select(0, rows.to(x.device)).to(dev, torch.float64) for x in self.b.xs])
+        z.sub_(st.mean[:, None]).mul_(st.scale[:, None])  # the fold's rows in the full data's z-scores
+        zbar = z.mean(1)  # [M, D]
+        # Chan's merge backwards: the subset's co-moment is the full one minus the fold's (centred on its own
+        # mean, formed at the Gram's precision) minus the shift between the two means.
+        G = self.G - symmetric_gram((z - zbar[:, None]).to(self.dtype))
+        G.baddbmm_(zbar[:, :, None], zbar[:, None, :], alpha=-n_f * N / N_s)
+        if basis.is_vocabulary:  # U: one-hot classes
+            cls = basis.classes[rows]
+            cross = torch.zeros_like(st.F).index_add_(2, cls, z.transpose(1, 2))
+            u_f = torch.bincount(cls, minlength=basis.r).to(torch.float64)
+        else:
+            cross = cross_product(z, basis.dense[rows])  # one thread per block: the same bits for any count
+            u_f = basis.dense[rows].sum(0)
+        F = st.F - cross + (zbar * (n_f / N_s))[:, :, None] * (self.usum - u_f)
+        # The subset's own z-scores (stats.FeatureStats.finalize's rule), as factors on the full data's.
+        keep, scale = st.keep, st.scale
+        safe = torch.where(keep, scale, torch.ones_like(scale))
+        std = G.diagonal(dim1=1, dim2=2).clamp_min(0).div(N_s).sqrt() / safe
+        mean = st.mean - zbar * (n_f / N_s) / safe
+        keep_sub = keep & (std > torch.finfo(self.dtype).eps * mean.abs()) & (std > 0)
+        ok = self.ok & (keep_sub == keep).all(1)
+        ratio = torch.where(keep_sub, 1.0 / (std + EPS_STD) / safe, torch.ones_like(std))
+        G.mul_(ratio[:, :, None]).mul_(ratio[:, None, :])
+        diag = G.diagonal(dim1=1, dim2=2)
+        fill = torch.where(keep, diag, torch.zeros_like(diag)).amax(1, keepdim=True).clamp_min(1.0)
+        diag.copy_(torch.where(keep, diag, fill.expand_as(diag)))
+        F = F * ratio[:, :, None]
+        F = F @ fl.classes.to(dev) if basis.is_vocabulary else F * fl.scale.to(dev)
+        sub = fl.basis.to(dev)
+        st_sub = StandardizedStats(N=N_s, D=st.D, keep=keep, G=G, F=F, eps=st.eps)
+        if self.gcv:
+            factor_cls = OutOfSampleFactor if self.opts.mode == "gcv" else GCVFactor
+            grid = self.opts.ridge if self.opts.mode == "gcv" else None
+            factor = factor_cls.at_grid_index(st_sub, sub, self.b.factor.best, grid)
+            ok &= factor.pd
+            B = factor.refine_at_choice(sub) if self.opts.mode == "gcv" else sub.B_from_half(factor.half(F))
+        else:
+            factor = GramFactor(st_sub, self.opts.ridge)
+            B = sub.B_from_half(factor.half(F))
+        factor.release()
+        strategy, light = strategy_for(self.opts, sub), replace(st_sub, G=None, F=None)
+
+        def finish(t, obj, its):
+            return strategy.finish(factor, light, t, obj, its)[3]
+
+        return B, ok, finish
+
+
+def fold_scores(batches: list[Batch], basis: LabelBasis, folds: list[FoldLabels], opts: ScoreOptions) -> dict:
+    """name -> ``[F]`` float64 leave-one-fold-out scores from the full data's statistics, for every model of
+    ``batches`` they handle (in-memory, D x D statistics, see ``_Downdates`` and ``_Refits``): the in-sample
+    modes without a ridge by downdates, ridges and ``mode="gcv"`` by refits at the model's ridge. One fused
+    solve per fold for the whole zoo. The others are left out of the dict (re-scored by the caller)."""
     usable = [b for b in batches if b.xs is not None and b.st.back is None and b.st.mean is not None]
     if not usable:
         return {}
-    prepared = [_Downdates(b, basis) for b in usable]
+    refit = opts.ridge is not None or opts.mode not in DOWNDATE_MODES
+    prepared = [(_Refits if refit else _Downdates)(b, basis, opts) for b in usable]
     oks = [torch.ones(len(b.names), dtype=torch.bool, device=b.st.G.device) for b in usable]
     solve_dev = usable[0].st.G.device
+    solver = "exact" if opts.mode not in DOWNDATE_MODES else opts.mode
     per_fold = []
     for fl in folds:
-        N_sub = basis.N - fl.rows.numel()
-        Bs = []
-        for i, (b, d) in enumerate(zip(usable, prepared)):
-            R, ok = d.fold(fl)
-            oks[i] &= ok & (b.st.used_columns().to(ok.device) < N_sub - 1)
-            Bs.append((fl.basis.A.to(R.device) - R).to(solve_dev))
+        Bs, finishers = [], []
+        for i, d in enumerate(prepared):
+            B, ok, finish = d.fold(fl)
+            oks[i] &= ok
+            Bs.append(B.to(solve_dev))
+            finishers.append(finish)
         A = fl.basis.A.to(solve_dev)
-        B = torch.cat(Bs)
-        B = torch.where(torch.cat([o.to(solve_dev) for o in oks])[:, None, None], B, A)  # the rest: any finite B
-        _, obj, _ = wlsr_simplex(A, B, opts.mode, opts.max_iter, opts.tol)
-        per_fold.append((N_sub, obj))
-    out, offset = {}, 0
-    L = basis.L
+        B = torch.where(torch.cat([o.to(solve_dev) for o in oks])[:, None, None], torch.cat(Bs), A)  # any finite B
+        t, obj, its = wlsr_simplex(A, B, solver, opts.max_iter, opts.tol)
+        scores, offset = [], 0
+        for finish, b in zip(finishers, usable):
+            sl = slice(offset, offset + len(b.names))
+            offset = sl.stop
+            dev = b.st.G.device
+            scores.append(finish(t[sl].to(dev), obj[sl].to(dev), its[sl].to(dev)))
+        per_fold.append(scores)
+    out = {}
     for i, b in enumerate(usable):
-        M = len(b.names)
-        scores = []
-        for N_sub, obj in per_fold:
-            o = obj[offset : offset + M].to(b.st.G.device)
-            o = torch.where(degenerate_fits(replace(b.st, N=N_sub), o, L), torch.zeros_like(o), o)
-            scores.append(-o / N_sub * L if opts.mode == "reference" else -o / (N_sub * L))
-        values, ok = (torch.stack(scores, 1) + 0.0).cpu(), oks[i].cpu().tolist()
+        values = (torch.stack([s[i] for s in per_fold], 1) + 0.0).cpu()
+        ok = oks[i].cpu().tolist()
         out.update({name: values[j] for j, name in enumerate(b.names) if ok[j]})
-        offset += M
     return out

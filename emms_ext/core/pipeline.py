@@ -152,6 +152,11 @@ class _OutOfSample(_InSample):
         return []
 
 
+def strategy_for(opts: ScoreOptions, basis: LabelBasis) -> _InSample:
+    """The strategy of ``opts.mode``: ``_OutOfSample`` for gcv / loo, else ``_InSample``."""
+    return (_OutOfSample if opts.mode in OUT_OF_SAMPLE_MODES else _InSample)(opts, basis)
+
+
 @dataclass
 class Batch:
     """Models scored together: their names, statistics, factor and K x K problems ``B``, and their
@@ -189,7 +194,7 @@ def score_zoo(items: list, basis: LabelBasis, opts: ScoreOptions, batches_out: l
     others are scored; the result keeps the order of ``items``. ``batches_out``: a list that receives the
     ``Batch``es (statistics and factors), for the jackknife's downdates (jackknife.py).
     """
-    strategy = (_OutOfSample if opts.mode in OUT_OF_SAMPLE_MODES else _InSample)(opts, basis)
+    strategy = strategy_for(opts, basis)
     failures: dict = {}
 
     def fail(name, exc):

@@ -29,7 +29,7 @@ from .folds import (
     subset_labels,
     take_rows,
 )
-from .jackknife import DOWNDATE_MODES, downdated_fold_scores, fold_labels
+from .jackknife import FOLD_STAT_MODES, fold_labels, fold_scores
 from .labels import prepare_labels
 from .out_of_sample import OUT_OF_SAMPLE_MODES
 from .pipeline import ScoreOptions, score_zoo
@@ -124,7 +124,9 @@ _COMMON_ARGS = """
             are paired across models. Or a ready ``[N]`` int fold of each sample (``folds.assign_folds``),
             to pair the scores with another metric's. Cost: ``exact`` / ``alternating`` / ``reference``
             without a ridge downdate the full fit (about 2x a plain score at any F, docs/design.md §3);
-            other modes re-score the zoo on each subset (F extra scorings, batched).
+            ``gcv`` and a ridge refit each subset's statistics at the model's ridge (GCV: the full data's
+            choice held; one Cholesky factorization per fold, about 3x); ``loo`` and ``evidence`` re-score
+            the zoo on each subset (F extra scorings, batched).
         seed: the seed of the fold assignment."""
 
 
@@ -244,10 +246,10 @@ def _add_jackknife(
     scores: ZooScores, features: dict, label_embeddings, opts: ScoreOptions, folds, seed: int, basis, batches: list
 ):
     """Fill ``fold_scores`` / ``stderr`` of every scored model on the F leave-one-fold-out subsets (one fold
-    assignment for the whole zoo, so the models' fold scores are paired). The in-sample modes without a
-    ridge take them from the full data's statistics by exact downdates (jackknife.py); every other model is
-    re-scored on each subset (one batched zoo call per fold, so the label work and the fused solve are
-    shared)."""
+    assignment for the whole zoo, so the models' fold scores are paired). The in-sample modes without a ridge
+    take them from the full data's statistics by exact downdates, ``gcv`` and ridges by refits at the model's
+    ridge (jackknife.py); every other model is re-scored on each subset (one batched zoo call per fold, so the
+    label work and the fused solve are shared)."""
     some = next(iter(scores.values()), None)
     if some is None:
         return
@@ -258,10 +260,10 @@ def _add_jackknife(
     subsets = fold_subsets(fold_of)
     sub_opts = dataclasses.replace(opts, return_W=False, errors="skip", progress=False)
     done = {}
-    if opts.mode in DOWNDATE_MODES and opts.ridge is None and basis.rows_per_sample is None:
+    if opts.mode in FOLD_STAT_MODES and basis.rows_per_sample is None:
         fl = fold_labels(label_embeddings, basis, fold_of)
         if fl is not None:
-            done = downdated_fold_scores(batches, basis, fl, opts)
+            done = fold_scores(batches, basis, fl, opts)
     for name, values in done.items():
         scores[name].fold_scores = values
         scores[name].stderr = jackknife_stderr(values)
