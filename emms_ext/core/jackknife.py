@@ -97,6 +97,7 @@ class _Downdates:
         self.dtype = torch.float64 if f64 else torch.float32
         eig = getattr(b.factor, "eig", None) is not None
         self.L = None if eig or f64 else b.factor.L.to(torch.float32)
+        self.W_rows = self.W if self.L is None else self.W.to(torch.float32)  # meets the whitened rows
 
     def _residual_gram(self) -> torch.Tensor:
         """The full fit's residual Gram of the label basis: ``[M, C, C]`` for class labels, or its per-label-
@@ -145,7 +146,7 @@ class _Downdates:
         ok = (info == 0) & (Lc.diagonal(dim1=1, dim2=2).amin(1) ** 2 > st.eps**0.5)
         if not bool(ok.all()):
             Lc = torch.where(ok[:, None, None], Lc, torch.eye(n_f, dtype=torch.float64, device=dev))
-        E = (V.transpose(1, 2).to(torch.float64) @ self.W).neg_()  # the full fit's residuals on the fold:
+        E = (V.transpose(1, 2) @ self.W_rows).to(torch.float64).neg_()  # the full fit's residuals on the fold:
         if basis.is_vocabulary:  # E_f = U_f - u_mean - V'W, U_f the one-hot classes of the fold
             E[:, torch.arange(n_f, device=dev), basis.classes[rows]] += 1.0
             E -= basis.counts / N
