@@ -7,7 +7,15 @@ import pytest
 import torch
 
 from emms_ext import ClassLabels, emms_score, emms_scores
-from emms_ext.core.folds import assign_folds, fold_subsets, jackknife_stderr, prob_better, student_t_cdf, top_set
+from emms_ext.core.folds import (
+    assign_folds,
+    fold_subsets,
+    jackknife_stderr,
+    prob_better,
+    student_t_cdf,
+    subset_labels,
+    top_set,
+)
 
 MODES = ["exact", "alternating", "reference", "gcv", "loo"]
 
@@ -85,10 +93,46 @@ def test_class_labels_are_stratified_and_zoo_folds_are_paired():
         assert torch.allclose(zs[name].fold_scores, torch.tensor(want, dtype=torch.float64), rtol=0, atol=1e-10)
 
 
-def test_streamed_features_with_folds_raise_a_clear_error():
+@pytest.mark.parametrize("labels_kind", ["classes", "dense"])
+@pytest.mark.parametrize(
+    "mode,ridge", [("exact", None), ("alternating", None), ("reference", None), ("gcv", None), ("exact", 0.5)]
+)
+def test_streamed_features_get_error_bars_from_per_fold_statistics(labels_kind, mode, ridge):
+    # A stream cannot be re-read per fold: its folds' statistics are accumulated in the single pass and each
+    # subset refit from them (core/jackknife.py). The same fold scores as the in-memory features (downdates or
+    # refits from the rows), and the score itself the same bits as without folds.
+    X, Z = _task(3)
+    X = X + 50.0  # large means: the folds' statistics must stay centred
+    y = torch.arange(X.shape[0]) % 5
+    labels = ClassLabels(torch.randn(5, 3, 2, generator=torch.Generator().manual_seed(1), dtype=torch.float64), y)
+    labels = labels if labels_kind == "classes" else Z
+
+    def chunks():
+        return iter([X[:37], X[37:100], X[100:]])
+
+    streamed = emms_score(chunks(), labels, mode, ridge, folds=5, seed=2)
+    in_memory = emms_score(X, labels, mode, ridge, folds=5, seed=2)
+    assert streamed.score == emms_score(chunks(), labels, mode, ridge).score
+    assert torch.allclose(streamed.fold_scores, in_memory.fold_scores, rtol=1e-11, atol=1e-14)
+    assert streamed.stderr == pytest.approx(in_memory.stderr, rel=1e-9)
+    if ridge is None and mode != "gcv":  # and they are the re-scored subsets'
+        keeps = fold_subsets(assign_folds(X.shape[0], 5, seed=2, classes=y if labels_kind == "classes" else None))
+        want = [emms_score(X[k], subset_labels(labels, k), mode).score for k in keeps]
+        assert torch.allclose(streamed.fold_scores, torch.tensor(want, dtype=torch.float64), rtol=1e-11, atol=1e-14)
+
+
+def test_stream_folds_over_their_memory_budget_say_so(monkeypatch):
+    from emms_ext.core import ingest
+
     X, Z = _task(0)
-    with pytest.raises(ValueError, match="folds need in-memory features"):
-        emms_score(iter([X[:60], X[60:]]), Z, folds=4)
+    r = Z.shape[1] * Z.shape[2]  # the dense label basis's width
+    monkeypatch.setattr(ingest, "STREAM_FOLD_BUDGET", ingest.stream_fold_bytes(4, X.shape[1], r))  # 4 folds, not 5
+    assert emms_score(iter([X[:60], X[60:]]), Z, folds=4).stderr is not None
+    with pytest.raises(ValueError, match=r"folds=5 on a stream of \[N, 6\] features .*STREAM_FOLD_BUDGET"):
+        emms_score(iter([X[:60], X[60:]]), Z, folds=5)
+    zs = emms_scores({"s": iter([X[:60], X[60:]]), "m": X}, Z, folds=5, errors="skip")  # the score stands
+    assert zs["s"].stderr is None and "STREAM_FOLD_BUDGET" in zs["s"].warnings[-1]
+    assert zs["m"].stderr is not None and zs["s"].score == emms_score(iter([X[:60], X[60:]]), Z).score
 
 
 @pytest.mark.parametrize("mode", ["exact", "gcv"])

@@ -167,3 +167,28 @@ def test_refit_fold_scores_need_no_eigendecomposition(monkeypatch):
     monkeypatch.setattr(torch.linalg, "eigh", counting)
     emms_score(X, Z, "gcv", folds=6)
     assert len(calls) == 1  # the full data's grid only (re-scoring: one per fold more)
+
+
+@pytest.mark.parametrize("mode,ridge", REFITS)
+def test_refit_statistics_without_a_fold_reproduce_the_plain_score(mode, ridge):
+    # An empty fold: the refit's downdated statistics, re-standardization and factor at the ridge give back
+    # the full data's score to 1e-10 relative (class and dense labels)
+    g = torch.Generator().manual_seed(6)
+    y = torch.randint(0, 6, (N,), generator=g)
+    zoo = _zoo(g, y)
+    for labels in (ClassLabels(torch.randn(6, 4, 2, generator=g, dtype=torch.float64), y), _labels("free", g, y, zoo)):
+        basis, batches = score.prepare_labels(labels), []
+        opts = score.ScoreOptions(mode=mode, ridge=ridge)
+        res = score.score_zoo([("a", zoo["a"]), ("b", zoo["b"])], basis, opts, batches)
+        empty = torch.zeros(0, dtype=torch.int64)
+        if basis.is_vocabulary:
+            fl = jackknife.FoldLabels(0, empty, basis, classes=torch.eye(basis.r, dtype=torch.float64))
+        else:
+            fl = jackknife.FoldLabels(0, empty, basis, scale=torch.ones(basis.r, dtype=torch.float64))
+        B, ok, finish = jackknife._Refits(batches[0], basis, opts).fold(fl)
+        solver = "exact" if mode == "gcv" else mode
+        t, obj, its = jackknife.wlsr_simplex(basis.A, B, solver, opts.max_iter, opts.tol)
+        got = finish(t, obj, its)
+        assert bool(ok.all())
+        for i, name in enumerate(["a", "b"]):
+            assert float(got[i]) == pytest.approx(res[name].score, rel=1e-10), (mode, ridge, name)

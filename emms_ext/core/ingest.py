@@ -100,9 +100,24 @@ def in_memory_features(features, name: str, N: int, finite: bool = True) -> torc
     return check_features(features, name, N=N, finite=finite)
 
 
-def stream_stats(features, basis: LabelBasis, name: str, precision, device, chunk_size: int) -> StandardizedStats:
-    """Statistics of one model whose features arrive as an iterable of [n_i, D] chunks."""
-    acc, tf32 = None, False
+# Bytes of per-fold statistics one streamed model may hold for the jackknife: one D x D float64 co-moment (and
+# a D x r cross-product) per fold. 2 GiB: D = 4096 with 10 folds (1.3 GiB) fits, D = 8192 does not.
+STREAM_FOLD_BUDGET = 1 << 31
+
+
+def stream_fold_bytes(folds: int, D: int, r: int) -> int:
+    """Bytes of the per-fold statistics of a stream: F float64 co-moments [D, D] and cross-products [D, r]."""
+    return folds * (D * D + D * r) * 8
+
+
+def stream_stats(
+    features, basis: LabelBasis, name: str, precision, device, chunk_size: int, fold_of: torch.Tensor | None = None
+) -> tuple[StandardizedStats, list | str | None]:
+    """Statistics of one model whose features arrive as an iterable of [n_i, D] chunks, and with ``fold_of [N]``
+    (the jackknife's fold of each sample) each fold's own statistics, accumulated in the same pass (a second
+    Gram of every chunk, by fold): a list of F ``FeatureStats`` (not finalized), or, when they would exceed
+    ``STREAM_FOLD_BUDGET``, the reason there are none; None without ``fold_of``."""
+    acc, tf32, per_fold = None, False, None
     for i, chunk in enumerate(features):
         x = as_float_tensor(chunk, f"{name} chunk {i}", "[n_i, D]")
         check_features(
@@ -116,14 +131,34 @@ def stream_stats(features, basis: LabelBasis, name: str, precision, device, chun
             dtype, tf32 = resolve_precision(precision, x.dtype)
             dev = torch.device(device) if device is not None else x.device
             acc = FeatureStats(basis.to(dev), 1, x.shape[1], dtype, dev)
+            if fold_of is not None:
+                F, D = int(fold_of.max()) + 1, x.shape[1]
+                need = stream_fold_bytes(F, D, basis.r)
+                if need > STREAM_FOLD_BUDGET:
+                    per_fold = (
+                        f"folds={F} on a stream of [N, {D}] features would hold {F} per-fold {D}x{D} float64 Grams "
+                        f"({need / 2**20:.1f} MiB, over the {STREAM_FOLD_BUDGET / 2**20:.1f} MiB of "
+                        "ingest.STREAM_FOLD_BUDGET); pass in-memory features [N, D] (their folds' Grams are formed "
+                        "on the fly) or fewer folds"
+                    )
+                else:
+                    per_fold = [FeatureStats(basis.to(dev), 1, D, dtype, dev) for _ in range(F)]
+                    fold_dev = fold_of.to(dev)
         # A stream's precision is fixed by its first chunk: a later chunk too large for it is an error.
         check_range(largest(x), acc.dtype, f"{name} chunk {i}", basis.N)
         with tf32_matmul(tf32):
-            acc.update([x.to(acc.mean.device, acc.dtype)])
+            xd = x.to(acc.mean.device, acc.dtype)
+            if isinstance(per_fold, list):  # before acc.update, which advances acc.n
+                idx = torch.arange(acc.n, acc.n + xd.shape[0], device=xd.device)
+                of = fold_dev[idx]
+                for f in torch.unique(of).tolist():
+                    sel = torch.nonzero(of == f).reshape(-1)
+                    per_fold[f].update([xd.index_select(0, sel)], rows=idx[sel])
+            acc.update([xd])
     if acc is None or acc.n != basis.N:
         seen = 0 if acc is None else acc.n
         raise ValueError(f"{name} must be [N, D] with N == {basis.N} (the label embeddings' N); got {seen} rows")
-    return acc.finalize()
+    return acc.finalize(), per_fold
 
 
 def batch_stats(

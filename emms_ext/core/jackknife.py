@@ -51,6 +51,7 @@ FOLD_STAT_MODES = (*DOWNDATE_MODES, "gcv")  # fold scores from the full data's s
 class FoldLabels:
     """The label side of one leave-one-fold-out subset, shared by every model."""
 
+    fold: int  # f: the fold left out
     rows: torch.Tensor  # [n_f] int64 the left-out samples
     basis: LabelBasis  # the subset's labels, standardized on the subset (what a re-scoring builds)
     classes: torch.Tensor | None = None  # [C, C'] 0/1: full-basis class c is part of subset class c' (vocabulary)
@@ -74,13 +75,13 @@ def fold_labels(label_embeddings, basis: LabelBasis, fold_of: torch.Tensor) -> l
             P[basis.classes[keep], sub.classes] = 1.0
             if bool((P.sum(1) > 1).any()):
                 return None
-            out.append(FoldLabels(rows, sub, classes=P))
+            out.append(FoldLabels(f, rows, sub, classes=P))
         else:
             Z, Zsub = basis.dense[keep], sub.dense
             Zc = Z - Z.mean(0)
             ss = (Zc * Zc).sum(0)
             scale = torch.where(ss > 0, (Zsub * Zc).sum(0) / ss.clamp_min(1e-300), torch.zeros_like(ss))
-            out.append(FoldLabels(rows, sub, scale=scale))
+            out.append(FoldLabels(f, rows, sub, scale=scale))
     return out
 
 
@@ -183,6 +184,28 @@ class _Refits:
         basis = self.basis
         self.usum = basis.counts if basis.is_vocabulary else basis.dense.sum(0)
 
+    def _fold_parts(self, f: int, rows: torch.Tensor):
+        """The fold's statistics in the full data's z-scores: (its mean zbar [M, D], its Gram about that mean
+        [M, D, D] float64, ``Z_f'U_f`` [M, D, r], ``1'U_f`` [r]), from its rows (in-memory features, the Gram
+        at the full Gram's precision) or from the stream's fold accumulator (``ingest.stream_stats``)."""
+        st, basis, dev = self.st, self.basis, self.st.G.device
+        if self.b.xs is None:  # a stream: the fold's raw statistics, accumulated in the single pass
+            acc = self.b.fold_stats[f]
+            zbar = (acc.mean - st.mean) * st.scale
+            C = acc.comoment * st.scale[:, :, None] * st.scale[:, None, :]
+            u_f = acc.usum
+            return zbar, C, acc.centred_cross() * st.scale[:, :, None] + zbar[:, :, None] * u_f, u_f
+        z = torch.stack([x.index_select(0, rows.to(x.device)).to(dev, torch.float64) for x in self.b.xs])
+        z.sub_(st.mean[:, None]).mul_(st.scale[:, None])  # the fold's rows in the full data's z-scores
+        zbar = z.sum(1) / max(z.shape[1], 1)  # [M, D] (0 for an empty fold)
+        C = symmetric_gram((z - zbar[:, None]).to(self.dtype))
+        if basis.is_vocabulary:  # U: one-hot classes
+            cls = basis.classes[rows]
+            cross = torch.zeros_like(st.F).index_add_(2, cls, z.transpose(1, 2))
+            return zbar, C, cross, torch.bincount(cls, minlength=basis.r).to(torch.float64)
+        # one thread per block: the same bits for any thread count
+        return zbar, C, cross_product(z, basis.dense[rows]), basis.dense[rows].sum(0)
+
     def fold(self, fl: FoldLabels):
         """(B [M, K, K] of each model's refit without fold ``fl``, ok [M] bool, finish): ``finish(t, obj, its)``
         turns the fused solve's results into the subset's scores [M]."""
@@ -190,20 +213,11 @@ class _Refits:
         N, rows = st.N, fl.rows.to(dev)
         n_f = rows.numel()
         N_s = N - n_f
-        z = torch.stack([x.index_select(0, rows.to(x.device)).to(dev, torch.float64) for x in self.b.xs])
-        z.sub_(st.mean[:, None]).mul_(st.scale[:, None])  # the fold's rows in the full data's z-scores
-        zbar = z.mean(1)  # [M, D]
+        zbar, C, cross, u_f = self._fold_parts(fl.fold, rows)
         # Chan's merge backwards: the subset's co-moment is the full one minus the fold's (centred on its own
-        # mean, formed at the Gram's precision) minus the shift between the two means.
-        G = self.G - symmetric_gram((z - zbar[:, None]).to(self.dtype))
+        # mean) minus the shift between the two means.
+        G = self.G - C
         G.baddbmm_(zbar[:, :, None], zbar[:, None, :], alpha=-n_f * N / N_s)
-        if basis.is_vocabulary:  # U: one-hot classes
-            cls = basis.classes[rows]
-            cross = torch.zeros_like(st.F).index_add_(2, cls, z.transpose(1, 2))
-            u_f = torch.bincount(cls, minlength=basis.r).to(torch.float64)
-        else:
-            cross = cross_product(z, basis.dense[rows])  # one thread per block: the same bits for any count
-            u_f = basis.dense[rows].sum(0)
         F = st.F - cross + (zbar * (n_f / N_s))[:, :, None] * (self.usum - u_f)
         # The subset's own z-scores (stats.FeatureStats.finalize's rule), as factors on the full data's.
         keep, scale = st.keep, st.scale
@@ -244,11 +258,16 @@ def fold_scores(batches: list[Batch], basis: LabelBasis, folds: list[FoldLabels]
     ``batches`` they handle (in-memory, D x D statistics, see ``_Downdates`` and ``_Refits``): the in-sample
     modes without a ridge by downdates, ridges and ``mode="gcv"`` by refits at the model's ridge. One fused
     solve per fold for the whole zoo. The others are left out of the dict (re-scored by the caller)."""
-    usable = [b for b in batches if b.xs is not None and b.st.back is None and b.st.mean is not None]
+    usable = [
+        b
+        for b in batches
+        if (b.xs is not None or isinstance(b.fold_stats, list)) and b.st.back is None and b.st.mean is not None
+    ]
     if not usable:
         return {}
     refit = opts.ridge is not None or opts.mode not in DOWNDATE_MODES
-    prepared = [(_Refits if refit else _Downdates)(b, basis, opts) for b in usable]
+    # A stream's in-sample modes refit too (their downdates need the fold's rows): one Cholesky per fold.
+    prepared = [(_Refits if refit or b.xs is None else _Downdates)(b, basis, opts) for b in usable]
     oks = [torch.ones(len(b.names), dtype=torch.bool, device=b.st.G.device) for b in usable]
     solve_dev = usable[0].st.G.device
     solver = "exact" if opts.mode not in DOWNDATE_MODES else opts.mode

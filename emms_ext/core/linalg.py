@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import functools
+import math
 import os
 import threading
 from collections.abc import Callable
@@ -195,7 +196,7 @@ def symmetric_gram(x: torch.Tensor, block: int | None = None) -> torch.Tensor:
     if x.device.type != "cpu":
         return _gram_blocks(x, _col_blocks(D, block or 512))
     blocks = _col_blocks(D, block or _GRAM_BLOCK)
-    flat = x.reshape(-1, *x.shape[-2:])
+    flat = x.reshape(math.prod(x.shape[:-2]), *x.shape[-2:])  # (not -1: ambiguous with no rows)
     G = torch.empty(flat.shape[0], D, D, dtype=torch.float64)
     M = flat.shape[0]
     if len(blocks) == 1:  # narrow: fixed chunks of models per task

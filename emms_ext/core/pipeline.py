@@ -167,6 +167,8 @@ class Batch:
     factor: Factor
     B: torch.Tensor
     xs: list | None = None
+    # A stream's per-fold accumulators (``ingest.stream_stats`` with a fold assignment), or why it has none.
+    fold_stats: list | str | None = None
 
 
 def exact_fit_batch(names: list, used: torch.Tensor, D: int, basis: LabelBasis) -> Batch:
@@ -186,13 +188,20 @@ def _label(name) -> str:
     return "features" if name is None else f"features[{name!r}]"
 
 
-def score_zoo(items: list, basis: LabelBasis, opts: ScoreOptions, batches_out: list | None = None) -> ZooScores:
+def score_zoo(
+    items: list,
+    basis: LabelBasis,
+    opts: ScoreOptions,
+    batches_out: list | None = None,
+    fold_of: torch.Tensor | None = None,
+) -> ZooScores:
     """Score every ``(name, features)`` of ``items`` against one task's label ``basis``.
 
     Features are ``[N, D]`` tensors / arrays (batched by width) or iterables of chunks (streamed one by
     one). With ``opts.errors == "skip"`` a model with bad features is recorded in ``failures`` and the
     others are scored; the result keeps the order of ``items``. ``batches_out``: a list that receives the
-    ``Batch``es (statistics and factors), for the jackknife's downdates (jackknife.py).
+    ``Batch``es (statistics and factors), for the jackknife (jackknife.py); ``fold_of [N]``: the jackknife's
+    fold of each sample, whose per-fold statistics streams then also accumulate.
     """
     strategy = strategy_for(opts, basis)
     failures: dict = {}
@@ -231,7 +240,9 @@ def score_zoo(items: list, basis: LabelBasis, opts: ScoreOptions, batches_out: l
     )
     for name, features in streams.items():
         try:
-            st = stream_stats(features, basis, _label(name), opts.precision, opts.device, opts.chunk_size)
+            st, fold_stats = stream_stats(
+                features, basis, _label(name), opts.precision, opts.device, opts.chunk_size, fold_of
+            )
             factor, B = strategy.factorize(st, None)
         except ValueError as exc:
             fail(name, exc)
@@ -246,7 +257,7 @@ def score_zoo(items: list, basis: LabelBasis, opts: ScoreOptions, batches_out: l
                 f"(condition >= {float(factor.cond[0]):.1e}); its score may be off in the leading "
                 "digits. Pass precision='float64' (streams cannot be re-read automatically)."
             )
-        batches.append(Batch([name], st, factor, B))
+        batches.append(Batch([name], st, factor, B, fold_stats=fold_stats))
         bar.update(1)
     bar.close()
     if batches_out is not None:

@@ -118,7 +118,7 @@ _COMMON_ARGS = """
         chunk_size: rows per chunk for in-memory features.
         progress: show a progress bar (default: for zoos of 32 models or more, if tqdm is installed).
         folds: None (default, no extra cost) or F >= 2: also score each model on the F leave-one-fold-out
-            subsets (in-memory features only) and fill
+            subsets and fill
             ``EMMSResult.fold_scores [F]`` and ``EMMSResult.stderr`` (delete-a-group jackknife). Folds are
             stratified by class for class labels and identical for every model of the zoo, so fold scores
             are paired across models. Or a ready ``[N]`` int fold of each sample (``folds.assign_folds``),
@@ -126,7 +126,9 @@ _COMMON_ARGS = """
             without a ridge downdate the full fit (about 2x a plain score at any F, docs/design.md §3);
             ``gcv`` and a ridge refit each subset's statistics at the model's ridge (GCV: the full data's
             choice held; one Cholesky factorization per fold, about 3x); ``loo`` and ``evidence`` re-score
-            the zoo on each subset (F extra scorings, batched).
+            the zoo on each subset (F extra scorings, batched; in-memory features only). A stream
+            accumulates its folds' statistics in its one pass (up to ``ingest.STREAM_FOLD_BUDGET`` = 2 GiB
+            of them per model, else a ValueError) and refits each subset from them.
         seed: the seed of the fold assignment."""
 
 
@@ -233,30 +235,33 @@ def emms_scores(
     else:
         raise ValueError(f"zoo must be a dict name -> features or a list of features (got {describe(zoo)})")
     basis, batches = prepare_labels(label_embeddings), []
+    fold_of = None
+    if folds is not None:
+        if torch.is_tensor(folds) or isinstance(folds, np.ndarray):
+            fold_of = check_fold_assignment(folds, basis.n_samples)
+        else:
+            fold_of = assign_folds(basis.n_samples, folds, seed=seed, classes=label_classes(label_embeddings))
     if mode == EVIDENCE_MODE:
         scores = evidence_scores(items, basis, errors, progress)
     else:
-        scores = score_zoo(items, basis, opts, batches if folds is not None else None)
+        # Streams accumulate their folds' statistics in the same pass where the fold scores come from them.
+        stream_folds = fold_of if mode in FOLD_STAT_MODES and basis.rows_per_sample is None else None
+        scores = score_zoo(items, basis, opts, batches if folds is not None else None, stream_folds)
     if folds is not None:
-        _add_jackknife(scores, dict(items), label_embeddings, opts, folds, seed, basis, batches)
+        _add_jackknife(scores, dict(items), label_embeddings, opts, fold_of, basis, batches)
     return scores
 
 
 def _add_jackknife(
-    scores: ZooScores, features: dict, label_embeddings, opts: ScoreOptions, folds, seed: int, basis, batches: list
+    scores: ZooScores, features: dict, label_embeddings, opts: ScoreOptions, fold_of: torch.Tensor, basis, batches: list
 ):
     """Fill ``fold_scores`` / ``stderr`` of every scored model on the F leave-one-fold-out subsets (one fold
     assignment for the whole zoo, so the models' fold scores are paired). The in-sample modes without a ridge
     take them from the full data's statistics by exact downdates, ``gcv`` and ridges by refits at the model's
     ridge (jackknife.py); every other model is re-scored on each subset (one batched zoo call per fold, so the
     label work and the fused solve are shared)."""
-    some = next(iter(scores.values()), None)
-    if some is None:
+    if not scores:
         return
-    if torch.is_tensor(folds) or isinstance(folds, np.ndarray):
-        fold_of = check_fold_assignment(folds, some.n_samples)
-    else:
-        fold_of = assign_folds(some.n_samples, folds, seed=seed, classes=label_classes(label_embeddings))
     subsets = fold_subsets(fold_of)
     sub_opts = dataclasses.replace(opts, return_W=False, errors="skip", progress=False)
     done = {}
@@ -268,14 +273,25 @@ def _add_jackknife(
         scores[name].fold_scores = values
         scores[name].stderr = jackknife_stderr(values)
     in_memory, why = {}, {}
+    stream_folds = {name: b.fold_stats for b in batches if b.xs is None for name in b.names}
     for name in scores:
         if name in done:
             continue
         x = features[name]
         if torch.is_tensor(x) or isinstance(x, np.ndarray):
             in_memory[name] = x
+        elif isinstance(stream_folds.get(name), str):
+            why[name] = stream_folds[name]
+        elif isinstance(stream_folds.get(name), list):
+            why[name] = (
+                "a leave-one-fold-out subset of this stream loses a varying column or has a singular Gram; "
+                "re-scoring the subsets needs in-memory features [N, D]"
+            )
         else:
-            why[name] = f"folds need in-memory features [N, D] (tensor or array); got {describe(x)}"
+            why[name] = (
+                f"folds on a stream need mode 'exact', 'alternating', 'reference' or 'gcv' (got {opts.mode!r}) and "
+                f"one label row per sample; else in-memory features [N, D] (tensor or array); got {describe(x)}"
+            )
     per_fold = {name: [] for name in in_memory}
     for keep in subsets if in_memory else []:
         labels = prepare_labels(subset_labels(label_embeddings, keep))

@@ -161,20 +161,28 @@ class FeatureStats:
         # caller once per batch, so that a bad model costs no host sync per model)
         self.overflow = torch.zeros(M, dtype=torch.bool, device=device)
 
-    def update(self, x: torch.Tensor | list[torch.Tensor], repeats: torch.Tensor | None = None) -> None:
+    def update(
+        self,
+        x: torch.Tensor | list[torch.Tensor],
+        repeats: torch.Tensor | None = None,
+        rows: torch.Tensor | None = None,
+    ) -> None:
         """Add rows [n, n + n_i) of every model's features; x [M, n_i, D] (or a list of M [n_i, D]) in the
-        compute dtype, on the statistics' device.
+        compute dtype, on the statistics' device. ``rows [n_i]`` (int64): the samples x holds instead, in any
+        order (one fold's rows of a stream, jackknife.py); their labels are the basis's rows ``rows``.
 
         repeats [n_i] (int64, dense label bases only): x holds samples and sample j stands for repeats[j]
         consecutive label rows, as if repeated (several texts per sample, docs/design.md §2): the
         statistics are then weighted, with no repeated copy of the features.
         """
+        samples = rows
         rows = list(x)  # M tensors [n_i, D] (views, for a stacked x)
         n_rows = rows[0].shape[0]
         n_i = n_rows if repeats is None else int(repeats.sum())
         if n_i == 0:
             return
         start, stop = self.n, self.n + n_i
+        at = slice(start, stop) if samples is None else samples.to(self.basis.A.device)
         if repeats is None:
             # The stacked batch and the centred copy are one and the same write: each model's rows are centred
             # straight into their slot of the scratch buffer, so the features are copied once per chunk.
@@ -210,14 +218,14 @@ class FeatureStats:
             u_c = torch.sum(U, dim=0, dtype=torch.float64)
             cross_c = cross_product(xc, U_s)  # sum over a sample's rows, then one GEMM
         elif self.basis.is_vocabulary:
-            cls = self.basis.classes[start:stop]
+            cls = self.basis.classes[at]
             C = self.basis.r
             order, offsets = class_order(cls, C)
             S = class_sums(xc, order, offsets)  # [M, C, D]: the F = X'Y shortcut, no one-hot GEMM
             u_c = (offsets[1:] - offsets[:-1]).to(torch.float64)
             cross_c = S.transpose(1, 2).to(torch.float64)
         else:
-            U = self.basis.basis_rows(start, stop, xc.dtype)
+            U = self.basis.dense[at].to(xc.dtype)
             u_c = torch.sum(U, dim=0, dtype=torch.float64)
             cross_c = cross_product(xc, U)
         cross_c -= r_c[:, :, None] * u_c[None, None, :]
@@ -237,11 +245,15 @@ class FeatureStats:
         self.usum += u_c
         self.n = n_new
 
-    def finalize(self) -> StandardizedStats:
-        """Centre the cross-product on the global mean and z-score the columns."""
+    def centred_cross(self) -> torch.Tensor:
+        """``Xc'U`` [M, D, r] float64, the rows centred on their mean (not scaled)."""
         # Xc'U = sum_c (X_c - m_c)'U_c + sum_c (m_c - mean) u_c'; the second sum is formed from differences
         # to `shift` so that large means cancel before, not after, they meet the label basis.
-        F = self.cross + self.mean_cross - (self.mean - self.shift)[:, :, None] * self.usum[None, None, :]
+        return self.cross + self.mean_cross - (self.mean - self.shift)[:, :, None] * self.usum[None, None, :]
+
+    def finalize(self) -> StandardizedStats:
+        """Centre the cross-product on the global mean and z-score the columns."""
+        F = self.centred_cross()
         var = self.comoment.diagonal(dim1=1, dim2=2).clamp_min(0) / self.n  # [M, D]
         std = var.sqrt()
         eps = torch.finfo(self.dtype).eps
