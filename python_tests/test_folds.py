@@ -126,7 +126,7 @@ def test_stream_folds_over_their_memory_budget_say_so(monkeypatch):
 
     X, Z = _task(0)
     r = Z.shape[1] * Z.shape[2]  # the dense label basis's width
-    monkeypatch.setattr(ingest, "STREAM_FOLD_BUDGET", ingest.stream_fold_bytes(4, X.shape[1], r))  # 4 folds, not 5
+    monkeypatch.setattr(ingest, "STREAM_FOLD_BUDGET", ingest.stream_fold_bytes(4, X.shape[1], r, 8))  # 4 folds, not 5
     assert emms_score(iter([X[:60], X[60:]]), Z, folds=4).stderr is not None
     with pytest.raises(ValueError, match=r"folds=5 on a stream of \[N, 6\] features .*STREAM_FOLD_BUDGET"):
         emms_score(iter([X[:60], X[60:]]), Z, folds=5)

@@ -105,9 +105,16 @@ def in_memory_features(features, name: str, N: int, finite: bool = True) -> torc
 STREAM_FOLD_BUDGET = 1 << 31
 
 
-def stream_fold_bytes(folds: int, D: int, r: int) -> int:
-    """Bytes of the per-fold statistics of a stream: F float64 co-moments [D, D] and cross-products [D, r]."""
-    return folds * (D * D + D * r) * 8
+def stream_fold_rows(D: int) -> int:
+    """Rows of one fold a stream buffers before adding them to the fold's statistics: every update costs a few
+    passes over a D x D co-moment, so a fold's rows are gathered to D of them (at least 1024) first."""
+    return max(D, 1024)
+
+
+def stream_fold_bytes(folds: int, D: int, r: int, itemsize: int = 4) -> int:
+    """Bytes of the per-fold statistics of a stream: F float64 co-moments [D, D] and cross-products [D, r],
+    and F row buffers [stream_fold_rows(D), D] of the compute dtype."""
+    return folds * ((D * D + D * r) * 8 + stream_fold_rows(D) * D * itemsize)
 
 
 def stream_stats(
@@ -133,7 +140,7 @@ def stream_stats(
             acc = FeatureStats(basis.to(dev), 1, x.shape[1], dtype, dev)
             if fold_of is not None:
                 F, D = int(fold_of.max()) + 1, x.shape[1]
-                need = stream_fold_bytes(F, D, basis.r)
+                need = stream_fold_bytes(F, D, basis.r, torch.finfo(dtype).bits // 8)
                 if need > STREAM_FOLD_BUDGET:
                     per_fold = (
                         f"folds={F} on a stream of [N, {D}] features would hold {F} per-fold {D}x{D} float64 Grams "
@@ -143,7 +150,7 @@ def stream_stats(
                     )
                 else:
                     per_fold = [FeatureStats(basis.to(dev), 1, D, dtype, dev) for _ in range(F)]
-                    fold_dev = fold_of.to(dev)
+                    fold_dev, pending = fold_of.to(dev), [[] for _ in range(F)]
         # A stream's precision is fixed by its first chunk: a later chunk too large for it is an error.
         check_range(largest(x), acc.dtype, f"{name} chunk {i}", basis.N)
         with tf32_matmul(tf32):
@@ -153,12 +160,24 @@ def stream_stats(
                 of = fold_dev[idx]
                 for f in torch.unique(of).tolist():
                     sel = torch.nonzero(of == f).reshape(-1)
-                    per_fold[f].update([xd.index_select(0, sel)], rows=idx[sel])
+                    pending[f].append((xd.index_select(0, sel), idx[sel]))
+                    if sum(p[1].numel() for p in pending[f]) >= stream_fold_rows(acc.D):
+                        _flush(per_fold[f], pending[f])
             acc.update([xd])
     if acc is None or acc.n != basis.N:
         seen = 0 if acc is None else acc.n
         raise ValueError(f"{name} must be [N, D] with N == {basis.N} (the label embeddings' N); got {seen} rows")
+    if isinstance(per_fold, list):
+        for f, rows in enumerate(pending):
+            _flush(per_fold[f], rows)
     return acc.finalize(), per_fold
+
+
+def _flush(acc: FeatureStats, pending: list) -> None:
+    """Add a fold's buffered ``(rows [n, D], sample indices [n])`` pairs to its statistics, as one update."""
+    if pending:
+        acc.update([torch.cat([p[0] for p in pending])], rows=torch.cat([p[1] for p in pending]))
+        pending.clear()
 
 
 def batch_stats(
