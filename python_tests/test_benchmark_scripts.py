@@ -131,7 +131,7 @@ def test_bench_uncertainty_quick_run_checks_then_tabulates(capsys):
     from benchmarks import bench_uncertainty
 
     rows = bench_uncertainty.main(["--quick", "--repeat", "1", "--folds", "3"])
-    assert len(rows) == 13 and all(plain > 0 and jack > 0 for _, _, plain, jack in rows)
+    assert len(rows) == 14 and all(plain > 0 and jack > 0 for _, _, plain, jack in rows)
     out = capsys.readouterr().out
     assert "| EMMS (gcv, refits), zoo of 4 |" in out and "| EMMS (exact, downdates), 1 model |" in out
     assert "folds = 3" in out

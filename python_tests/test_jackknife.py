@@ -110,7 +110,7 @@ def test_a_fold_that_loses_rank_is_rescored_and_flagged_by_the_downdate():
     assert oks == [int(fold_of[3]) != f for f in range(5)]
 
 
-REFITS = [("gcv", None), ("exact", 0.5), ("exact", "gcv"), ("alternating", "gcv")]
+REFITS = [("gcv", None), ("loo", None), ("exact", 0.5), ("exact", "gcv"), ("alternating", "gcv")]
 
 
 @pytest.mark.parametrize("kind", ["classes", "free text"])
@@ -144,12 +144,12 @@ def test_refits_at_the_ridge_equal_rescored_subsets_that_choose_it(kind, mode, r
                     same += 1
                     assert float(got[f]) == pytest.approx(float(want[f]), rel=tol, abs=1e-14), (name, f)
                 else:
-                    assert mode != "gcv" or float(got[f]) <= float(want[f]) + 1e-12, (name, f)
+                    assert mode not in ("gcv", "loo") or float(got[f]) <= float(want[f]) + 1e-12, (name, f)
     # which models took the refits: not the kernel form (k), not a column varying on one sample (e: a subset
     # loses it), and for GCV not the duplicated columns (c: their grid needs the eigendecomposition)
-    expect = ["a", "a32", "b", "c", "f"] if ridge == 0.5 else ["a", "a32", "b", "f"]
+    expect = ["a", "a32", "b", "c", "f"] if ridge == 0.5 or mode == "loo" else ["a", "a32", "b", "f"]
     assert sorted(spy) == expect
-    if mode == "gcv":
+    if mode in ("gcv", "loo"):
         assert same >= 10  # most folds keep the full data's choice: the equality above was exercised
 
 
@@ -167,6 +167,9 @@ def test_refit_fold_scores_need_no_eigendecomposition(monkeypatch):
     monkeypatch.setattr(torch.linalg, "eigh", counting)
     emms_score(X, Z, "gcv", folds=6)
     assert len(calls) == 1  # the full data's grid only (re-scoring: one per fold more)
+    calls.clear()
+    emms_score(X, Z, "loo", folds=6)
+    assert len(calls) == 1
 
 
 @pytest.mark.parametrize("mode,ridge", REFITS)
@@ -186,7 +189,7 @@ def test_refit_statistics_without_a_fold_reproduce_the_plain_score(mode, ridge):
         else:
             fl = jackknife.FoldLabels(0, empty, basis, scale=torch.ones(basis.r, dtype=torch.float64))
         B, ok, finish = jackknife._Refits(batches[0], basis, opts).fold(fl)
-        solver = "exact" if mode == "gcv" else mode
+        solver = "exact" if mode in ("gcv", "loo") else mode
         t, obj, its = jackknife.wlsr_simplex(basis.A, B, solver, opts.max_iter, opts.tol)
         got = finish(t, obj, its)
         assert bool(ok.all())

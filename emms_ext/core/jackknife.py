@@ -20,11 +20,11 @@ So the fold scores equal re-scored subsets (tested to 1e-10). A model whose fit 
 left out (``I - H_ff`` numerically singular: a feature varying only inside the fold, or as many varying
 columns as the subset has samples) is left to the re-scoring path (``score._add_jackknife``).
 
-**Refits at the ridge** (``gcv``, and a fixed ridge or ``ridge="gcv"``: ``_Refits``). A ridge acts on the
+**Refits at the ridge** (``gcv``, ``loo``, and a fixed ridge or ``ridge="gcv"``: ``_Refits``). A ridge acts on the
 subset's own z-scores, so the fit has no downdate; the statistics do: the subset's Gram and cross-product
 are the full ones minus the fold's (Chan's merge backwards), re-standardized on the subset, and one
-Cholesky factorization at the model's ridge gives its K x K problem. GCV's ridge is the full data's grid
-entry, held (the jackknife of the score at that choice: first-order the same, the score being a minimum
+Cholesky factorization at the model's ridge gives its K x K problem. GCV's and LOO's ridge is the full data's
+grid entry, held (the jackknife of the score at that choice: first-order the same, the score being a minimum
 over the ridge). Equal to re-scored subsets where they choose the same entry.
 """
 
@@ -39,12 +39,12 @@ from .factor import GCVFactor, GramFactor
 from .folds import fold_subsets, subset_labels
 from .labels import EPS_STD, LabelBasis, prepare_labels
 from .linalg import cholesky, cross_product, symmetric_gram, triangular_solve
-from .out_of_sample import OutOfSampleFactor
+from .out_of_sample import OutOfSampleFactor, loo_criterion, loo_residual_gram
 from .pipeline import Batch, ScoreOptions, degenerate_fits, strategy_for
 from .stats import StandardizedStats
 
 DOWNDATE_MODES = ("exact", "alternating", "reference")  # without a ridge: downdates
-FOLD_STAT_MODES = (*DOWNDATE_MODES, "gcv")  # fold scores from the full data's statistics (with a ridge: refits)
+FOLD_STAT_MODES = (*DOWNDATE_MODES, "gcv", "loo")  # fold scores from the full data's statistics (with a ridge: refits)
 
 
 @dataclass
@@ -180,6 +180,8 @@ class _Refits:
         self.dtype = torch.float64 if st.eps <= torch.finfo(torch.float64).eps else torch.float32
         self.gcv = opts.mode == "gcv" or opts.ridge == "gcv"
         M = len(b.names)
+        # GCV's models whose full values came from the eigendecomposition (a numerically singular Gram) are
+        # re-scored; LOO's all came from it, and its refit at the ridge agrees to rounding
         self.ok = b.factor.exact.clone() if self.gcv else torch.ones(M, dtype=torch.bool, device=dev)
         basis = self.basis
         self.usum = basis.counts if basis.is_vocabulary else basis.dense.sum(0)
@@ -235,6 +237,8 @@ class _Refits:
         F = F @ fl.classes.to(dev) if basis.is_vocabulary else F * fl.scale.to(dev)
         sub = fl.basis.to(dev)
         st_sub = StandardizedStats(N=N_s, D=st.D, keep=keep, G=G, F=F, eps=st.eps)
+        if self.opts.mode == "loo":
+            return self._loo(fl, st_sub, sub, mean, torch.where(keep_sub, 1.0 / (std + EPS_STD), 0.0), ok)
         if self.gcv:
             factor_cls = OutOfSampleFactor if self.opts.mode == "gcv" else GCVFactor
             grid = self.opts.ridge if self.opts.mode == "gcv" else None
@@ -251,6 +255,30 @@ class _Refits:
             return strategy.finish(factor, light, t, obj, its)[3]
 
         return B, ok, finish
+
+    def _loo(self, fl: FoldLabels, st_sub: StandardizedStats, sub: LabelBasis, mean, scale, ok):
+        """``mode="loo"``'s refit without fold ``fl`` at the full data's grid entry: the subset's leave-one-out
+        residuals from the Cholesky factor of ``G' + lambda I`` (leverages ``1/N' + |L^-1 x_n|^2``, fits
+        ``(L^-1 X')' L^-1 F'``), one pass over its rows — as ``LOOFactor`` does from the eigendecomposition."""
+        dev, N_s = st_sub.G.device, st_sub.N
+        factor = GCVFactor.at_grid_index(st_sub, sub, self.b.factor.best, self.opts.ridge)
+        ok = ok & factor.pd
+        kept = torch.ones(self.st.N, dtype=torch.bool, device=dev)
+        kept[fl.rows.to(dev)] = False
+        kept = torch.nonzero(kept).reshape(-1)
+        x = torch.stack([t.index_select(0, kept.to(t.device)).to(dev, torch.float64) for t in self.b.xs])
+        x.sub_(mean[:, None]).mul_(scale[:, None])  # the subset's rows in its own z-scores
+        L = factor._factor()
+        Wx = triangular_solve(L, x.transpose(1, 2), half=True)  # [M, D, N']
+        lev = 1.0 / N_s + Wx.square().sum(1)  # [M, N']
+        fit = Wx.transpose(1, 2) @ triangular_solve(L, st_sub.F, half=True)  # [M, N', r]
+        gram, max_lev = loo_residual_gram(sub, fit, lev)
+        factor.release()
+
+        def finish(t, obj, its):
+            return -loo_criterion(obj, max_lev.to(obj.device), N_s) / sub.L
+
+        return sub.A - gram, ok, finish
 
 
 def fold_scores(batches: list[Batch], basis: LabelBasis, folds: list[FoldLabels], opts: ScoreOptions) -> dict:

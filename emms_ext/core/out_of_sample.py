@@ -76,6 +76,24 @@ class OutOfSampleFactor(GCVFactor):
         return {self.criterion_name: crit[i], "df": df[i], "ridge_grid": grid[i], "error_path": path[i]}
 
 
+def loo_residual_gram(basis: LabelBasis, fit: torch.Tensor, lev: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(K x K Grams [g, K, K] of the leave-one-out residuals ``(U - fit) / (1 - h)``, largest leverage [g]) of g
+    ridge fits ``fit [g, N, r]`` of the label basis U with leverages ``lev [g, N]`` (intercept included)."""
+    if basis.is_vocabulary:  # U is the one-hot class matrix
+        res = -fit
+        res[:, torch.arange(fit.shape[1], device=fit.device), basis.classes] += 1.0
+    else:
+        res = basis.dense - fit
+    half = res / (1.0 - lev)[:, :, None].clamp_min(torch.finfo(torch.float64).tiny)
+    return basis.B_from_half(half), lev.amax(1)
+
+
+def loo_criterion(obj: torch.Tensor, max_leverage: torch.Tensor, N: int) -> torch.Tensor:
+    """Mean leave-one-out squared residual ``obj / N``; inf where a sample's leverage reaches 1 (a tiny ridge
+    with D >= N fits it exactly, leaving its own prediction undefined)."""
+    return torch.where(max_leverage < 1 - 1e-9, obj / N, torch.full_like(obj, float("inf")))
+
+
 class LOOFactor(OutOfSampleFactor):
     """``mode="loo"``: exact leave-one-out residuals of the ridge fit with intercept, per ridge of the grid.
 
@@ -114,20 +132,12 @@ class LOOFactor(OutOfSampleFactor):
         step = max(1, _LOO_CHUNK // (N * basis.r))
         # The labels on the statistics' device once, not once per model and grid chunk.
         basis = basis.to(P.device)
-        rows = torch.arange(N, device=P.device)
         for m in range(M):
             for g0 in range(0, G, step):
                 inv = 1.0 / (self.e[m] + self.lam_grid[m, g0 : g0 + step, None])  # [g, D']
                 lev = 1.0 / N + (P[m] ** 2) @ inv.T  # [N, g]
                 fit = P[m] @ (inv[:, :, None] * q[m])  # [g, N, r]: the ridge fits in the label basis U
-                if basis.is_vocabulary:  # U is the one-hot class matrix
-                    res = -fit
-                    res[:, rows, basis.classes] += 1.0
-                else:
-                    res = basis.dense - fit
-                half = res / (1.0 - lev.T)[:, :, None].clamp_min(torch.finfo(torch.float64).tiny)
-                loo_gram[m, g0 : g0 + step] = basis.B_from_half(half)
-                self.max_leverage[m, g0 : g0 + step] = lev.amax(0)
+                loo_gram[m, g0 : g0 + step], self.max_leverage[m, g0 : g0 + step] = loo_residual_gram(basis, fit, lev.T)
         return basis.A - loo_gram
 
     def release(self) -> None:
@@ -138,12 +148,10 @@ class LOOFactor(OutOfSampleFactor):
     def criterion(self, obj: torch.Tensor, at_choice: bool = False) -> torch.Tensor:
         """Mean leave-one-out squared residual ([M, G] on the grid, [M] at the chosen ridges); inf where a
         sample's leverage reaches 1."""
-        # A leverage of 1 (a sample fitted exactly, tiny ridge with D >= N) leaves its own prediction undefined.
         lev = self.max_leverage.to(obj.device)
         if at_choice:
             lev = lev.gather(1, self.best[:, None].to(obj.device))[:, 0]
-        ok = lev < 1 - 1e-9
-        return torch.where(ok, obj / self.N, torch.full_like(obj, float("inf")))
+        return loo_criterion(obj, lev, self.N)
 
 
 def make_out_of_sample(mode: str, st: StandardizedStats, basis: LabelBasis, grid, xs=None) -> OutOfSampleFactor:

@@ -124,9 +124,9 @@ _COMMON_ARGS = """
             are paired across models. Or a ready ``[N]`` int fold of each sample (``folds.assign_folds``),
             to pair the scores with another metric's. Cost: ``exact`` / ``alternating`` / ``reference``
             without a ridge downdate the full fit (about 2x a plain score at any F, docs/design.md §3);
-            ``gcv`` and a ridge refit each subset's statistics at the model's ridge (GCV: the full data's
-            choice held; one Cholesky factorization per fold, about 3x); ``loo`` and ``evidence`` re-score
-            the zoo on each subset (F extra scorings, batched; in-memory features only). A stream
+            ``gcv``, ``loo`` and a ridge refit each subset's statistics at the model's ridge (the full
+            data's GCV / LOO choice held; one Cholesky factorization per fold, about 3x); ``evidence``
+            re-scores the zoo on each subset (F extra scorings, batched; in-memory features only). A stream
             accumulates its folds' statistics in its one pass (up to ``ingest.STREAM_FOLD_BUDGET`` = 2 GiB
             of them per model, else a ValueError) and refits each subset from them.
         seed: the seed of the fold assignment."""
@@ -257,8 +257,8 @@ def _add_jackknife(
 ):
     """Fill ``fold_scores`` / ``stderr`` of every scored model on the F leave-one-fold-out subsets (one fold
     assignment for the whole zoo, so the models' fold scores are paired). The in-sample modes without a ridge
-    take them from the full data's statistics by exact downdates, ``gcv`` and ridges by refits at the model's
-    ridge (jackknife.py); every other model is re-scored on each subset (one batched zoo call per fold, so the
+    take them from the full data's statistics by exact downdates, ``gcv``, ``loo`` and ridges by refits at the
+    model's ridge (jackknife.py); every other model is re-scored on each subset (one batched zoo call per fold, so the
     label work and the fused solve are shared)."""
     if not scores:
         return
