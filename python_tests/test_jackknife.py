@@ -42,6 +42,15 @@ def _labels(kind: str, g: torch.Generator, y: torch.Tensor, zoo: dict):
     return torch.randn(N, 5, 2, generator=g, dtype=torch.float64) + zoo["a"][:, :5, None]
 
 
+def _task_with_folds(seed: int, kind: str):
+    """(zoo, labels, the 5 leave-one-fold-out subsets of seed 3) of one task."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, 6, (N,), generator=g)
+    zoo = _zoo(g, y)
+    labels = _labels(kind, g, y, zoo)
+    return zoo, labels, fold_subsets(assign_folds(N, 5, seed=3, classes=label_classes(labels)))
+
+
 @pytest.fixture
 def spy(monkeypatch):
     """The names whose fold scores came from the full data's statistics (downdates or refits)."""
@@ -59,14 +68,10 @@ def spy(monkeypatch):
 @pytest.mark.parametrize("kind", ["classes", "dense rows of a table", "free text"])
 @pytest.mark.parametrize("mode", MODES)
 def test_downdated_fold_scores_equal_rescored_subsets(kind, mode, spy):
-    g = torch.Generator().manual_seed(11)
-    y = torch.randint(0, 6, (N,), generator=g)
-    zoo = _zoo(g, y)
-    labels = _labels(kind, g, y, zoo)
+    zoo, labels, keeps = _task_with_folds(11, kind)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         res = emms_scores(zoo, labels, mode, folds=5, seed=3)
-        keeps = fold_subsets(assign_folds(N, 5, seed=3, classes=label_classes(labels)))
         for name, x in zoo.items():
             want = torch.tensor(
                 [emms_score(x[k], subset_labels(labels, k), mode).score for k in keeps], dtype=torch.float64
@@ -120,14 +125,10 @@ def test_refits_at_the_ridge_equal_rescored_subsets_that_choose_it(kind, mode, r
     # its own z-scores, one Cholesky factor at the ridge. Where the re-scored subset picks the same grid entry
     # (always, for a fixed ridge), the fold scores are the re-scored ones; where it picks another, the
     # fold's GCV score at the full data's entry can only be lower (the subset's own choice minimizes it).
-    g = torch.Generator().manual_seed(13)
-    y = torch.randint(0, 6, (N,), generator=g)
-    zoo = _zoo(g, y)
-    labels = _labels(kind, g, y, zoo)
+    zoo, labels, keeps = _task_with_folds(13, kind)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         res = emms_scores(zoo, labels, mode, ridge, folds=5, seed=3)
-        keeps = fold_subsets(assign_folds(N, 5, seed=3, classes=label_classes(labels)))
         same = 0
         for name, x in zoo.items():
             subs = [emms_score(x[k], subset_labels(labels, k), mode, ridge) for k in keeps]
@@ -139,8 +140,7 @@ def test_refits_at_the_ridge_equal_rescored_subsets_that_choose_it(kind, mode, r
                 continue
             for f, s in enumerate(subs):
                 # the subset's own grid scales with its samples: the same entry is the same ridge per sample
-                n_sub = N - int((assign_folds(N, 5, seed=3, classes=label_classes(labels)) == f).sum())
-                if math.isclose(s.ridge / res[name].ridge, n_sub / N, rel_tol=0.1):
+                if math.isclose(s.ridge / res[name].ridge, len(keeps[f]) / N, rel_tol=0.1):
                     same += 1
                     assert float(got[f]) == pytest.approx(float(want[f]), rel=tol, abs=1e-14), (name, f)
                 else:
