@@ -98,7 +98,12 @@ def test_same_bits_with_1_2_and_8_threads_at_widths_off_the_blas_blocks():
         one = emms_ext.emms_score(zoo["m257"], vocab, folds=4)
         out.append((one.score, one.stderr, one.fold_scores.tolist()))
         # the refits at the ridge (core/jackknife.py): GCV's held choice and a fixed ridge, both label forms
-        for labels, mode, ridge in ((vocab, "gcv", None), (dense, "gcv", None), (dense, "exact", 3.0)):
+        for labels, mode, ridge in (
+            (vocab, "gcv", None),
+            (dense, "gcv", None),
+            (dense, "exact", 3.0),
+            (vocab, "loo", None),
+        ):
             res = emms_ext.emms_scores(zoo, labels, mode=mode, ridge=ridge, folds=4)
             out.append([(n, r.stderr, r.fold_scores.tolist()) for n, r in res.items()])
         return out
