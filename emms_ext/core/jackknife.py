@@ -25,7 +25,8 @@ subset's own z-scores, so the fit has no downdate; the statistics do: the subset
 are the full ones minus the fold's (Chan's merge backwards), re-standardized on the subset, and one
 Cholesky factorization at the model's ridge gives its K x K problem. GCV's and LOO's ridge is the full data's
 grid entry, held (the jackknife of the score at that choice: first-order the same, the score being a minimum
-over the ridge). Equal to re-scored subsets where they choose the same entry.
+over the ridge). Equal to re-scored subsets where they choose the same entry. A stream's fold statistics come
+from its per-fold accumulators (``ingest.stream_stats``), and every mode of a stream refits.
 """
 
 from __future__ import annotations
@@ -165,9 +166,9 @@ class _Downdates:
 
 
 class _Refits:
-    """One batch's refits on the leave-one-fold-out subsets at each model's ridge: a fixed ridge, or the grid
-    entry that ``ridge="gcv"`` / ``mode="gcv"`` chose on the full data (jackknife of the score at that choice;
-    docs/design.md §3). The subset's standardized statistics come from the full data's minus the fold's (a
+    """One batch's refits on the leave-one-fold-out subsets at each model's ridge: none (a stream's in-sample
+    modes), a fixed ridge, or the grid entry that ``ridge="gcv"`` / ``mode="gcv"`` / ``mode="loo"`` chose on
+    the full data (jackknife of the score at that choice; docs/design.md §3). The subset's standardized statistics come from the full data's minus the fold's (a
     Gram of its ``n_f`` rows: all folds together cost one Gram), re-standardized on the subset as a re-scoring
     does; the factor at the ridge is one Cholesky factorization, no eigendecomposition. Models whose full fit
     needed the eigendecomposition (a numerically singular Gram), and subsets that lose a varying column or
