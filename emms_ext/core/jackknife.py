@@ -168,11 +168,12 @@ class _Downdates:
 class _Refits:
     """One batch's refits on the leave-one-fold-out subsets at each model's ridge: none (a stream's in-sample
     modes), a fixed ridge, or the grid entry that ``ridge="gcv"`` / ``mode="gcv"`` / ``mode="loo"`` chose on
-    the full data (jackknife of the score at that choice; docs/design.md §3). The subset's standardized statistics come from the full data's minus the fold's (a
-    Gram of its ``n_f`` rows: all folds together cost one Gram), re-standardized on the subset as a re-scoring
-    does; the factor at the ridge is one Cholesky factorization, no eigendecomposition. Models whose full fit
-    needed the eigendecomposition (a numerically singular Gram), and subsets that lose a varying column or
-    whose ridged Gram is not numerically positive definite, are left to the re-scoring path."""
+    the full data (jackknife of the score at that choice; docs/design.md §3). The subset's standardized
+    statistics come from the full data's minus the fold's (a Gram of its ``n_f`` rows: all folds together
+    cost one Gram), re-standardized on the subset as a re-scoring does; the factor at the ridge is one
+    Cholesky factorization, no eigendecomposition. GCV models whose full fit needed the eigendecomposition (a
+    numerically singular Gram), and subsets that lose a varying column or whose ridged Gram is not
+    numerically positive definite, are left to the re-scoring path."""
 
     def __init__(self, b: Batch, basis: LabelBasis, opts: ScoreOptions):
         st, dev = b.st, b.st.G.device
