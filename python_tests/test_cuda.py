@@ -332,6 +332,27 @@ def test_out_of_sample_and_gcv_ridge_on_cuda_match_the_cpu(labels, mode, ridge):
     assert torch.allclose(gpu.t.cpu(), cpu.t, atol=1e-6)
 
 
+def fold_scores_on(device: str, labels: str, mode: str, ridge, stream: bool) -> torch.Tensor:
+    """``[5]`` fold scores of one model on ``device`` (the downdates for exact, refits at the ridge for the
+    others and for a stream of chunks moved to the device as they come)."""
+    N, D = 300, 40
+    X = make_features(17000, N, D, shift=1.0)
+    Z = make_class_labels(17000, N, 12, 6, 3) if labels == "class" else make_dense_labels(17000, N, 6, 3, X)
+    x = (X[i : i + 70] for i in range(0, N, 70)) if stream else X.to(device)
+    return emms_ext.emms_score(x, Z, mode, ridge=ridge, folds=5, seed=1, device=device).fold_scores
+
+
+@needs_cuda
+@pytest.mark.parametrize("labels", ["class", "dense"])
+@pytest.mark.parametrize(
+    "mode, ridge, stream",
+    [("exact", None, False), ("gcv", None, False), ("loo", None, False), ("exact", 0.5, False), ("exact", None, True)],
+)
+def test_fold_scores_on_cuda_match_the_cpu(labels, mode, ridge, stream):
+    cpu, gpu = (fold_scores_on(dev, labels, mode, ridge, stream) for dev in ("cpu", "cuda"))
+    assert torch.allclose(gpu.cpu(), cpu, rtol=1e-9, atol=1e-12)
+
+
 @needs_cuda
 @pytest.mark.parametrize("labels", ["class", "dense"])
 def test_same_ranking_on_cuda_and_cpu_for_every_mode(labels):
