@@ -261,7 +261,8 @@ class GCVFactor:
         rss = (A - 2 * self.B1 + self.B2).sum((-1, -2)) / K**2 / basis.L  # t0'(.)t0, t0 = 1/K, per label dim
         # Dropped (constant) columns are decoupled unit directions with eigenvalue `fill`: not real
         # degrees of freedom, so their shrinkage is taken back out of df.
-        fill = torch.where(st.keep, torch.zeros_like(G.diagonal(dim1=1, dim2=2)), G.diagonal(dim1=1, dim2=2))
+        diag = G.diagonal(dim1=1, dim2=2)
+        fill = torch.where(st.keep, torch.zeros_like(diag), diag)
         dropped = (fill[:, None, :] / (fill[:, None, :] + lam[:, :, None])).sum(-1)
         self.lam_grid, self.df_grid, self.N = lam, 1 + shrink.sum(-1) - dropped, N  # [M, G] each
         self._fill = fill  # [M, D]: the dropped columns' decoupled eigenvalues (0 for kept columns)

@@ -176,7 +176,7 @@ def stream_stats(
 def _flush(acc: FeatureStats, pending: list) -> None:
     """Add a fold's buffered ``(rows [n, D], sample indices [n])`` pairs to its statistics, as one update."""
     if pending:
-        acc.update([torch.cat([p[0] for p in pending])], rows=torch.cat([p[1] for p in pending]))
+        acc.update([torch.cat([p[0] for p in pending])], samples=torch.cat([p[1] for p in pending]))
         pending.clear()
 
 

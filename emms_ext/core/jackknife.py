@@ -38,11 +38,11 @@ import torch
 from ..ops.operators import wlsr_simplex
 from .factor import GCVFactor, GramFactor
 from .folds import fold_subsets, subset_labels
-from .labels import EPS_STD, LabelBasis, prepare_labels
+from .labels import LabelBasis, prepare_labels
 from .linalg import cholesky, cross_product, symmetric_gram, triangular_solve
 from .out_of_sample import OutOfSampleFactor, loo_criterion, loo_residual_gram
 from .pipeline import Batch, ScoreOptions, degenerate_fits, strategy_for
-from .stats import StandardizedStats
+from .stats import StandardizedStats, column_scales, fill_dropped
 
 DOWNDATE_MODES = ("exact", "alternating", "reference")  # without a ridge: downdates
 FOLD_STAT_MODES = (*DOWNDATE_MODES, "gcv", "loo")  # fold scores from the full data's statistics (with a ridge: refits)
@@ -223,24 +223,22 @@ class _Refits:
         G = self.G - C
         G.baddbmm_(zbar[:, :, None], zbar[:, None, :], alpha=-n_f * N / N_s)
         F = st.F - cross + (zbar * (n_f / N_s))[:, :, None] * (self.usum - u_f)
-        # The subset's own z-scores (stats.FeatureStats.finalize's rule), as factors on the full data's.
+        # The subset's own z-scores (the statistics' rule, stats.column_scales), as factors on the full data's.
         keep, scale = st.keep, st.scale
         safe = torch.where(keep, scale, torch.ones_like(scale))
-        std = G.diagonal(dim1=1, dim2=2).clamp_min(0).div(N_s).sqrt() / safe
+        std = torch.where(keep, G.diagonal(dim1=1, dim2=2).clamp_min(0).div(N_s).sqrt() / safe, 0.0)
         mean = st.mean - zbar * (n_f / N_s) / safe
-        keep_sub = keep & (std > torch.finfo(self.dtype).eps * mean.abs()) & (std > 0)
+        keep_sub, scale_sub = column_scales(std, mean, torch.finfo(self.dtype).eps)
         ok = self.ok & (keep_sub == keep).all(1)
-        ratio = torch.where(keep_sub, 1.0 / (std + EPS_STD) / safe, torch.ones_like(std))
+        ratio = torch.where(keep_sub, scale_sub / safe, torch.ones_like(std))
         G.mul_(ratio[:, :, None]).mul_(ratio[:, None, :])
-        diag = G.diagonal(dim1=1, dim2=2)
-        fill = torch.where(keep, diag, torch.zeros_like(diag)).amax(1, keepdim=True).clamp_min(1.0)
-        diag.copy_(torch.where(keep, diag, fill.expand_as(diag)))
+        fill_dropped(G, keep)
         F = F * ratio[:, :, None]
         F = F @ fl.classes.to(dev) if basis.is_vocabulary else F * fl.scale.to(dev)
         sub = fl.basis.to(dev)
         st_sub = StandardizedStats(N=N_s, D=st.D, keep=keep, G=G, F=F, eps=st.eps)
         if self.opts.mode == "loo":
-            return self._loo(fl, st_sub, sub, mean, torch.where(keep_sub, 1.0 / (std + EPS_STD), 0.0), ok)
+            return self._loo(fl, st_sub, sub, mean, scale_sub, ok)
         if self.gcv:
             factor_cls = OutOfSampleFactor if self.opts.mode == "gcv" else GCVFactor
             grid = self.opts.ridge if self.opts.mode == "gcv" else None

@@ -134,10 +134,6 @@ class LabelBasis:
             return F @ torch.einsum("ckl,mk->mcl", self.table, t)
         return torch.einsum("mdkl,mk->mdl", F.reshape(*F.shape[:2], self.K, self.L), t)
 
-    def basis_rows(self, start: int, stop: int, dtype: torch.dtype) -> torch.Tensor:
-        """Rows [start, stop) of the dense basis U in the compute dtype ([n, K*L])."""
-        return self.dense[start:stop].to(dtype)
-
 
 def _standardize_columns(z: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
     """z-score every column of z [R, L] in float64; rows weighted by `weights` [R] (class counts) if given."""

@@ -74,7 +74,7 @@ def standardize(x: torch.Tensor, eps: float, keep: torch.Tensor | None = None) -
     mean = x.mean(1, keepdim=True)
     std = (x - mean).pow(2).mean(1, keepdim=True).sqrt()
     if keep is None:
-        keep = (std > eps * mean.abs()) & (std > 0)
+        keep = column_scales(std, mean, eps)[0]
     return torch.where(keep, (x - mean) / (std + EPS_STD), torch.zeros_like(x)), keep
 
 
@@ -123,6 +123,23 @@ def gram_from_upper(G: torch.Tensor, diag: torch.Tensor) -> torch.Tensor:
     return upper + upper.transpose(1, 2) + torch.diag_embed(diag)
 
 
+def column_scales(std: torch.Tensor, mean: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(keep [M, D] bool, scale [M, D]) of columns with population std and mean [M, D]: a column varies when
+    its std is above the rounding (eps) of its values, and z-scores as ``(x - mean) * scale`` with the
+    released code's ``scale = 1 / (std + 1e-8)`` (0 for the others)."""
+    keep = (std > eps * mean.abs()) & (std > 0)
+    return keep, torch.where(keep, 1.0 / (std + EPS_STD), torch.zeros_like(std))
+
+
+def fill_dropped(G: torch.Tensor, keep: torch.Tensor) -> None:
+    """Set the diagonal of G [M, D, D] at the dropped columns (keep [M, D] False) in place to the largest kept
+    one (at least 1): decoupled unit directions scaled like the rest (so Cholesky's pivots stay comparable);
+    their F rows are zero, so they add nothing to any projection."""
+    diag = G.diagonal(dim1=1, dim2=2)
+    fill = torch.where(keep, diag, torch.zeros_like(diag)).amax(1, keepdim=True).clamp_min(1.0)
+    diag.copy_(torch.where(keep, diag, fill.expand_as(diag)))
+
+
 class Scratch:
     """One reusable buffer for the centred rows of successive batches and chunks. Fresh memory costs its
     page faults on first touch: about 0.4 ms per MB on the project's CPU (13 ms for 32 MB), as much as
@@ -165,17 +182,16 @@ class FeatureStats:
         self,
         x: torch.Tensor | list[torch.Tensor],
         repeats: torch.Tensor | None = None,
-        rows: torch.Tensor | None = None,
+        samples: torch.Tensor | None = None,
     ) -> None:
         """Add rows [n, n + n_i) of every model's features; x [M, n_i, D] (or a list of M [n_i, D]) in the
-        compute dtype, on the statistics' device. ``rows [n_i]`` (int64): the samples x holds instead, in any
-        order (one fold's rows of a stream, jackknife.py); their labels are the basis's rows ``rows``.
+        compute dtype, on the statistics' device. ``samples [n_i]`` (int64): the samples x holds instead, in
+        any order (one fold's rows of a stream, jackknife.py); their labels are the basis's rows ``samples``.
 
         repeats [n_i] (int64, dense label bases only): x holds samples and sample j stands for repeats[j]
         consecutive label rows, as if repeated (several texts per sample, docs/design.md §2): the
         statistics are then weighted, with no repeated copy of the features.
         """
-        samples = rows
         rows = list(x)  # M tensors [n_i, D] (views, for a stacked x)
         n_rows = rows[0].shape[0]
         n_i = n_rows if repeats is None else int(repeats.sum())
@@ -212,7 +228,7 @@ class FeatureStats:
         if repeats is not None:
             if self.basis.is_vocabulary:
                 raise ValueError("repeated rows need a dense label basis")
-            U = self.basis.basis_rows(start, stop, xc.dtype)
+            U = self.basis.dense[at].to(xc.dtype)
             owner = torch.repeat_interleave(torch.arange(xc.shape[1], device=U.device), repeats.to(U.device))
             U_s = torch.zeros(xc.shape[1], U.shape[1], dtype=U.dtype, device=U.device).index_add_(0, owner, U)
             u_c = torch.sum(U, dim=0, dtype=torch.float64)
@@ -255,19 +271,13 @@ class FeatureStats:
         """Centre the cross-product on the global mean and z-score the columns."""
         F = self.centred_cross()
         var = self.comoment.diagonal(dim1=1, dim2=2).clamp_min(0) / self.n  # [M, D]
-        std = var.sqrt()
         eps = torch.finfo(self.dtype).eps
-        keep = (std > eps * self.mean.abs()) & (std > 0)  # variation above the rounding of the values
-        scale = torch.where(keep, 1.0 / (std + EPS_STD), torch.zeros_like(std))
+        keep, scale = column_scales(var.sqrt(), self.mean, eps)
         # In place: a fresh D x D copy would cost a pass and its page faults (the accumulator is done).
         G, self.comoment = self.comoment, None
         G *= scale[:, :, None]
         G *= scale[:, None, :]
-        # Dropped columns become decoupled unit directions scaled like the rest (so Cholesky's pivots stay
-        # comparable); their F rows are zero, so they add nothing to any projection.
-        diag = G.diagonal(dim1=1, dim2=2)
-        fill = diag.amax(1, keepdim=True).clamp_min(1.0).expand_as(diag)
-        diag.copy_(torch.where(keep, diag, fill))
+        fill_dropped(G, keep)
         return StandardizedStats(
             N=self.n,
             D=self.D,
