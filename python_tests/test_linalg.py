@@ -155,3 +155,51 @@ def test_gram_and_cross_product_same_bits_with_1_2_and_8_threads(shape, dtype):
     assert (G - ref_G).abs().max() <= tol * ref_G.abs().max()
     ref_F = x3.double().transpose(1, 2) @ y64
     assert F.shape == ref_F.shape and (F - ref_F).abs().max() <= tol * ref_F.abs().max()
+
+
+def _tridiagonal(d: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+    return torch.diag(d) + torch.diag(e, 1) + torch.diag(e, -1)
+
+
+@pytest.mark.parametrize("D", [1, 2, 5, 127, 128, 129, 300])
+def test_tridiagonalize_is_an_orthogonal_similarity(D):
+    # Q'G Q = T and Q'Q = I, Q' taken from Q'Y with Y = I; the reflectors cross the 128-column blocks
+    A = sym(3, D + 3)[:D, :D] if D > 1 else torch.full((1, 1), 2.0, dtype=torch.float64)
+    before = A.clone()
+    d, e, Qt = linalg.tridiagonalize(A, torch.eye(D, dtype=torch.float64))
+    assert torch.equal(A, before)  # the input is not overwritten
+    assert d.shape == (D,) and e.shape == (max(D - 1, 0),) and Qt.shape == (D, D)
+    scale = float(A.abs().max())
+    assert torch.allclose(Qt @ Qt.T, torch.eye(D, dtype=torch.float64), atol=1e-13 * D)
+    assert torch.allclose(Qt @ A @ Qt.T, _tridiagonal(d, e), atol=1e-13 * D * scale)
+    eig = linalg.tridiagonal_eigvalsh(d, e)
+    assert (eig - torch.linalg.eigvalsh(A)).abs().max() <= 1e-13 * D * scale
+    assert bool((eig[1:] >= eig[:-1]).all())
+
+
+def test_tridiagonalize_decoupled_columns():
+    # Columns already reduced (a zero off-diagonal part: a dropped feature column) give tau = 0, H = I
+    A = sym(4, 200)
+    A[:, [0, 60, 150]] = 0.0
+    A[[0, 60, 150], :] = 0.0
+    A[[0, 60, 150], [0, 60, 150]] = 1.0
+    Y = torch.randn(200, 7, generator=gen(5), dtype=torch.float64)
+    d, e, QtY = linalg.tridiagonalize(A, Y)
+    _, _, Qt = linalg.tridiagonalize(A, torch.eye(200, dtype=torch.float64))
+    assert bool(torch.isfinite(QtY).all())
+    assert torch.allclose(Qt @ A @ Qt.T, _tridiagonal(d, e), atol=1e-11 * float(A.abs().max()))
+    assert torch.allclose(QtY, Qt @ Y, atol=1e-12 * float(Y.abs().max()))
+    # the quadratic forms a ridge path needs are basis-free: Y'(A + lambda I)^-1 Y = (Q'Y)'(T + lambda I)^-1 Q'Y
+    lam = 0.3
+    ref = Y.T @ torch.linalg.solve(A + lam * torch.eye(200, dtype=torch.float64), Y)
+    S = linalg.tridiagonal_solve(d + lam, e, QtY)
+    assert torch.allclose(QtY.T @ S, ref, rtol=1e-10, atol=1e-12 * float(ref.abs().max()))
+
+
+def test_tridiagonal_solve_and_its_refusals():
+    g = gen(6)
+    d, e = torch.rand(50, generator=g, dtype=torch.float64) + 2.5, torch.rand(49, generator=g, dtype=torch.float64)
+    Y = torch.randn(50, 3, generator=g, dtype=torch.float64)
+    S = linalg.tridiagonal_solve(d, e, Y)
+    assert torch.allclose(_tridiagonal(d, e) @ S, Y, atol=1e-13)
+    assert linalg.tridiagonal_solve(d - 10.0, e, Y) is None  # not positive definite

@@ -30,7 +30,7 @@ def _check(res, ref):
     "seed,N,D,K,vocab",
     [(0, 40, 7, 2, False), (1, 36, 9, 3, True), (2, 24, 40, 2, False), (3, 30, 45, 3, True), (4, 50, 5, 1, False)],
 )
-def test_matches_explicit_hat_matrices_and_refits(mode, seed, N, D, K, vocab):
+def test_matches_explicit_hat_matrices_and_refits(monkeypatch, mode, seed, N, D, K, vocab):
     X = make_features(seed, N, D, shift=2.0)
     X[:, 1] = -4.0  # a constant column: standardizes to zero, no degree of freedom
     if vocab:
@@ -38,15 +38,18 @@ def test_matches_explicit_hat_matrices_and_refits(mode, seed, N, D, K, vocab):
         Z = table[idx]
     else:
         Z = make_dense_labels(seed, N, 4, K, X)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # no degeneracy warning out of sample, even for D >= N
-        res = emms_ext.emms_score(X, Z, mode, ridge=GRID)
     ref = reference.out_of_sample_score(X, Z, mode, GRID)
-    _check(res, ref)
-    assert res.mode == mode and res.ridge_grid == pytest.approx(GRID)
-    assert (res.gcv if mode == "gcv" else res.loo) == pytest.approx(-res.score, rel=1e-12)
-    if mode == "gcv":
-        assert res.df == pytest.approx(ref["df"], rel=1e-9) and 1 < res.df < N
+    # gcv: both routes to the grid (eigendecomposition; tridiagonal form, chosen by size for wide Grams)
+    for tridiagonal in (False, True) if mode == "gcv" else (False,):
+        monkeypatch.setattr(GCVFactor, "tridiagonal_pays", staticmethod(lambda *a, on=tridiagonal: on))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no degeneracy warning out of sample, even for D >= N
+            res = emms_ext.emms_score(X, Z, mode, ridge=GRID)
+        _check(res, ref)
+        assert res.mode == mode and res.ridge_grid == pytest.approx(GRID)
+        assert (res.gcv if mode == "gcv" else res.loo) == pytest.approx(-res.score, rel=1e-12)
+        if mode == "gcv":
+            assert res.df == pytest.approx(ref["df"], rel=1e-9) and 1 < res.df < N
 
 
 @pytest.mark.parametrize("mode", ["gcv", "loo"])
@@ -187,3 +190,48 @@ def test_gcv_skips_ridges_whose_residual_is_rounding():
     assert one.ridge == two.ridge and one.score == pytest.approx(two.score, rel=1e-12, abs=0)
     assert one.error_path[0] == float("inf")  # the smallest ridge's residual is rounding: skipped
     assert all(e > 0 for e in one.error_path)
+
+
+def test_tridiagonal_route_is_chosen_where_it_pays():
+    assert GCVFactor.tridiagonal_pays(2048, 100, 29)  # the benchmark's headline shape
+    assert not GCVFactor.tridiagonal_pays(1024, 100, 29)  # 100 classes: break-even near here
+    assert not GCVFactor.tridiagonal_pays(128, 2, 29)  # narrow: torch's batched eigh
+    assert not GCVFactor.tridiagonal_pays(2048, 3072, 29)  # dense labels, K L columns
+
+
+@pytest.mark.parametrize("vocab", [True, False])
+@pytest.mark.parametrize("mode,ridge", [("gcv", None), ("exact", "gcv")])
+def test_tridiagonal_grid_equals_the_eigendecomposition_grid(monkeypatch, mode, ridge, vocab):
+    # Both routes to the ridge grid on one zoo: a model with constant columns (reflectors with tau = 0), a
+    # wide one with null directions (D > N: the eigendecomposition takes it over) and one across the
+    # reflector blocks. Same choice, and the grid, df and scores agree to rounding.
+    from emms_ext.core import linalg
+
+    N = 260
+    zoo = {"dropped": make_features(30, N, 140), "wide": make_features(31, N, 300), "blocks": make_features(32, N, 131)}
+    zoo["dropped"][:, [0, 70, 139]] = 3.0
+    if vocab:
+        Z = make_class_labels(30, N, 3, 4, 2)
+    else:
+        Z = make_dense_labels(30, N, 1, 2, zoo["blocks"])
+    calls = []
+    tridiagonalize = linalg.tridiagonalize
+    monkeypatch.setattr(linalg, "tridiagonalize", lambda *a: calls.append(1) or tridiagonalize(*a))
+    import emms_ext.core.factor as factor
+
+    monkeypatch.setattr(factor, "tridiagonalize", linalg.tridiagonalize)
+    out = {}
+    for route in (True, False):
+        monkeypatch.setattr(GCVFactor, "tridiagonal_pays", staticmethod(lambda *a, route=route: route))
+        calls.clear()
+        out[route] = emms_ext.emms_scores(zoo, Z, mode=mode, ridge=ridge)
+        assert len(calls) == (len(zoo) if route else 0)
+    for name in zoo:
+        tri, eig = out[True][name], out[False][name]
+        assert tri.ridge == eig.ridge  # the same grid entry
+        assert rel_err(tri.score, eig.score) < 1e-10 and rel_err(tri.df, eig.df) < 1e-10
+        if mode == "gcv":
+            # (the wide model's smallest ridges nearly interpolate: their path is cancellation, rtol 1e-6)
+            assert np.allclose(tri.error_path, eig.error_path, rtol=1e-6 if name == "wide" else 1e-10)
+            assert rel_err(tri.gcv, eig.gcv) < 1e-10
+        assert torch.allclose(tri.t, eig.t, atol=1e-8)

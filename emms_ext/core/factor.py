@@ -14,13 +14,22 @@ from typing import Protocol
 import torch
 
 from .labels import LabelBasis
-from .linalg import cholesky, eigh, inverse_trace, triangular_solve
+from .linalg import (
+    cholesky,
+    eigh,
+    inverse_trace,
+    triangular_solve,
+    tridiagonal_eigvalsh,
+    tridiagonal_solve,
+    tridiagonalize,
+)
 from .stats import StandardizedStats, gram_from_upper
 
 # With precision=None, a model whose float32-formed Gram has eps32 * cond(G) above this is recomputed in
 # float64 (in-memory features; streamed ones are warned about). 1e-3 keeps float32 for well-conditioned
 # features (cond up to ~1e4), where its error in the score stays far below differences between models.
 FLOAT32_TRUST = 1e-3
+_GRID_CHUNK = 1 << 22  # float64 entries of ridge solves (ridges x D x r) held at once by the tridiagonal grid
 
 
 class Factor(Protocol):
@@ -212,9 +221,10 @@ class GCVFactor:
     ``GCV = RSS / N / (1 - df / N)^2``. The chosen lambda is the grid's minimizer; the score is then the
     ridge-penalized EMMS objective at that lambda. Stays finite and discriminative when D >= N.
 
-    The grid comes from one eigendecomposition: torch's threaded one, whose last bits follow the thread
-    count, for the models whose eigenvalues all stay above the rounding cutoff, since what they use at the
-    chosen lambda does not come from it (``exact_at_choice``); the others' from ``linalg.eigh``. For the
+    The grid of the models whose eigenvalues all stay above the rounding cutoff comes from a threaded
+    factorization whose last bits follow the thread count, since what they use at the chosen lambda does not
+    come from it (``exact_at_choice``): the tridiagonal form on the CPU where it pays (``tridiagonal_pays``,
+    ``_tridiagonal_grid``), else torch's eigendecomposition; the others' grid from ``linalg.eigh``. For the
     former, a Cholesky factor of ``G + lambda I`` (``emms::cholesky_``) gives the solves, the K x K matrices
     and df (docs/design.md §3). The minimizer itself is taken robustly: the smallest grid
     index within ``CHOICE_RTOL`` of the minimum, so that rounding cannot pick another entry.
@@ -236,27 +246,36 @@ class GCVFactor:
             real = e > st.eps * G.shape[1] * e.amax(1, keepdim=True)
             return torch.where(real, e, torch.zeros_like(e)), real
 
-        if self.cholesky_at_choice:
-            # torch's threaded eigh (one big model: 1.6x faster than on one thread): its last bits only move
-            # the robust choice for models whose values come from the Cholesky factor at the choice ...
-            e, V = torch.linalg.eigh(G)
-            e, real = spectrum(e)
-            redo = ~real.all(1)
-            if bool(redo.any()):  # ... the others' values come from the eigendecomposition: thread-independent
-                e[redo], V[redo] = eigh(G[redo])
-                e[redo], real[redo] = spectrum(e[redo])
-        else:
-            e, V = eigh(G)
-            e, real = spectrum(e)
-        # Models with no null direction: their quantities at the chosen ridge come from a Cholesky factor.
-        self.exact, self._G, self._F, self._chol = real.all(1) & self.cholesky_at_choice, G, st.F, None
-        q = basis.B_per_row(V.transpose(1, 2) @ st.F)  # [M, D, K, K]
         lam = self.ridge_grid(st, G, grid)  # [M, G]
-        inv = 1.0 / (e[:, None, :] + lam[:, :, None])  # [M, G, D]
-        shrink = e[:, None, :] * inv
-        # Per ridge: B1 = Z'H Z and B2 = Z'H^2 Z (K x K), so the ridge residual of Z t is t'(A - 2 B1 + B2)t.
-        self.B1 = torch.einsum("mgd,mdkj->mgkj", inv, q)
-        self.B2 = torch.einsum("mgd,mdkj->mgkj", shrink * inv, q)
+        on_cpu = G.device.type == "cpu"
+        if self.cholesky_at_choice and on_cpu and self.tridiagonal_pays(G.shape[1], basis.r, lam.shape[1]):
+            # No eigenvectors needed where the values at the choice come from a Cholesky factor: the grid
+            # from the tridiagonal form (about 2x faster than the eigendecomposition at D = 2048) ...
+            e, self.B1, self.B2, exact = self._tridiagonal_grid(st.F, G, lam, basis, spectrum)
+            V = None
+            if not bool(exact.all()):  # ... the others' grid from a thread-independent eigendecomposition
+                e[~exact], V = eigh(G[~exact])
+                e[~exact] = spectrum(e[~exact])[0]
+                self.B1[~exact], self.B2[~exact] = self._eigen_grid(e[~exact], V, st.F[~exact], lam[~exact], basis)
+        else:
+            if self.cholesky_at_choice:
+                # torch's threaded eigh (one big model: 1.6x faster than on one thread): its last bits only
+                # move the robust choice for models whose values come from the Cholesky factor at the choice
+                e, V = torch.linalg.eigh(G)
+                e, real = spectrum(e)
+                redo = ~real.all(1)
+                if bool(redo.any()):  # ... the others' values come from the eigendecomposition: thread-independent
+                    e[redo], V[redo] = eigh(G[redo])
+                    e[redo], real[redo] = spectrum(e[redo])
+            else:
+                e, V = eigh(G)
+                e, real = spectrum(e)
+            exact = real.all(1) & self.cholesky_at_choice
+            self.B1, self.B2 = self._eigen_grid(e, V, st.F, lam, basis)
+            V = V[~exact] if bool(exact.any()) else V
+        # Models with no null direction: their quantities at the chosen ridge come from a Cholesky factor.
+        self.exact, self._G, self._F, self._chol = exact, G, st.F, None
+        shrink = e[:, None, :] * (1.0 / (e[:, None, :] + lam[:, :, None]))  # [M, G, D]
         A = basis.A.to(G.device)
         rss = (A - 2 * self.B1 + self.B2).sum((-1, -2)) / K**2 / basis.L  # t0'(.)t0, t0 = 1/K, per label dim
         # Dropped (constant) columns are decoupled unit directions with eigenvalue `fill`: not real
@@ -278,6 +297,52 @@ class GCVFactor:
             rss = (A - B).sum((-1, -2)) / K**2 / basis.L
             self.gcv = self.gcv.clone()
             self.gcv[self.exact] = self.gcv_criterion(rss[:, None], 1, self.df[self.exact, None])[:, 0]
+
+    @staticmethod
+    def tridiagonal_pays(D: int, r: int, n_grid: int) -> bool:
+        """Whether the tridiagonal grid (``_tridiagonal_grid``) is the cheaper route for a D x D Gram, a label
+        basis of r columns and n_grid ridges: it saves most of the eigendecomposition's ~D^3 work and pays
+        ~4 D r^2 per ridge (break-even near D = 1024 for 100 classes; under D = 256 the per-model Python calls
+        cost more than torch's batched eigendecomposition; benchmarks/README.md)."""
+        return D >= 256 and n_grid * r * r <= D * D / 8
+
+    @staticmethod
+    def _eigen_grid(e, V, F, lam, basis: LabelBasis) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B1, B2) [M, G, K, K] on the ridge grid lam [M, G] from eigenvalues e [M, D] (null ones zeroed),
+        eigenvectors V [M, D, D] and F [M, D, r]: sums over eigen-directions of their label products q_i."""
+        q = basis.B_per_row(V.transpose(1, 2) @ F)  # [M, D, K, K]
+        inv = 1.0 / (e[:, None, :] + lam[:, :, None])  # [M, G, D]
+        shrink = e[:, None, :] * inv
+        return torch.einsum("mgd,mdkj->mgkj", inv, q), torch.einsum("mgd,mdkj->mgkj", shrink * inv, q)
+
+    @staticmethod
+    def _tridiagonal_grid(F, G, lam, basis: LabelBasis, spectrum) -> tuple:
+        """(e [M, D], B1, B2 [M, G, K, K], exact [M]) on the CPU without eigenvectors: per model ``G = Q T Q'``
+        (T tridiagonal), e = T's eigenvalues, and for each ridge ``S = (T + lambda I)^-1 Q'F``, so that
+        ``B1 = F'(G + lambda I)^-1 F = (Q'F)'S`` and ``B2 = B1 - lambda S'S`` (docs/design.md §3). Only models
+        whose eigenvalues all stay above the cutoff (``spectrum``) are ``exact``; the others' B are left 0."""
+        M, D, (_, n_grid) = G.shape[0], G.shape[1], lam.shape
+        e = torch.empty(M, D, dtype=torch.float64)
+        B1 = torch.zeros(M, n_grid, basis.K, basis.K, dtype=torch.float64)
+        B2, exact = torch.zeros_like(B1), torch.zeros(M, dtype=torch.bool)
+        for m in range(M):
+            d, off, Ft = tridiagonalize(G[m], F[m])
+            e[m], real = (x[0] for x in spectrum(tridiagonal_eigvalsh(d, off)[None]))
+            if not bool(real.all()):
+                continue
+            step = max(1, _GRID_CHUNK // Ft.numel())
+            for g0 in range(0, n_grid, step):
+                ridges = lam[m, g0 : g0 + step]
+                S = [tridiagonal_solve(d + r, off, Ft) for r in ridges.tolist()]
+                if any(x is None for x in S):
+                    break
+                S = torch.stack(S)  # [g, D, c]
+                b1 = basis.B_from_pair(Ft.expand_as(S), S)
+                B1[m, g0 : g0 + step] = b1
+                B2[m, g0 : g0 + step] = b1 - ridges[:, None, None] * basis.B_from_half(S)
+            else:
+                exact[m] = True
+        return e, B1, B2, exact
 
     @classmethod
     def ridge_grid(cls, st: StandardizedStats, G: torch.Tensor, grid: torch.Tensor | None) -> torch.Tensor:
@@ -365,7 +430,7 @@ class GCVFactor:
                 return X
             out[self.exact] = X
         rest = ~self.exact
-        V, e = self.V[rest], self.e[rest] + self.lam[rest, None]
+        V, e = self.V, self.e[rest] + self.lam[rest, None]  # V: the eigenvectors of the models ~exact
         proj = V.transpose(1, 2) @ Y[rest]
         out[rest] = proj / e.sqrt()[:, :, None] if half else V @ (proj / e[:, :, None])
         return out

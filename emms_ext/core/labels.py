@@ -105,10 +105,16 @@ class LabelBasis:
 
     def B_from_half(self, W: torch.Tensor) -> torch.Tensor:
         """B [M, K, K] from W [M, D', r] with F' G^+ F = W'W per model: B_kl = tr(R_k' W'W R_l)."""
+        return self.B_from_pair(W, W)
+
+    def B_from_pair(self, Y: torch.Tensor, W: torch.Tensor) -> torch.Tensor:
+        """B [M, K, K] from Y, W [M, D', r] with F' P F = Y'W (P symmetric, e.g. ``Y = F``, ``W = P F``):
+        B_kl = tr(R_k' Y'W R_l), symmetrized (Y'W is symmetric but for rounding)."""
         if self.is_vocabulary:
-            return self.B_from_class_gram(W.transpose(-1, -2) @ W)
+            return self.B_from_class_gram(Y.transpose(-1, -2) @ W)
+        Yb = Y.reshape(Y.shape[0], Y.shape[1], self.K, self.L)
         Wb = W.reshape(W.shape[0], W.shape[1], self.K, self.L)
-        B = torch.einsum("mdkl,mdjl->mkj", Wb, Wb)
+        B = torch.einsum("mdkl,mdjl->mkj", Yb, Wb)
         return (B + B.transpose(-1, -2)) / 2
 
     def B_from_class_gram(self, Q: torch.Tensor) -> torch.Tensor:

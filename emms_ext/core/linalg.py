@@ -157,6 +157,71 @@ def inverse_trace(L: torch.Tensor) -> torch.Tensor:
     return triangular_solve(L, eye, True).square_().sum(2).sum(1)
 
 
+def tridiagonalize(G: torch.Tensor, Y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(d [D], e [D-1], Q'Y [D, c]) with ``G = Q T Q'``, T symmetric tridiagonal with diagonal d and off-diagonal
+    e, for one symmetric float64 G [D, D] on the CPU and Y [D, c]: LAPACK's ``dsytrd`` (SciPy's) and Q's
+    Householder reflectors applied to Y in blocks of 128 (compact WY, ``T_b^-1 = diag(1/tau) + striu(V'V)``).
+
+    Half the flops of an eigendecomposition's and no eigenvectors: what a ridge path needs of G in
+    ``T``'s basis (docs/design.md §3, "gcv"). SciPy's BLAS threads the reduction: its last bits follow that
+    BLAS's own thread count (not torch's)."""
+    from scipy.linalg import lapack
+
+    D = G.shape[0]
+    if D < 2:
+        return G.diagonal().clone(), G.new_zeros(0), Y.clone()
+    lwork = int(lapack.dsytrd_lwork(D, lower=1)[0])
+    # G is symmetric: its row-major buffer read column-major is G itself (no copy; dsytrd copies it).
+    c, d, e, tau, info = lapack.dsytrd(G.numpy().T, lower=1, lwork=lwork)
+    if info != 0:
+        raise RuntimeError(f"dsytrd failed (info={info})")
+    A, tau = torch.from_numpy(c), torch.from_numpy(tau)  # A[i, j] = c(i, j): reflector j below row j + 1
+    out = Y.clone()
+    for j0 in range(0, D - 1, _REFLECTOR_BLOCK):
+        j1 = min(j0 + _REFLECTOR_BLOCK, D - 1)
+        V = A[j0 + 1 :, j0:j1].tril(-1)  # reflector q of the block: 1 at row q, its stored tail below
+        V.diagonal().fill_(1.0)
+        t = tau[j0:j1].clone()
+        none = t == 0  # H = I (a column already reduced): v = 0 with tau = 1 keeps the formula valid
+        V[:, none], t[none] = 0.0, 1.0
+        Tinv = (V.T @ V).triu_(1)
+        Tinv.diagonal().copy_(1.0 / t)
+        sub = out[j0 + 1 :]  # (H_j0 ... H_j1-1)' = I - V T' V' on rows j0 + 1 ..
+        sub -= V @ torch.linalg.solve_triangular(Tinv.T, V.T @ sub, upper=False)
+    return torch.from_numpy(d), torch.from_numpy(e), out
+
+
+def tridiagonal_eigvalsh(d: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+    """[D] eigenvalues, ascending, of the symmetric tridiagonal matrix with diagonal d [D] and off-diagonal e
+    [D-1] (LAPACK's ``dsterf``, O(D^2), sequential)."""
+    from scipy.linalg import lapack
+
+    if d.numel() < 2:  # (SciPy's wrapper refuses an empty off-diagonal)
+        return d.clone()
+    w, info = lapack.dsterf(d.numpy(), e.numpy())
+    if info != 0:
+        raise RuntimeError(f"dsterf failed (info={info})")
+    return torch.from_numpy(w)
+
+
+def tridiagonal_solve(d: torch.Tensor, e: torch.Tensor, Y: torch.Tensor) -> torch.Tensor | None:
+    """``T^-1 Y`` [D, c] for the positive definite symmetric tridiagonal T (diagonal d [D], off-diagonal e
+    [D-1]) and Y [D, c] (LAPACK's ``dpttrf`` / ``dpttrs``: O(D c), sequential); None where T is not
+    numerically positive definite."""
+    from scipy.linalg import lapack
+
+    if d.numel() < 2:
+        return Y / d[:, None] if bool((d > 0).all()) else None
+    df, ef, info = lapack.dpttrf(d.numpy(), e.numpy())
+    if info != 0:
+        return None
+    x, info = lapack.dpttrs(df, ef, Y.numpy())
+    return torch.from_numpy(x) if info == 0 else None
+
+
+_REFLECTOR_BLOCK = 128  # Householder reflectors applied per GEMM pair in ``tridiagonalize``
+
+
 _SUM_ROW = 4096  # elements summed in one sequential pass
 
 
