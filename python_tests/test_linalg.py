@@ -203,3 +203,14 @@ def test_tridiagonal_solve_and_its_refusals():
     S = linalg.tridiagonal_solve(d, e, Y)
     assert torch.allclose(_tridiagonal(d, e) @ S, Y, atol=1e-13)
     assert linalg.tridiagonal_solve(d - 10.0, e, Y) is None  # not positive definite
+
+
+def test_tridiagonalize_in_single_precision():
+    # For a Gram formed in float32: the reduction in float32, its outputs float64 and as accurate as G itself
+    A = sym(7, 300)
+    d, e, Qt = linalg.tridiagonalize(A, torch.eye(300, dtype=torch.float64), single=True)
+    assert d.dtype == e.dtype == Qt.dtype == torch.float64
+    scale = float(A.abs().max())
+    assert torch.allclose(Qt @ Qt.T, torch.eye(300, dtype=torch.float64), atol=1e-5)
+    assert torch.allclose(Qt @ A @ Qt.T, _tridiagonal(d, e), atol=1e-5 * scale)
+    assert (linalg.tridiagonal_eigvalsh(d, e) - torch.linalg.eigvalsh(A)).abs().max() <= 1e-5 * scale

@@ -235,3 +235,15 @@ def test_tridiagonal_grid_equals_the_eigendecomposition_grid(monkeypatch, mode, 
             assert np.allclose(tri.error_path, eig.error_path, rtol=1e-6 if name == "wide" else 1e-10)
             assert rel_err(tri.gcv, eig.gcv) < 1e-10
         assert torch.allclose(tri.t, eig.t, atol=1e-8)
+
+
+def test_tridiagonal_grid_of_float32_features_follows_the_float64_score(monkeypatch):
+    # float32 features: their Gram is formed in float32, and so is its tridiagonal reduction
+    X = make_features(40, 700, 300)
+    table, idx = make_class_labels(40, 700, 4, 3, 2)
+    s64 = emms_ext.emms_score(X, (table, idx), "gcv")
+    monkeypatch.setattr(GCVFactor, "tridiagonal_pays", staticmethod(lambda *a: True))
+    s32 = emms_ext.emms_score(X.float(), (table, idx), "gcv")
+    assert s32.ridge == pytest.approx(s64.ridge, rel=1e-12)
+    assert rel_err(s32.score, s64.score) < 1e-5
+    assert np.allclose(s32.error_path, s64.error_path, rtol=1e-5)

@@ -251,7 +251,8 @@ class GCVFactor:
         if self.cholesky_at_choice and on_cpu and self.tridiagonal_pays(G.shape[1], basis.r, lam.shape[1]):
             # No eigenvectors needed where the values at the choice come from a Cholesky factor: the grid
             # from the tridiagonal form (about 2x faster than the eigendecomposition at D = 2048) ...
-            e, self.B1, self.B2, exact = self._tridiagonal_grid(st.F, G, lam, basis, spectrum)
+            single = st.eps > torch.finfo(torch.float64).eps  # a Gram formed in float32: reduced in float32
+            e, self.B1, self.B2, exact = self._tridiagonal_grid(st.F, G, lam, basis, spectrum, single)
             V = None
             if not bool(exact.all()):  # ... the others' grid from a thread-independent eigendecomposition
                 e[~exact], V = eigh(G[~exact])
@@ -316,17 +317,18 @@ class GCVFactor:
         return torch.einsum("mgd,mdkj->mgkj", inv, q), torch.einsum("mgd,mdkj->mgkj", shrink * inv, q)
 
     @staticmethod
-    def _tridiagonal_grid(F, G, lam, basis: LabelBasis, spectrum) -> tuple:
+    def _tridiagonal_grid(F, G, lam, basis: LabelBasis, spectrum, single: bool = False) -> tuple:
         """(e [M, D], B1, B2 [M, G, K, K], exact [M]) on the CPU without eigenvectors: per model ``G = Q T Q'``
         (T tridiagonal), e = T's eigenvalues, and for each ridge ``S = (T + lambda I)^-1 Q'F``, so that
         ``B1 = F'(G + lambda I)^-1 F = (Q'F)'S`` and ``B2 = B1 - lambda S'S`` (docs/design.md §3). Only models
-        whose eigenvalues all stay above the cutoff (``spectrum``) are ``exact``; the others' B are left 0."""
+        whose eigenvalues all stay above the cutoff (``spectrum``) are ``exact``; the others' B are left 0.
+        ``single``: G was formed in float32, so is reduced in float32."""
         M, D, (_, n_grid) = G.shape[0], G.shape[1], lam.shape
         e = torch.empty(M, D, dtype=torch.float64)
         B1 = torch.zeros(M, n_grid, basis.K, basis.K, dtype=torch.float64)
         B2, exact = torch.zeros_like(B1), torch.zeros(M, dtype=torch.bool)
         for m in range(M):
-            d, off, Ft = tridiagonalize(G[m], F[m])
+            d, off, Ft = tridiagonalize(G[m], F[m], single)
             e[m], real = (x[0] for x in spectrum(tridiagonal_eigvalsh(d, off)[None]))
             if not bool(real.all()):
                 continue
