@@ -117,7 +117,7 @@ def test_gcv_same_bits_with_1_2_and_8_threads_and_agrees_with_its_grid():
     """mode="gcv" and ridge="gcv" at widths where LAPACK's threaded eigendecomposition rounds differently with
     1 and 2 threads: the chosen ridge is the same grid entry and the score, t, df and reported criterion the
     same bits, because what is used at that ridge comes from a Cholesky factor (docs/design.md §3). Those
-    values agree with the grid's (eigendecomposition) ones at the same ridge to rounding."""
+    values agree with the grid's (eigendecomposition or tridiagonal form) ones at the same ridge to rounding."""
     N = 1200
     zoo = {f"m{d}": make_features(720 + d, N, d, shift=2.0) for d in (257, 300)}
     zoo["m300_f32"] = zoo["m300"].float()
@@ -138,5 +138,6 @@ def test_gcv_same_bits_with_1_2_and_8_threads_and_agrees_with_its_grid():
     res = emms_ext.emms_scores(zoo, vocab, mode="gcv")
     for name, r in res.items():
         grid = r.ridge_grid.index(r.ridge)
-        assert rel_err(r.gcv, r.error_path[grid]) < 1e-9, name  # Cholesky value vs the grid's, same ridge
+        # Cholesky value vs the grid's, same ridge (a Gram formed in float32 has its grid reduced in float32)
+        assert rel_err(r.gcv, r.error_path[grid]) < (1e-6 if name.endswith("f32") else 1e-9), name
         assert r.solver == "gcv"

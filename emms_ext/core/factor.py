@@ -102,11 +102,16 @@ class GramFactor:
         if ridge:
             G = G + ridge * torch.eye(D, dtype=G.dtype, device=G.device)
         diag = G.diagonal(dim1=1, dim2=2).clone()
-        L, info = cholesky(G)
+        # A Gram formed in float32 is factored in float32 (half the time): the factorization's backward error
+        # (~eps32 ||G||) is of the order of the Gram's own rounding, and the same pivot test below decides
+        # which models go to the eigendecomposition (docs/design.md §6).
+        single = st.eps > torch.finfo(torch.float64).eps
+        L, info = cholesky(G.float() if single else G)
         if L is st.G:  # st's Gram became the factor: st.gram() rebuilds it from the upper triangle
             st.G_diag = diag
         tol = st.eps * D * diag.amax(1)
-        ok = (info == 0) & (L.diagonal(dim1=1, dim2=2).amin(1) ** 2 > tol)
+        piv = L.diagonal(dim1=1, dim2=2).to(torch.float64) ** 2
+        ok = (info == 0) & (piv.amin(1) > tol)
         self.L, self.ok = L, ok
         self.eig = None
         if not bool(ok.all()):
@@ -121,7 +126,6 @@ class GramFactor:
         # Condition estimate per model (a lower bound: the squared pivots lie inside the spectrum), used to
         # decide whether a float32 Gram was accurate enough. A Gram that needed the eigendecomposition is
         # numerically singular at its precision: infinite here, so float32 ones are redone in float64.
-        piv = L.diagonal(dim1=1, dim2=2) ** 2
         self.cond = torch.where(
             ok, piv.amax(1) / piv.amin(1).clamp_min(1e-300), torch.full_like(piv[:, 0], float("inf"))
         )
@@ -144,12 +148,16 @@ class GramFactor:
             out.eig = (V[sub], inv[sub])
         return out
 
+    def _solve(self, L: torch.Tensor, Y: torch.Tensor, half: bool) -> torch.Tensor:
+        """triangular_solve in the factor's precision, Y's dtype out."""
+        return triangular_solve(L, Y.to(L.dtype), half).to(Y.dtype)
+
     def _apply(self, Y: torch.Tensor, power: float) -> torch.Tensor:  # [M, D, c]
         if self.eig is None:  # every Gram positive definite: one batched triangular / Cholesky solve
-            return triangular_solve(self.L, Y, power == 0.5)
+            return self._solve(self.L, Y, power == 0.5)
         out = torch.empty_like(Y)
         if bool(self.ok.any()):
-            out[self.ok] = triangular_solve(self.L[self.ok], Y[self.ok], power == 0.5)
+            out[self.ok] = self._solve(self.L[self.ok], Y[self.ok], power == 0.5)
         if self.eig is not None:
             V, inv = self.eig
             out[~self.ok] = (
