@@ -32,6 +32,13 @@ FLOAT32_TRUST = 1e-3
 _GRID_CHUNK = 1 << 22  # float64 entries of ridge solves (ridges x D x r) held at once by the tridiagonal grid
 
 
+def single_precision(st: StandardizedStats) -> bool:
+    """Whether st's Gram was formed in float32: then its Cholesky factorizations and triangular solves, and
+    gcv's tridiagonal reduction, run in float32 too — their backward error (~eps32 ||G||) is of the order of
+    the Gram's own rounding, at half the float64 time (docs/design.md §6)."""
+    return st.eps > torch.finfo(torch.float64).eps
+
+
 class Factor(Protocol):
     """The factorization of M models' standardized Grams ``G [M, D, D]`` (plus a ridge), as the pipeline
     uses it. ``D`` is the width of the statistics (features, or principal components in the kernel form)."""
@@ -102,11 +109,9 @@ class GramFactor:
         if ridge:
             G = G + ridge * torch.eye(D, dtype=G.dtype, device=G.device)
         diag = G.diagonal(dim1=1, dim2=2).clone()
-        # A Gram formed in float32 is factored in float32 (half the time): the factorization's backward error
-        # (~eps32 ||G||) is of the order of the Gram's own rounding, and the same pivot test below decides
-        # which models go to the eigendecomposition (docs/design.md §6).
-        single = st.eps > torch.finfo(torch.float64).eps
-        L, info = cholesky(G.float() if single else G)
+        # In the Gram's precision (single_precision); the same pivot test decides which models go to the
+        # eigendecomposition.
+        L, info = cholesky(G.float() if single_precision(st) else G)
         if L is st.G:  # st's Gram became the factor: st.gram() rebuilds it from the upper triangle
             st.G_diag = diag
         tol = st.eps * D * diag.amax(1)
@@ -148,16 +153,12 @@ class GramFactor:
             out.eig = (V[sub], inv[sub])
         return out
 
-    def _solve(self, L: torch.Tensor, Y: torch.Tensor, half: bool) -> torch.Tensor:
-        """triangular_solve in the factor's precision, Y's dtype out."""
-        return triangular_solve(L, Y.to(L.dtype), half).to(Y.dtype)
-
     def _apply(self, Y: torch.Tensor, power: float) -> torch.Tensor:  # [M, D, c]
         if self.eig is None:  # every Gram positive definite: one batched triangular / Cholesky solve
-            return self._solve(self.L, Y, power == 0.5)
+            return triangular_solve(self.L, Y, power == 0.5)
         out = torch.empty_like(Y)
         if bool(self.ok.any()):
-            out[self.ok] = self._solve(self.L[self.ok], Y[self.ok], power == 0.5)
+            out[self.ok] = triangular_solve(self.L[self.ok], Y[self.ok], power == 0.5)
         if self.eig is not None:
             V, inv = self.eig
             out[~self.ok] = (
@@ -259,8 +260,7 @@ class GCVFactor:
         if self.cholesky_at_choice and on_cpu and self.tridiagonal_pays(G.shape[1], basis.r, lam.shape[1]):
             # No eigenvectors needed where the values at the choice come from a Cholesky factor: the grid
             # from the tridiagonal form (about 2x faster than the eigendecomposition at D = 2048) ...
-            single = st.eps > torch.finfo(torch.float64).eps  # a Gram formed in float32: reduced in float32
-            e, self.B1, self.B2, exact = self._tridiagonal_grid(st.F, G, lam, basis, spectrum, single)
+            e, self.B1, self.B2, exact = self._tridiagonal_grid(st.F, G, lam, basis, spectrum, single_precision(st))
             V = None
             if not bool(exact.all()):  # ... the others' grid from a thread-independent eigendecomposition
                 e[~exact], V = eigh(G[~exact])
@@ -284,6 +284,7 @@ class GCVFactor:
             V = V[~exact] if bool(exact.any()) else V
         # Models with no null direction: their quantities at the chosen ridge come from a Cholesky factor.
         self.exact, self._G, self._F, self._chol = exact, G, st.F, None
+        self._single = single_precision(st)
         shrink = e[:, None, :] * (1.0 / (e[:, None, :] + lam[:, :, None]))  # [M, G, D]
         A = basis.A.to(G.device)
         rss = (A - 2 * self.B1 + self.B2).sum((-1, -2)) / K**2 / basis.L  # t0'(.)t0, t0 = 1/K, per label dim
@@ -337,7 +338,7 @@ class GCVFactor:
         B2, exact = torch.zeros_like(B1), torch.zeros(M, dtype=torch.bool)
         for m in range(M):
             d, off, Ft = tridiagonalize(G[m], F[m], single)
-            e[m], real = (x[0] for x in spectrum(tridiagonal_eigvalsh(d, off)[None]))
+            e[m], real = (x[0] for x in spectrum(tridiagonal_eigvalsh(d, off, single)[None]))
             if not bool(real.all()):
                 continue
             step = max(1, _GRID_CHUNK // Ft.numel())
@@ -346,7 +347,7 @@ class GCVFactor:
                 S = [tridiagonal_solve(d + r, off, Ft) for r in ridges.tolist()]
                 if any(x is None for x in S):
                     break
-                S = torch.stack(S)  # [g, D, c]
+                S = torch.stack(S)  # [g, D, r]
                 b1 = basis.B_from_pair(Ft.expand_as(S), S)
                 B1[m, g0 : g0 + step] = b1
                 B2[m, g0 : g0 + step] = b1 - ridges[:, None, None] * basis.B_from_half(S)
@@ -384,11 +385,12 @@ class GCVFactor:
         diag = G.diagonal(dim1=1, dim2=2).clone()
         self._fill, self._F, self._G = torch.where(st.keep, torch.zeros_like(diag), diag), st.F, None
         G.diagonal(dim1=1, dim2=2).add_(self.lam[:, None])
-        self._chol, info = cholesky(G)
+        self._single = single_precision(st)
+        self._chol, info = cholesky(G.float() if self._single else G)
         if self._chol is st.G:
             st.G_diag = diag
         tol = st.eps * D * (diag.amax(1) + self.lam)
-        self.pd = (info == 0) & (self._chol.diagonal(dim1=1, dim2=2).amin(1) ** 2 > tol)
+        self.pd = (info == 0) & (self._chol.diagonal(dim1=1, dim2=2).to(torch.float64).amin(1) ** 2 > tol)
         self.df = self.gcv = self.cond = torch.full_like(self.lam, float("nan"))
         return self
 
@@ -427,7 +429,7 @@ class GCVFactor:
         if self._chol is None:
             A = self._G[self.exact]  # boolean indexing copies: factored in place
             A.diagonal(dim1=1, dim2=2).add_(self.lam[self.exact, None])
-            self._chol = cholesky(A)[0]
+            self._chol = cholesky(A.float() if self._single else A)[0]  # (GramFactor's precision rule)
         return self._chol
 
     def _apply(self, Y: torch.Tensor, half: bool) -> torch.Tensor:

@@ -140,31 +140,34 @@ def cholesky(G: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def triangular_solve(L: torch.Tensor, Y: torch.Tensor, half: bool) -> torch.Tensor:
-    """``L^-1 Y`` (half) or ``(L L')^-1 Y`` for factors L [M, D, D] (lower triangle read) and Y [M, D, c].
-    On the CPU ``emms::cholesky_solve`` (the same bits for any thread count, docs/design.md §5), elsewhere
-    torch's solves."""
+    """``L^-1 Y`` (half) or ``(L L')^-1 Y`` for factors L [M, D, D] (lower triangle read) and Y [M, D, c], in L's
+    precision (a float32 factor of a float32-formed Gram), returned in Y's dtype. On the CPU
+    ``emms::cholesky_solve`` (the same bits for any thread count, docs/design.md §5), elsewhere torch's solves."""
+    Yc = Y.to(L.dtype)
     if L.device.type == "cpu" and L.is_contiguous():
-        return cholesky_solve(L, Y, half)
-    return torch.linalg.solve_triangular(L, Y, upper=False) if half else torch.cholesky_solve(Y, L)
+        return cholesky_solve(L, Yc, half).to(Y.dtype)
+    X = torch.linalg.solve_triangular(L, Yc, upper=False) if half else torch.cholesky_solve(Yc, L)
+    return X.to(Y.dtype)
 
 
 def inverse_trace(L: torch.Tensor) -> torch.Tensor:
-    """[M] ``||L^-1||_F^2 = tr (L L')^-1`` of factors L [M, D, D] (lower triangle read): L^-1 from the identity
-    (leading zero tiles skipped: D^3/3), then row sums and their sum, each a sequential reduction (one torch sum
-    over everything would split across threads and round with their count)."""
+    """[M] float64 ``||L^-1||_F^2 = tr (L L')^-1`` of factors L [M, D, D] (lower triangle read): L^-1 from the
+    identity in L's precision (leading zero tiles skipped: D^3/3), then float64 row sums and their sum, each a
+    sequential reduction (one torch sum over everything would split across threads and round with their
+    count)."""
     M, D = L.shape[0], L.shape[1]
     eye = torch.eye(D, dtype=L.dtype, device=L.device).expand(M, D, D)
-    return triangular_solve(L, eye, True).square_().sum(2).sum(1)
+    return triangular_solve(L, eye, True).to(torch.float64).square_().sum(2).sum(1)
 
 
 def tridiagonalize(
     G: torch.Tensor, Y: torch.Tensor, single: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(d [D], e [D-1], Q'Y [D, c]) with ``G = Q T Q'``, T symmetric tridiagonal with diagonal d and off-diagonal
-    e, for one symmetric float64 G [D, D] on the CPU and Y [D, c] (float64 out): LAPACK's ``dsytrd`` (SciPy's),
-    ``ssytrd`` on G in float32 if ``single`` (for a Gram formed in float32: 0.55x the time at D = 2048, and no
-    less accurate than G itself), and Q's Householder reflectors applied to Y in blocks of 128 (compact WY,
-    ``T_b^-1 = diag(1/tau) + striu(V'V)``).
+    """(d [D], e [D-1] float64, Q'Y [D, c] in Y's dtype) with ``G = Q T Q'``, T symmetric tridiagonal with
+    diagonal d and off-diagonal e, for one symmetric float64 G [D, D] on the CPU and Y [D, c]: LAPACK's
+    ``dsytrd`` (SciPy's), ``ssytrd`` on G in float32 if ``single`` (for a Gram formed in float32: 0.55x the
+    time at D = 2048, and no less accurate than G itself), then Q's Householder reflectors applied to Y in
+    that precision, 64 at a time (compact WY, ``T_b^-1 = diag(1/tau) + striu(V'V)``).
 
     Half the flops of an eigendecomposition's and no eigenvectors: what a ridge path needs of G in
     ``T``'s basis (docs/design.md §3, "gcv"). SciPy's BLAS threads the reduction: its last bits follow that
@@ -179,36 +182,40 @@ def tridiagonalize(
     c, d, e, tau, info = sytrd((G.float() if single else G).numpy().T, lower=1, lwork=int(lwork(D, lower=1)[0]))
     if info != 0:
         raise RuntimeError(f"sytrd failed (info={info})")
-    # A[i, j] = c(i, j): reflector j below row j + 1
-    A, tau = torch.from_numpy(c), torch.from_numpy(tau).to(torch.float64)
-    d, e = torch.from_numpy(d).to(torch.float64), torch.from_numpy(e).to(torch.float64)
-    out = Y.clone()
+    # A[i, j] = c(i, j): reflector j below row j + 1. The reflectors are applied in sytrd's precision.
+    A, tau = torch.from_numpy(c), torch.from_numpy(tau)
+    out = Y.to(A.dtype, copy=True)
     for j0 in range(0, D - 1, _REFLECTOR_BLOCK):
         j1 = min(j0 + _REFLECTOR_BLOCK, D - 1)
-        # reflector q of the block: 1 at row q, its stored tail below (float64 from here on)
-        V = A[j0 + 1 :, j0:j1].tril(-1).to(torch.float64)
+        V = A[j0 + 1 :, j0:j1].tril(-1)  # reflector q of the block: 1 at row q, its stored tail below
         V.diagonal().fill_(1.0)
         t = tau[j0:j1].clone()
         none = t == 0  # H = I (a column already reduced): v = 0 with tau = 1 keeps the formula valid
-        V[:, none], t[none] = 0.0, 1.0
+        if bool(none.any()):
+            V[:, none], t[none] = 0.0, 1.0
         Tinv = (V.T @ V).triu_(1)
         Tinv.diagonal().copy_(1.0 / t)
         sub = out[j0 + 1 :]  # (H_j0 ... H_j1-1)' = I - V T' V' on rows j0 + 1 ..
         sub -= V @ torch.linalg.solve_triangular(Tinv.T, V.T @ sub, upper=False)
-    return d, e, out
+    f64 = torch.float64
+    return torch.from_numpy(d).to(f64), torch.from_numpy(e).to(f64), out.to(Y.dtype)
 
 
-def tridiagonal_eigvalsh(d: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
-    """[D] eigenvalues, ascending, of the symmetric tridiagonal matrix with diagonal d [D] and off-diagonal e
-    [D-1] (LAPACK's ``dsterf``, O(D^2), sequential)."""
+_REFLECTOR_BLOCK = 64  # Householder reflectors applied per GEMM pair in ``tridiagonalize``
+
+
+def tridiagonal_eigvalsh(d: torch.Tensor, e: torch.Tensor, single: bool = False) -> torch.Tensor:
+    """[D] float64 eigenvalues, ascending, of the symmetric tridiagonal matrix with diagonal d [D] and
+    off-diagonal e [D-1] (LAPACK's ``dsterf``, O(D^2), sequential; ``ssterf`` if ``single``)."""
     from scipy.linalg import lapack
 
     if d.numel() < 2:  # (SciPy's wrapper refuses an empty off-diagonal)
-        return d.clone()
-    w, info = lapack.dsterf(d.numpy(), e.numpy())
+        return d.to(torch.float64, copy=True)
+    sterf, dtype = (lapack.ssterf, torch.float32) if single else (lapack.dsterf, torch.float64)
+    w, info = sterf(d.to(dtype).numpy(), e.to(dtype).numpy())
     if info != 0:
-        raise RuntimeError(f"dsterf failed (info={info})")
-    return torch.from_numpy(w)
+        raise RuntimeError(f"sterf failed (info={info})")
+    return torch.from_numpy(w).to(torch.float64)
 
 
 def tridiagonal_solve(d: torch.Tensor, e: torch.Tensor, Y: torch.Tensor) -> torch.Tensor | None:
@@ -224,9 +231,6 @@ def tridiagonal_solve(d: torch.Tensor, e: torch.Tensor, Y: torch.Tensor) -> torc
         return None
     x, info = lapack.dpttrs(df, ef, Y.numpy())
     return torch.from_numpy(x) if info == 0 else None
-
-
-_REFLECTOR_BLOCK = 128  # Householder reflectors applied per GEMM pair in ``tridiagonalize``
 
 
 _SUM_ROW = 4096  # elements summed in one sequential pass
