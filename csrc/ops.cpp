@@ -39,6 +39,10 @@ TORCH_LIBRARY(emms, m) {
   // L [D, D] or [M, D, D] (CPU; float32 / float64; contiguous; lower triangle read: cholesky_'s output),
   // Y [D, c] or [M, D, c] -> X of Y's shape: L^-1 Y (half) or (L L')^-1 Y, the same bits for any thread count.
   m.def("cholesky_solve(Tensor L, Tensor Y, bool half) -> Tensor");
+  // d [D], e [D - 1] (CPU; float32 / float64: a symmetric tridiagonal T), shifts [g], Y [D, c] -> X [g, D, c],
+  // info [g] int32: X[k] = (T + shifts[k] I)^-1 Y, info[k] 0 or (T + shifts[k] I not positive definite) the
+  // 1-based index of the first non-positive pivot, X[k] then NaN. The same bits for any thread count.
+  m.def("tridiagonal_solve(Tensor d, Tensor e, Tensor shifts, Tensor Y) -> (Tensor, Tensor)");
 }
 
 namespace {

@@ -1,6 +1,6 @@
-"""The extension loads, reports how it was built, and registers exactly its six ops, each with the kernels
+"""The extension loads, reports how it was built, and registers exactly its seven ops, each with the kernels
 the build promises (CPU and Meta always, CUDA exactly when built with it except the CPU-only
-``cholesky_`` and ``cholesky_solve``, Autograd where differentiable)."""
+``cholesky_``, ``cholesky_solve`` and ``tridiagonal_solve``, Autograd where differentiable)."""
 
 import importlib.metadata
 
@@ -22,7 +22,7 @@ def test_build_info_reports_build_facts():
     assert info["compiler"] and info["compiler"] != "unknown"
 
 
-def test_exactly_the_six_ops_are_registered():
+def test_exactly_the_seven_ops_are_registered():
     registered = {s.name for s in torch._C._jit_get_all_schemas() if s.name.startswith("emms::")}
     assert registered == {f"emms::{op}" for op in OPS}
     assert set(OPS) == {
@@ -32,6 +32,7 @@ def test_exactly_the_six_ops_are_registered():
         "logme_evidence",
         "cholesky_",
         "cholesky_solve",
+        "tridiagonal_solve",
     }
     assert DIFFERENTIABLE < set(OPS)
 

@@ -34,9 +34,11 @@ DTYPES: dict[str, list[torch.dtype]] = {
     "logme_evidence": FLOAT_DTYPES,
     "cholesky_": FLOAT_DTYPES,
     "cholesky_solve": FLOAT_DTYPES,
+    "tridiagonal_solve": FLOAT_DTYPES,
 }
-# Thread-count-independent LAPACK / BLAS tiles on the CPU; CUDA Grams use torch's cuSOLVER Cholesky and solves.
-CPU_ONLY = {"cholesky_", "cholesky_solve"}
+# Thread-count-independent LAPACK / BLAS tiles on the CPU; CUDA Grams use torch's cuSOLVER Cholesky and solves
+# (and torch's eigendecomposition for gcv's grid, whose tridiagonal route is CPU-only).
+CPU_ONLY = {"cholesky_", "cholesky_solve", "tridiagonal_solve"}
 OPS = tuple(DTYPES)
 
 _SHORT = {torch.float16: "f16", torch.bfloat16: "bf16", torch.float32: "f32", torch.float64: "f64"}

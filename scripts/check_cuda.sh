@@ -48,7 +48,7 @@ info = emms_ext.build_info()
 assert info["cuda"] and info["cuda_archs"], info
 ops = sorted({s.name.split("::", 1)[1] for s in torch._C._jit_get_all_schemas() if s.name.startswith("emms::")})
 assert ops, "no emms:: operator registered"
-CPU_ONLY = {"cholesky_", "cholesky_solve"}  # CPU LAPACK tiles; CUDA Grams use cuSOLVER through torch
+CPU_ONLY = {"cholesky_", "cholesky_solve", "tridiagonal_solve"}  # CPU only; CUDA uses torch's routines
 missing = [op for op in ops if op not in CPU_ONLY
            and not torch._C._dispatch_has_kernel_for_dispatch_key(f"emms::{op}", "CUDA")]
 assert not missing, f"ops without a CUDA kernel: {missing}"

@@ -13,6 +13,7 @@ from typing import Protocol
 
 import torch
 
+from ..ops.operators import tridiagonal_solve
 from .labels import LabelBasis
 from .linalg import (
     cholesky,
@@ -20,7 +21,6 @@ from .linalg import (
     inverse_trace,
     triangular_solve,
     tridiagonal_eigvalsh,
-    tridiagonal_solve,
     tridiagonalize,
 )
 from .stats import StandardizedStats, gram_from_upper
@@ -344,10 +344,9 @@ class GCVFactor:
             step = max(1, _GRID_CHUNK // Ft.numel())
             for g0 in range(0, n_grid, step):
                 ridges = lam[m, g0 : g0 + step]
-                S = [tridiagonal_solve(d + r, off, Ft) for r in ridges.tolist()]
-                if any(x is None for x in S):
+                S, info = tridiagonal_solve(d, off, ridges.contiguous(), Ft)  # [g, D, r]
+                if bool(info.any()):  # not numerically positive definite: the eigendecomposition takes it
                     break
-                S = torch.stack(S)  # [g, D, r]
                 b1 = basis.B_from_pair(Ft.expand_as(S), S)
                 B1[m, g0 : g0 + step] = b1
                 B2[m, g0 : g0 + step] = b1 - ridges[:, None, None] * basis.B_from_half(S)

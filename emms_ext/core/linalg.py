@@ -218,21 +218,6 @@ def tridiagonal_eigvalsh(d: torch.Tensor, e: torch.Tensor, single: bool = False)
     return torch.from_numpy(w).to(torch.float64)
 
 
-def tridiagonal_solve(d: torch.Tensor, e: torch.Tensor, Y: torch.Tensor) -> torch.Tensor | None:
-    """``T^-1 Y`` [D, c] for the positive definite symmetric tridiagonal T (diagonal d [D], off-diagonal e
-    [D-1]) and Y [D, c] (LAPACK's ``dpttrf`` / ``dpttrs``: O(D c), sequential); None where T is not
-    numerically positive definite."""
-    from scipy.linalg import lapack
-
-    if d.numel() < 2:
-        return Y / d[:, None] if bool((d > 0).all()) else None
-    df, ef, info = lapack.dpttrf(d.numpy(), e.numpy())
-    if info != 0:
-        return None
-    x, info = lapack.dpttrs(df, ef, Y.numpy())
-    return torch.from_numpy(x) if info == 0 else None
-
-
 _SUM_ROW = 4096  # elements summed in one sequential pass
 
 

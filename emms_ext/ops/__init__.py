@@ -18,6 +18,7 @@ from .operators import (
     logme_evidence,
     mode_code,
     simplex_project,
+    tridiagonal_solve,
     wlsr_simplex,
 )
 
@@ -30,5 +31,6 @@ __all__ = [
     "logme_evidence",
     "mode_code",
     "simplex_project",
+    "tridiagonal_solve",
     "wlsr_simplex",
 ]

@@ -149,3 +149,21 @@ def _cholesky_solve_fake(L, Y, half):
         lambda: f"{op}: Y must match L's batch and D (L is {list(L.shape)}, got Y {list(Y.shape)})",
     )
     return torch.empty(Y.shape, dtype=Y.dtype, device=Y.device)
+
+
+@torch.library.register_fake("emms::tridiagonal_solve")
+def _tridiagonal_solve_fake(d, e, shifts, Y):
+    op = "tridiagonal_solve"
+    torch._check(
+        d.dtype in (torch.float32, torch.float64), lambda: f"{op}: d must be float32 or float64 (got {d.dtype})"
+    )
+    for name, t in (("e", e), ("shifts", shifts), ("Y", Y)):
+        torch._check(t.dtype == d.dtype, lambda n=name, t=t: f"{op}: {n} must have d's dtype {d.dtype} (got {t.dtype})")
+    torch._check(d.dim() == 1 and d.shape[0] >= 1, lambda: f"{op}: d must be [D] with D >= 1 (got {list(d.shape)})")
+    torch._check(
+        e.dim() == 1 and e.shape[0] == d.shape[0] - 1, lambda: f"{op}: e must be [D - 1] (got {list(e.shape)})"
+    )
+    torch._check(shifts.dim() == 1, lambda: f"{op}: shifts must be [g] (got {list(shifts.shape)})")
+    torch._check(Y.dim() == 2 and Y.shape[0] == d.shape[0], lambda: f"{op}: Y must be [D, c] (got {list(Y.shape)})")
+    g, D, c = shifts.shape[0], d.shape[0], Y.shape[1]
+    return Y.new_empty((g, D, c)), Y.new_empty((g,), dtype=torch.int32)

@@ -139,3 +139,23 @@ def cholesky_solve(L: torch.Tensor, Y: torch.Tensor, half: bool = False) -> torc
         ``X`` of Y's shape, a new contiguous tensor.
     """
     return torch.ops.emms.cholesky_solve(L, Y, bool(half))
+
+
+def tridiagonal_solve(
+    d: torch.Tensor, e: torch.Tensor, shifts: torch.Tensor, Y: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(T + s I)^-1 Y`` for every shift s of ``shifts [g]``, T the symmetric tridiagonal matrix with diagonal
+    ``d [D]`` and off-diagonal ``e [D - 1]``, on the CPU, with the same bits for any thread count.
+
+    Per shift an ``L D L'`` factorization and its substitutions (LAPACK's ``pttrf`` / ``pttrs``), the shifts and
+    chunks of 64 right-hand sides spread over torch's threads: a ridge path's solves in one call (``gcv``'s
+    grid, docs/design.md §3).
+
+    Args:
+        d, e, shifts, Y: one dtype, float32 or float64; ``Y [D, c]`` any strides, not modified.
+
+    Returns:
+        ``X [g, D, c]`` and ``info [g]`` int32: 0, or where ``T + s I`` is not positive definite the 1-based
+        index of the first non-positive pivot (X is then NaN for that shift).
+    """
+    return torch.ops.emms.tridiagonal_solve(d, e, shifts, Y)

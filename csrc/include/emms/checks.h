@@ -142,4 +142,24 @@ inline void check_cholesky_solve_inputs(const at::Tensor& L, const at::Tensor& Y
                     ": D and c must fit LAPACK's 32-bit sizes (got L ", shape_str(L), ", Y ", shape_str(Y), ")");
 }
 
+// d [D], e [D - 1] (D >= 1), shifts [g] and Y [D, c]: one floating dtype (float32 / float64), on one device.
+inline void check_tridiagonal_solve_inputs(const at::Tensor& d, const at::Tensor& e, const at::Tensor& shifts,
+                                           const at::Tensor& Y, const char* op) {
+  TORCH_CHECK_TYPE(d.scalar_type() == at::kFloat || d.scalar_type() == at::kDouble, op,
+                   ": d must be float32 or float64 (got ", shape_str(d), ")");
+  const auto same_dtype = [&](const at::Tensor& t, const char* name) {
+    TORCH_CHECK_TYPE(t.scalar_type() == d.scalar_type(), op, ": ", name, " must have d's dtype ", d.scalar_type(),
+                     " (got ", shape_str(t), ")");
+  };
+  same_dtype(e, "e");
+  same_dtype(shifts, "shifts");
+  same_dtype(Y, "Y");
+  TORCH_CHECK_VALUE(d.dim() == 1 && d.size(0) >= 1, op, ": d must be [D] with D >= 1 (got ", shape_str(d), ")");
+  TORCH_CHECK_VALUE(e.dim() == 1 && e.size(0) == d.size(0) - 1, op, ": e must be [D - 1] = [", d.size(0) - 1, "] (got ",
+                    shape_str(e), ")");
+  TORCH_CHECK_VALUE(shifts.dim() == 1, op, ": shifts must be [g] (got ", shape_str(shifts), ")");
+  TORCH_CHECK_VALUE(Y.dim() == 2 && Y.size(0) == d.size(0), op, ": Y must be [D, c] = [", d.size(0), ", c] (got ",
+                    shape_str(Y), ")");
+}
+
 }  // namespace emms
