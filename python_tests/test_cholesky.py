@@ -271,3 +271,29 @@ def test_float32_fallback_refactors_the_rest_of_the_batch_from_the_true_gram():
     assert [zoo[f"m{i}"].gram_precision for i in range(3)] == ["float32", "float64", "float32"]
     for i, x in enumerate(xs):
         assert zoo[f"m{i}"].score == emms_ext.emms_score(x, Z).score
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, F64], ids=["f32", "f64"])
+def test_float32_grams_are_factored_in_float32_and_leave_the_gram(dtype):
+    # A Gram formed in float32 gets a float32 factor (a copy: st.G stays the Gram), a float64 one the Gram's own
+    # memory; either way st.gram() is the Gram afterwards, for GramFactor and GCVFactor.at_grid_index alike.
+    from emms_ext.core.factor import GCVFactor
+
+    g = torch.Generator().manual_seed(31400)
+    xs = [torch.randn(300, 40, generator=g, dtype=F64).to(dtype) for _ in range(2)]
+    labels = (torch.randn(5, 4, 2, generator=g, dtype=F64), torch.randint(0, 5, (300,), generator=g))
+    basis = prepare_labels(labels)
+    for make in (lambda st: GramFactor(st, None), lambda st: GCVFactor.at_grid_index(st, basis, torch.tensor([3, 9]))):
+        st = batch_stats(xs, basis, dtype, False, "cpu", 1 << 14)
+        G0 = st.gram().clone()
+        factor = make(st)
+        L = factor.L if isinstance(factor, GramFactor) else factor._factor()
+        assert L.dtype == dtype and (L is st.G) == (dtype == F64)
+        # (float64: rebuilt from the upper triangle, which the diagonal blocks' lower one equals to rounding)
+        assert torch.equal(st.gram(), G0) if dtype == torch.float32 else torch.equal(st.gram().triu(), G0.triu())
+        ref = torch.linalg.cholesky(
+            G0 + (0 if isinstance(factor, GramFactor) else factor.lam[:, None, None]) * torch.eye(40, dtype=F64)
+        )
+        assert torch.allclose(
+            L.tril().double(), ref, rtol=0, atol=(1e-5 if dtype == torch.float32 else 1e-12) * float(ref.abs().max())
+        )

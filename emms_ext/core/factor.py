@@ -385,7 +385,12 @@ class GCVFactor:
         self._fill, self._F, self._G = torch.where(st.keep, torch.zeros_like(diag), diag), st.F, None
         G.diagonal(dim1=1, dim2=2).add_(self.lam[:, None])
         self._single = single_precision(st)
-        self._chol, info = cholesky(G.float() if self._single else G)
+        if self._single:  # factored as a float32 copy (``_factor``'s rounding); G's own diagonal restored
+            A = G.float()
+            G.diagonal(dim1=1, dim2=2).copy_(diag)
+        else:
+            A = G
+        self._chol, info = cholesky(A)
         if self._chol is st.G:
             st.G_diag = diag
         tol = st.eps * D * (diag.amax(1) + self.lam)
