@@ -256,11 +256,12 @@ class GCVFactor:
             return torch.where(real, e, torch.zeros_like(e)), real
 
         lam = self.ridge_grid(st, G, grid)  # [M, G]
+        self._single = single_precision(st)
         on_cpu = G.device.type == "cpu"
         if self.cholesky_at_choice and on_cpu and self.tridiagonal_pays(G.shape[1], basis.r, lam.shape[1]):
             # No eigenvectors needed where the values at the choice come from a Cholesky factor: the grid
             # from the tridiagonal form (about 2x faster than the eigendecomposition at D = 2048) ...
-            e, self.B1, self.B2, exact = self._tridiagonal_grid(st.F, G, lam, basis, spectrum, single_precision(st))
+            e, self.B1, self.B2, exact = self._tridiagonal_grid(st.F, G, lam, basis, spectrum, self._single)
             V = None
             if not bool(exact.all()):  # ... the others' grid from a thread-independent eigendecomposition
                 e[~exact], V = eigh(G[~exact])
@@ -284,7 +285,6 @@ class GCVFactor:
             V = V[~exact] if bool(exact.any()) else V
         # Models with no null direction: their quantities at the chosen ridge come from a Cholesky factor.
         self.exact, self._G, self._F, self._chol = exact, G, st.F, None
-        self._single = single_precision(st)
         shrink = e[:, None, :] * (1.0 / (e[:, None, :] + lam[:, :, None]))  # [M, G, D]
         A = basis.A.to(G.device)
         rss = (A - 2 * self.B1 + self.B2).sum((-1, -2)) / K**2 / basis.L  # t0'(.)t0, t0 = 1/K, per label dim

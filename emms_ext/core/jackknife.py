@@ -36,7 +36,7 @@ from dataclasses import dataclass, replace
 import torch
 
 from ..ops.operators import wlsr_simplex
-from .factor import GCVFactor, GramFactor
+from .factor import GCVFactor, GramFactor, single_precision
 from .folds import fold_subsets, subset_labels
 from .labels import LabelBasis, prepare_labels
 from .linalg import cholesky, cross_product, symmetric_gram, triangular_solve
@@ -95,11 +95,11 @@ class _Downdates:
         self.b, self.st, self.basis, self.mode = b, b.st, basis.to(b.st.G.device), opts.mode
         self.W = b.factor.half(b.st.F)
         self.gram = self._residual_gram()
-        f64 = self.st.eps <= torch.finfo(torch.float64).eps
-        self.dtype = torch.float64 if f64 else torch.float32
-        eig = getattr(b.factor, "eig", None) is not None
-        self.L = None if eig or f64 else b.factor.L.to(torch.float32)
-        self.W_rows = self.W if self.L is None else self.W.to(torch.float32)  # meets the whitened rows
+        single = single_precision(self.st)
+        self.dtype = torch.float32 if single else torch.float64  # the rows, read at the Gram's precision
+        # ... and whitened in the factor's (float32 unless a model needed the eigendecomposition)
+        self.rows_dtype = torch.float32 if single and getattr(b.factor, "eig", None) is None else torch.float64
+        self.W_rows = self.W.to(self.rows_dtype)  # meets the whitened rows
 
     def _residual_gram(self) -> torch.Tensor:
         """The full fit's residual Gram of the label basis: ``[M, C, C]`` for class labels, or its per-label-
@@ -116,9 +116,7 @@ class _Downdates:
 
     def _whiten(self, xs: torch.Tensor) -> torch.Tensor:
         """``V = half(X_f')`` [M, D, n_f] for standardized rows xs [M, n_f, D] (V'V = X_f G^+ X_f')."""
-        if self.L is None:
-            return self.b.factor.half(xs.transpose(1, 2).to(torch.float64))
-        return triangular_solve(self.L, xs.transpose(1, 2), half=True)
+        return self.b.factor.half(xs.transpose(1, 2).to(self.rows_dtype))
 
     def fold(self, fl: FoldLabels):
         """(B' [M, K, K] of the refit without fold ``fl``, ok [M] bool: ``I - H_ff`` safely positive definite,
@@ -179,7 +177,7 @@ class _Refits:
         st, dev = b.st, b.st.G.device
         self.b, self.st, self.basis, self.opts = b, st, basis.to(dev), opts
         self.G = st.gram()  # read only: a GCV factor's st.G is the Gram itself
-        self.dtype = torch.float64 if st.eps <= torch.finfo(torch.float64).eps else torch.float32
+        self.dtype = torch.float32 if single_precision(st) else torch.float64
         self.gcv = opts.mode == "gcv" or opts.ridge == "gcv"
         M = len(b.names)
         # GCV's models whose full values came from the eigendecomposition (a numerically singular Gram) are
