@@ -27,6 +27,15 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'emms_ext' has no attribute {name!r}")
 
 
+def release_workspace() -> int:
+    """Free the CPU buffers kept between scores for their large intermediates (centred rows, Grams,
+    factors: they spare the page faults of fresh memory, docs/design.md §6); returns the bytes released.
+    ``EMMS_EXT_WORKSPACE_MB`` caps what is kept (default 512, 0 keeps nothing)."""
+    from .common import workspace
+
+    return workspace.release()
+
+
 def build_info() -> dict:
     """Facts fixed when the extension was built: version, torch version, CUDA on/off and archs, compiler."""
     return dict(_C.build_info())
@@ -51,6 +60,7 @@ __all__ = [
     "evaluate",
     "logme_evidence",
     "rank",
+    "release_workspace",
     "simplex_project",
     "wlsr_simplex",
 ]

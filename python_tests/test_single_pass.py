@@ -148,37 +148,30 @@ def test_without_weights_the_zoo_keeps_no_gram():
 
 def test_batches_share_one_centring_buffer(monkeypatch):
     """A zoo split into several batches centres every batch into one buffer (fresh memory costs page faults
-    as long as the centring itself), and the scores equal each model scored alone, bit for bit."""
-    from emms_ext.core import ingest, stats
+    ten times the centring itself: common/workspace.py), and the scores equal each model scored alone, bit
+    for bit."""
+    from emms_ext.common import workspace
+    from emms_ext.core import ingest
 
     N, D = 200, 16
     labels = make_class_labels(660, N, 9, 4, 3)
     zoo = {f"m{i}": make_features(661 + i, N, D, dtype=torch.float32) for i in range(7)}
-    buffers = []
-    take = stats.Scratch.take
+    monkeypatch.setattr(workspace, "_MIN_BYTES", 0)  # this small zoo's buffers through the workspace too
+    workspace.release()
+    centred, empty = [], workspace.empty
 
-    def spy(self, shape, dtype, device):
-        out = take(self, shape, dtype, device)
-        buffers.append((self, self._buf))  # kept alive: a freed scratch's id or address could come back
+    def spy(shape, dtype, device=None):
+        out = empty(shape, dtype, device)
+        if len(shape) == 3 and shape[1:] == (N, D):
+            centred.append((out.data_ptr(), shape[0]))
         return out
 
-    monkeypatch.setattr(stats.Scratch, "take", spy)
+    monkeypatch.setattr(workspace, "empty", spy)
     r = prepare_labels(labels).r
     per_model = 8 * (4 * D * D + 3 * D * r) + 2 * N * D * 4  # model_groups' estimate for this shape
     monkeypatch.setattr(ingest, "batch_budget", lambda device: 3 * per_model)  # batches of 3, 3, 1
     zoo_scores = emms_ext.emms_scores(zoo, labels)
-    assert len(buffers) == 3 and all(s is buffers[0][0] and b is buffers[0][1] for s, b in buffers)
+    assert [m for _, m in centred] == [3, 3, 1] and len({p for p, _ in centred}) == 1
     for name, x in zoo.items():
         assert zoo_scores[name].score == emms_ext.emms_score(x, labels).score
-
-
-def test_scratch_reuses_its_buffer_until_a_larger_one_is_needed():
-    from emms_ext.core.stats import Scratch
-
-    s = Scratch()
-    a = s.take((2, 3, 4), torch.float32, "cpu")
-    b = s.take((1, 5, 4), torch.float32, "cpu")
-    c = s.take((3, 3, 4), torch.float32, "cpu")  # larger: a new buffer
-    d = s.take((2, 2), torch.float64, "cpu")  # another dtype: a new buffer
-    assert a.shape == (2, 3, 4) and b.shape == (1, 5, 4) and d.dtype == torch.float64
-    assert a.data_ptr() == b.data_ptr() != c.data_ptr()
+    workspace.release()

@@ -13,6 +13,7 @@ from typing import Protocol
 
 import torch
 
+from ..common import workspace
 from ..ops.operators import tridiagonal_solve
 from .labels import LabelBasis
 from .linalg import (
@@ -111,7 +112,7 @@ class GramFactor:
         diag = G.diagonal(dim1=1, dim2=2).clone()
         # In the Gram's precision (single_precision); the same pivot test decides which models go to the
         # eigendecomposition.
-        L, info = cholesky(G.float() if single_precision(st) else G)
+        L, info = cholesky(workspace.converted(G, torch.float32) if single_precision(st) else G)
         if L is st.G:  # st's Gram became the factor: st.gram() rebuilds it from the upper triangle
             st.G_diag = diag
         tol = st.eps * D * diag.amax(1)
@@ -386,7 +387,7 @@ class GCVFactor:
         G.diagonal(dim1=1, dim2=2).add_(self.lam[:, None])
         self._single = single_precision(st)
         if self._single:  # factored as a float32 copy (``_factor``'s rounding); G's own diagonal restored
-            A = G.float()
+            A = workspace.converted(G, torch.float32)
             G.diagonal(dim1=1, dim2=2).copy_(diag)
         else:
             A = G
@@ -433,7 +434,8 @@ class GCVFactor:
         if self._chol is None:
             A = self._G[self.exact]  # boolean indexing copies: factored in place
             A.diagonal(dim1=1, dim2=2).add_(self.lam[self.exact, None])
-            self._chol = cholesky(A.float() if self._single else A)[0]  # (GramFactor's precision rule)
+            # (GramFactor's precision rule)
+            self._chol = cholesky(workspace.converted(A, torch.float32) if self._single else A)[0]
         return self._chol
 
     def _apply(self, Y: torch.Tensor, half: bool) -> torch.Tensor:

@@ -12,7 +12,7 @@ import torch
 
 from ..common.validate import as_float_tensor, check_features, check_finite, describe
 from .labels import LabelBasis
-from .stats import FeatureStats, Scratch, StandardizedStats
+from .stats import FeatureStats, StandardizedStats
 
 PRECISIONS = {"float64": (torch.float64, False), "float32": (torch.float32, False), "tf32": (torch.float32, True)}
 
@@ -187,12 +187,10 @@ def batch_stats(
     tf32: bool,
     device,
     chunk_size: int,
-    scratch: Scratch | None = None,
 ) -> StandardizedStats:
     """Statistics of M in-memory models of equal D: every chunk's GEMMs batched over the models. xs hold
-    N rows, or the S samples of a basis with several label rows per sample (``weighted_rows``). ``scratch``:
-    the centred rows' buffer, shared by a zoo's batches."""
-    acc = FeatureStats(basis.to(device), len(xs), xs[0].shape[1], dtype, device, scratch)
+    N rows, or the S samples of a basis with several label rows per sample (``weighted_rows``)."""
+    acc = FeatureStats(basis.to(device), len(xs), xs[0].shape[1], dtype, device)
     # Features of S samples against N > S label rows (several texts per sample): weighted statistics.
     repeats = basis.rows_per_sample if xs[0].shape[0] != basis.N else None
     with tf32_matmul(tf32):

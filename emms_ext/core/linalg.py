@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from ..common import workspace
 from ..ops.operators import cholesky_, cholesky_solve
 
 
@@ -179,7 +180,8 @@ def tridiagonalize(
         return G.diagonal().clone(), G.new_zeros(0), Y.clone()
     sytrd, lwork = (lapack.ssytrd, lapack.ssytrd_lwork) if single else (lapack.dsytrd, lapack.dsytrd_lwork)
     # G is symmetric: its row-major buffer read column-major is G itself (no copy; sytrd copies it).
-    c, d, e, tau, info = sytrd((G.float() if single else G).numpy().T, lower=1, lwork=int(lwork(D, lower=1)[0]))
+    G_in = workspace.converted(G, torch.float32) if single else G
+    c, d, e, tau, info = sytrd(G_in.numpy().T, lower=1, lwork=int(lwork(D, lower=1)[0]))
     if info != 0:
         raise RuntimeError(f"sytrd failed (info={info})")
     # A[i, j] = c(i, j): reflector j below row j + 1. The reflectors are applied in sytrd's precision.
@@ -258,7 +260,7 @@ def symmetric_gram(x: torch.Tensor, block: int | None = None) -> torch.Tensor:
         return _gram_blocks(x, _col_blocks(D, block or 512))
     blocks = _col_blocks(D, block or _GRAM_BLOCK)
     flat = x.reshape(math.prod(x.shape[:-2]), *x.shape[-2:])  # (not -1: ambiguous with no rows)
-    G = torch.empty(flat.shape[0], D, D, dtype=torch.float64)
+    G = workspace.empty((flat.shape[0], D, D), torch.float64)
     M = flat.shape[0]
     if len(blocks) == 1:  # narrow: fixed chunks of models per task
         chunks = [slice(m, min(m + _MODEL_CHUNK, M)) for m in range(0, M, _MODEL_CHUNK)]

@@ -35,7 +35,7 @@ from .ingest import (
 from .labels import LabelBasis
 from .out_of_sample import OUT_OF_SAMPLE_MODES, make_out_of_sample
 from .results import EMMSDegeneracyWarning, EMMSResult, ZooScores
-from .stats import Scratch, StandardizedStats, kernel_gram, kernel_stats
+from .stats import StandardizedStats, kernel_gram, kernel_stats
 
 
 @dataclass(frozen=True)
@@ -318,7 +318,7 @@ def _in_memory_batches(
     def done(b: Batch) -> Batch:
         return _compact(b, opts) if compact else b
 
-    batches, scratch = [], Scratch()
+    batches = []
     for names, dtype, tf32, dev in model_groups(tensors, precisions, opts.device, opts.chunk_size, basis.r):
         xs = [tensors[n] for n in names]
         if xs[0].shape[1] > basis.N:  # more columns than samples: the N x N kernel form
@@ -340,7 +340,7 @@ def _in_memory_batches(
                 batches.append(done(Batch(names, st, *strategy.factorize(st, xs), xs)))
             bar.update(bar_total)
             continue
-        st = batch_stats(xs, basis, dtype, tf32, dev, opts.chunk_size, scratch)
+        st = batch_stats(xs, basis, dtype, tf32, dev, opts.chunk_size)
         redo = []
         overflow = st.overflow.tolist()
         if any(overflow):
@@ -374,7 +374,7 @@ def _in_memory_batches(
                             factor, B = strategy.factorize(st, [tensors[n] for n in names])
         if redo:
             redo_xs = [tensors[n] for n in redo]
-            st64 = batch_stats(redo_xs, basis, torch.float64, False, dev, opts.chunk_size, scratch)
+            st64 = batch_stats(redo_xs, basis, torch.float64, False, dev, opts.chunk_size)
             batches.append(done(Batch(redo, st64, *strategy.factorize(st64, redo_xs), redo_xs)))
             bar.update(len(redo))
         if names:

@@ -10,11 +10,11 @@ precision even when the chunk Grams are computed in float32. Models of equal D a
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 
+from ..common import workspace
 from ..ops.operators import class_order, class_sums
 from .labels import EPS_STD, LabelBasis
 from .linalg import cross_product, eigh, symmetric_gram
@@ -140,32 +140,12 @@ def fill_dropped(G: torch.Tensor, keep: torch.Tensor) -> None:
     diag.copy_(torch.where(keep, diag, fill.expand_as(diag)))
 
 
-class Scratch:
-    """One reusable buffer for the centred rows of successive batches and chunks. Fresh memory costs its
-    page faults on first touch: about 0.4 ms per MB on the project's CPU (13 ms for 32 MB), as much as
-    centring into it, so a zoo's batches share one buffer instead of each allocating its own."""
-
-    def __init__(self):
-        self._buf: torch.Tensor | None = None
-
-    def take(self, shape: tuple[int, ...], dtype: torch.dtype, device) -> torch.Tensor:
-        """An uninitialized tensor of ``shape`` (a view of the kept buffer when it is large enough)."""
-        n = math.prod(shape)
-        b = self._buf
-        if b is None or b.dtype != dtype or b.device != torch.device(device) or b.numel() < n:
-            b = self._buf = torch.empty(n, dtype=dtype, device=device)
-        return b[:n].view(shape)
-
-
 class FeatureStats:
     """Streaming accumulator for M models: ``update(x [M, n_i, D])`` for consecutive row blocks, then
-    ``finalize()`` (once: it scales the co-moment in place). ``scratch`` lends the centred rows' buffer."""
+    ``finalize()`` (once: it scales the co-moment in place)."""
 
-    def __init__(
-        self, basis: LabelBasis, M: int, D: int, dtype: torch.dtype, device=None, scratch: Scratch | None = None
-    ):
+    def __init__(self, basis: LabelBasis, M: int, D: int, dtype: torch.dtype, device=None):
         self.basis, self.M, self.D, self.dtype = basis, M, D, dtype
-        self.scratch = scratch if scratch is not None else Scratch()
         kw = dict(dtype=torch.float64, device=device)
         self.n = 0
         self.mean = torch.zeros(M, D, **kw)
@@ -201,9 +181,10 @@ class FeatureStats:
         at = slice(start, stop) if samples is None else samples.to(self.basis.A.device)
         if repeats is None:
             # The stacked batch and the centred copy are one and the same write: each model's rows are centred
-            # straight into their slot of the scratch buffer, so the features are copied once per chunk.
+            # straight into their slot of one buffer (kept between chunks, batches and calls: workspace.py), so
+            # the features are copied once per chunk.
             m_sub = torch.stack([r.mean(0, keepdim=True) for r in rows])  # [M, 1, D], pairwise-summed
-            xc = self.scratch.take((len(rows), n_rows, self.D), m_sub.dtype, m_sub.device)
+            xc = workspace.empty((len(rows), n_rows, self.D), m_sub.dtype, m_sub.device)
             for i, r in enumerate(rows):
                 torch.sub(r, m_sub[i], out=xc[i])
             # m_sub is rounded, so xc keeps a tiny mean r_c; it is measured and taken out of the Gram and the
