@@ -89,3 +89,38 @@ def test_constant_columns_are_decoupled():
     assert bool((st.F[0, 3] == 0).all()) and bool((st.G[0, 3, :3] == 0).all()) and float(st.G[0, 3, 3]) > 0
     G, F = direct(X[:, :3], basis)
     assert torch.allclose(st.G[0, :3, :3], G, atol=1e-10) and torch.allclose(st.F[0, :3], F, atol=1e-10)
+
+
+def _f32_exact_centring_error(X: torch.Tensor, G: torch.Tensor) -> float:
+    """Largest error of the standardized float32 Gram of X centred on its exact mean (the float32 floor)."""
+    X64 = X.double()
+    Xc = (X64 - X64.mean(0)).float()
+    s = X64.std(0, unbiased=False) + EPS_STD
+    return float(((Xc.T @ Xc).double() / (s[:, None] * s[None, :]) - G).abs().max())
+
+
+@pytest.mark.parametrize("vocab", [False, True])
+@pytest.mark.parametrize("layout", ["sorted by class", "one row in 11 a cluster"])
+def test_a_chunk_centred_on_a_shift_from_drawn_rows(vocab, layout):
+    """A chunk of more than 512 rows is centred on the mean of 512 drawn rows, its remaining mean measured and
+    taken out: float32 features around 1e4, rows sorted by class, or every 11th row (the spacing of 512 evenly
+    spaced rows of 6000) in a far cluster, which evenly spaced rows would see alone. The Gram stays at the
+    float32 floor of centring on the exact mean, F as tight."""
+    N, D, C = 6000, 8, 6
+    g = torch.Generator().manual_seed(215)
+    y = torch.arange(N) * C // N if layout == "sorted by class" else (torch.arange(N) % (N // 512) == 0).long()
+    centers = 3.0 * torch.randn(C, D, generator=g, dtype=torch.float64)
+    X = (torch.randn(N, D, generator=g, dtype=torch.float64) + centers[y] + 1e4).float()
+    labels = make_class_labels(215, N, C, 3, 2) if vocab else make_dense_labels(215, N, 3, 2, X.double())
+    basis = prepare_labels(labels)
+    acc = FeatureStats(basis, 1, D, torch.float32)
+    acc.update(X[None])
+    st = acc.finalize()
+    G, F = direct(X.double(), basis)
+    floor = _f32_exact_centring_error(X, G)
+    err = float((st.G[0] - G).abs().max())
+    assert err <= 2 * floor, (err, floor)
+    assert abs(float(st.mean[0].mean()) - float(X.double().mean())) < 1e-9 * 1e4
+    t = torch.tensor([[0.3, 0.7]], dtype=torch.float64)
+    Fm, ref = (basis.mix(st.F, t), basis.mix(F[None], t)) if vocab else (st.F, F[None])
+    assert float((Fm - ref).abs().max()) <= 1e-5 * float(ref.abs().max())

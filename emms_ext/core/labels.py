@@ -226,12 +226,13 @@ def _detect_vocabulary(flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] 
     if C > N // 2:
         return None
     first = torch.full((C,), N, dtype=torch.int64).scatter_reduce(0, inverse, torch.arange(N), "amin")
-    # Each row against its class's first row, a few MB at a time: a gathered copy of all of flat (labels
-    # can be as large as the features) would cost more in fresh memory than the comparison itself.
+    # Each row against its class's first row, a MB at a time: a gathered copy of all of flat (labels can be as
+    # large as the features) would cost more in fresh memory than the comparison itself. index_select copies
+    # whole rows: 0.8x the time of advanced indexing (N = 5000, 3072 float32 values per row).
     rep = first[inverse]
-    step = max(1, (1 << 20) // max(flat.shape[1], 1))
+    step = max(1, (1 << 20) // max(flat.shape[1] * flat.element_size(), 1))
     for s in range(0, N, step):
-        if not torch.equal(flat[s : s + step], flat[rep[s : s + step]]):
+        if not torch.equal(flat[s : s + step], flat.index_select(0, rep[s : s + step])):
             return None
     return first, inverse
 

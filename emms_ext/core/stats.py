@@ -10,6 +10,7 @@ precision even when the chunk Grams are computed in float32. Models of equal D a
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -140,6 +141,15 @@ def fill_dropped(G: torch.Tensor, keep: torch.Tensor) -> None:
     diag.copy_(torch.where(keep, diag, fill.expand_as(diag)))
 
 
+@functools.lru_cache(maxsize=64)
+def shift_rows(n: int, k: int = 512) -> torch.Tensor:
+    """[min(n, k)] int64: the rows of an n-row chunk whose mean centres it (``FeatureStats.update``), in
+    order: all of them up to k, else k drawn without replacement by a fixed generator (the same every run)."""
+    if n <= k:
+        return torch.arange(n)
+    return torch.randperm(n, generator=torch.Generator().manual_seed(n))[:k].sort().values
+
+
 class FeatureStats:
     """Streaming accumulator for M models: ``update(x [M, n_i, D])`` for consecutive row blocks, then
     ``finalize()`` (once: it scales the co-moment in place)."""
@@ -183,13 +193,18 @@ class FeatureStats:
             # The stacked batch and the centred copy are one and the same write: each model's rows are centred
             # straight into their slot of one buffer (kept between chunks, batches and calls: workspace.py), so
             # the features are copied once per chunk.
-            m_sub = torch.stack([r.mean(0, keepdim=True) for r in rows])  # [M, 1, D], pairwise-summed
+            # The shift m_sub need not be the mean, only near it: the mean of 512 rows drawn at random (fixed:
+            # shift_rows) costs no pass over the features. xc keeps a mean r_c (~ std / sqrt(512)); it is
+            # measured exactly (from the class sums where there are classes, else one pass over xc) and taken out
+            # of the Gram and the cross-product below, so that both are centred on the chunk's mean m_c; the
+            # Gram of xc loses nothing to it (its rounding grows by a factor 1 + |r_c|^2 / var ~ 1 + 1 / 512).
+            # Drawn, not evenly spaced: rows in a period dividing the spacing would all be seen in one phase.
+            pick = shift_rows(n_rows).to(rows[0].device)
+            m_sub = torch.stack([r.index_select(0, pick).mean(0, keepdim=True) for r in rows])  # [M, 1, D]
             xc = workspace.empty((len(rows), n_rows, self.D), m_sub.dtype, m_sub.device)
             for i, r in enumerate(rows):
                 torch.sub(r, m_sub[i], out=xc[i])
-            # m_sub is rounded, so xc keeps a tiny mean r_c; it is measured and taken out of the Gram and the
-            # cross-product below, so that both are centred on the chunk's exact mean m_c.
-            r_c = xc.mean(1).to(torch.float64)  # [M, D]
+            r_c = None if self.basis.is_vocabulary else xc.mean(1).to(torch.float64)  # [M, D]
             G_c = symmetric_gram(xc)
         else:
             x = torch.stack(rows)
@@ -198,14 +213,6 @@ class FeatureStats:
             xc = x - m_sub
             r_c = ((w @ xc) / n_i).to(torch.float64)
             G_c = symmetric_gram(xc * w.sqrt()[:, None])  # sum_j w_j xc_j xc_j'
-        # Non-finite or overflowing features show in the chunk Gram's diagonal (a centred square sum bounds
-        # every product and partial sum of its column) and in the mean: no separate pass over the features.
-        # A quarter of the dtype's range leaves room for the GEMM's rounding.
-        dg = G_c.diagonal(dim1=-2, dim2=-1)
-        self.overflow |= ~((dg <= torch.finfo(xc.dtype).max / 4).all(1) & torch.isfinite(m_sub[:, 0]).all(1))
-        m_c = m_sub[:, 0].to(torch.float64) + r_c
-        G_c.baddbmm_(r_c[:, :, None], r_c[:, None, :], alpha=-n_i)
-
         if repeats is not None:
             if self.basis.is_vocabulary:
                 raise ValueError("repeated rows need a dense label basis")
@@ -221,11 +228,20 @@ class FeatureStats:
             S = class_sums(xc, order, offsets)  # [M, C, D]: the F = X'Y shortcut, no one-hot GEMM
             u_c = (offsets[1:] - offsets[:-1]).to(torch.float64)
             cross_c = S.transpose(1, 2).to(torch.float64)
+            r_c = cross_c.sum(2) / n_i  # every row in one class: the class sums add up to the column sums
         else:
             U = self.basis.dense[at].to(xc.dtype)
             u_c = torch.sum(U, dim=0, dtype=torch.float64)
             cross_c = cross_product(xc, U)
         cross_c -= r_c[:, :, None] * u_c[None, None, :]
+        # Non-finite or overflowing features show in the chunk Gram's diagonal (a centred square sum bounds
+        # every product and partial sum of its column; a NaN or an infinity anywhere in a column makes it NaN
+        # or infinite) and in the mean: no separate pass over the features. A quarter of the dtype's range
+        # leaves room for the GEMM's rounding.
+        dg = G_c.diagonal(dim1=-2, dim2=-1)
+        self.overflow |= ~((dg <= torch.finfo(xc.dtype).max / 4).all(1) & torch.isfinite(m_sub[:, 0]).all(1))
+        m_c = m_sub[:, 0].to(torch.float64) + r_c
+        G_c.baddbmm_(r_c[:, :, None], r_c[:, None, :], alpha=-n_i)
 
         if self.shift is None:
             self.shift = m_c.clone()
