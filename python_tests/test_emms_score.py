@@ -14,7 +14,7 @@ from testing import needs_cuda
 
 import emms_ext
 import emms_ext.core.factor
-from emms_ext.core.labels import prepare_labels
+from emms_ext.core.labels import _row_hash, prepare_labels
 from emms_ext.ops import reference
 
 
@@ -330,6 +330,27 @@ def test_non_finite_inputs_are_rejected_with_location():
         emms_ext.emms_score(iter([X, X[:1]]), Z)
     with pytest.raises(ValueError, match=r"indices must lie in \[0, C=4\)"):
         emms_ext.emms_score(X, (torch.randn(4, 2, 2), torch.arange(20) % 5))
+
+
+@pytest.mark.parametrize("vocabulary", [None, True, False])
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")])
+@pytest.mark.parametrize("form", ["stacked", "list"])
+def test_non_finite_label_embeddings_are_named_by_embedder(vocabulary, value, form):
+    """Dense labels are checked through the vocabulary detection's row hash (no pass of their own): a NaN or an
+    infinity anywhere still gives the error naming the embedder, and finite labels whose float32 hash
+    overflows are accepted and still found to be a vocabulary."""
+    N = 40
+    table = torch.randn(4, 3, 2, dtype=torch.float64)
+    Z = table[torch.arange(N) % 4].clone()  # class-like rows: the vocabulary shortcut applies
+    Z[17, 2, 1] = value
+    labels = Z if form == "stacked" else [Z[:, :, 0], Z[:, :, 1]]
+    with pytest.raises(ValueError, match=r"label_embeddings \(embedder 1\) must be finite.*1 NaN/Inf"):
+        prepare_labels(labels, vocabulary)
+    # Finite float32 labels near the largest float32 whose row hashes overflow: the exact check accepts them.
+    huge = (table.sign() * 3e38).float()[torch.arange(N) % 4]
+    assert not bool(torch.isfinite(_row_hash(huge.reshape(N, -1))).all())
+    basis = prepare_labels(huge if form == "stacked" else list(huge.unbind(2)), vocabulary)
+    assert basis.N == N and basis.is_vocabulary == (vocabulary is not False)
 
 
 @pytest.mark.parametrize(

@@ -160,9 +160,10 @@ def _stack_embedders(zs: list[torch.Tensor]) -> torch.Tensor:
     return torch.stack([torch.nn.functional.pad(z, (0, L - z.shape[1])) for z in zs], dim=1)
 
 
-def _as_embedder_list(x, name: str, rows: str) -> tuple[list[torch.Tensor], torch.Tensor | None]:
+def _as_embedder_list(x, name: str, rows: str, finite: bool = True) -> tuple[list[torch.Tensor], torch.Tensor | None]:
     """[R, L, K] tensor/array or list of K [R, L_k] -> (list of K float tensors [R, L_k], the [R, L, K]
-    tensor when that was the input, else None), validated."""
+    tensor when that was the input, else None), validated (``finite=False``: but for non-finite values,
+    which the caller then checks itself, ``_check_finite_embedders``)."""
     stacked = None
     if isinstance(x, (list, tuple)):
         if len(x) == 0:
@@ -181,13 +182,17 @@ def _as_embedder_list(x, name: str, rows: str) -> tuple[list[torch.Tensor], torc
                 f"[{rows}, L_k] (got {describe(z)})"
             )
         zs, stacked = [z[:, :, k] for k in range(z.shape[2])], z
-    # One contiguous sum for a stacked input (its K column views are strided: K slow reductions); the
-    # per-embedder check, with its message, only once something is not finite.
-    if stacked is None or not bool(torch.isfinite(stacked.sum())):
-        for k, z in enumerate(zs):
-            if not bool(torch.isfinite(z.sum())):
-                check_finite(z, f"{name}" if len(zs) == 1 else f"{name} (embedder {k})")
+    # One contiguous sum for a stacked input (its K column views are strided: K slow reductions).
+    if finite and (stacked is None or not bool(torch.isfinite(stacked.sum()))):
+        _check_finite_embedders(zs, name)
     return zs, stacked
+
+
+def _check_finite_embedders(zs: list[torch.Tensor], name: str) -> None:
+    """The per-embedder finite check, with its message (a ValueError naming the embedder and the values)."""
+    for k, z in enumerate(zs):
+        if not bool(torch.isfinite(z.sum())):
+            check_finite(z, f"{name}" if len(zs) == 1 else f"{name} (embedder {k})")
 
 
 def _vocabulary_basis(classes: torch.Tensor, zs_raw: list[torch.Tensor], pairs: bool = True) -> LabelBasis:
@@ -211,16 +216,22 @@ def _vocabulary_basis(classes: torch.Tensor, zs_raw: list[torch.Tensor], pairs: 
     )
 
 
-def _detect_vocabulary(flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+def _row_hash(flat: torch.Tensor) -> torch.Tensor:
+    """[N] a fixed random projection of the rows of flat [N, P]: equal rows hash alike (up to BLAS blocking),
+    and a row holding a NaN or an infinity hashes to a non-finite value."""
+    g = torch.Generator().manual_seed(0x454D4D53)
+    return flat @ torch.randn(flat.shape[1], generator=g, dtype=torch.float64).to(flat.dtype)
+
+
+def _detect_vocabulary(flat: torch.Tensor, h: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor] | None:
     """If the rows of flat [N, P] take few distinct values, return (first row index per value [C], inverse [N]).
 
-    A random projection groups equal rows in O(N P); the grouping is then verified exactly, so a hash
-    collision can only cost the shortcut, never correctness.
+    A random projection (``h``, ``_row_hash``) groups equal rows in O(N P); the grouping is then verified
+    exactly, so a hash collision can only cost the shortcut, never correctness.
     """
     N = flat.shape[0]
-    g = torch.Generator().manual_seed(0x454D4D53)
     # Equal rows may hash apart through BLAS blocking; that only splits a class in two (still exact).
-    h = flat @ torch.randn(flat.shape[1], generator=g, dtype=torch.float64).to(flat.dtype)
+    h = _row_hash(flat) if h is None else h
     uniq, inverse = torch.unique(h, return_inverse=True)
     C = uniq.shape[0]
     if C > N // 2:
@@ -266,14 +277,19 @@ def prepare_labels(label_embeddings, vocabulary: bool | None = None, *, pairs: b
         _check_n(idx.shape[0], "label_embeddings.indices")
         return _vocabulary_basis(idx.to(torch.int64), zs, pairs)
 
-    zs, stacked = _as_embedder_list(label_embeddings, "label_embeddings", "N")
+    zs, stacked = _as_embedder_list(label_embeddings, "label_embeddings", "N", finite=vocabulary is False)
     _check_n(zs[0].shape[0], "label_embeddings")
     if vocabulary is not False:
         if stacked is not None:
             flat = stacked.reshape(stacked.shape[0], -1)  # a view of the [N, L, K] input when contiguous
         else:
             flat = torch.cat(zs, dim=1)
-        found = _detect_vocabulary(flat)
+        # The hash is the finite check too: no separate pass over labels that can be as large as the features.
+        h = _row_hash(flat)
+        if not bool(torch.isfinite(h).all()):
+            _check_finite_embedders(zs, "label_embeddings")
+            h = _row_hash(flat.double())  # finite values near float32's largest: their projections overflowed
+        found = _detect_vocabulary(flat, h)
         if found is None and vocabulary:
             raise ValueError(
                 "vocabulary=True but the label rows are not drawn from a set of at most N/2 distinct embeddings"
