@@ -142,12 +142,13 @@ def fill_dropped(G: torch.Tensor, keep: torch.Tensor) -> None:
 
 
 @functools.lru_cache(maxsize=64)
-def shift_rows(n: int, k: int = 512) -> torch.Tensor:
-    """[min(n, k)] int64: the rows of an n-row chunk whose mean centres it (``FeatureStats.update``), in
-    order: all of them up to k, else k drawn without replacement by a fixed generator (the same every run)."""
+def shift_rows(n: int, device: torch.device, k: int = 512) -> torch.Tensor:
+    """[min(n, k)] int64 on ``device``: the rows of an n-row chunk whose mean centres it
+    (``FeatureStats.update``), in order: all of them up to k, else k drawn without replacement by a fixed
+    generator (the same every run). Kept per device: a GPU gets them copied once, not once per chunk."""
     if n <= k:
-        return torch.arange(n)
-    return torch.randperm(n, generator=torch.Generator().manual_seed(n))[:k].sort().values
+        return torch.arange(n, device=device)
+    return torch.randperm(n, generator=torch.Generator().manual_seed(n))[:k].sort().values.to(device)
 
 
 class FeatureStats:
@@ -199,7 +200,7 @@ class FeatureStats:
             # of the Gram and the cross-product below, so that both are centred on the chunk's mean m_c; the
             # Gram of xc loses nothing to it (its rounding grows by a factor 1 + |r_c|^2 / var ~ 1 + 1 / 512).
             # Drawn, not evenly spaced: rows in a period dividing the spacing would all be seen in one phase.
-            pick = shift_rows(n_rows).to(rows[0].device)
+            pick = shift_rows(n_rows, rows[0].device)
             m_sub = torch.stack([r.index_select(0, pick).mean(0, keepdim=True) for r in rows])  # [M, 1, D]
             xc = workspace.empty((len(rows), n_rows, self.D), m_sub.dtype, m_sub.device)
             for i, r in enumerate(rows):
