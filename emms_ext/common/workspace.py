@@ -9,8 +9,9 @@ returns blocks above 32 MB to the kernel when they are freed, so every score pay
 else allocates one and keeps it while the kept total stays within the limit (``EMMS_EXT_WORKSPACE_MB``, default
 512; 0 keeps nothing). A buffer is reused only once no tensor holds its memory any more (its storage's
 reference count), so a view that outlives a call (a returned factor, a batch kept by the jackknife) is never
-overwritten, and concurrent threads never share one. ``release()`` (``emms_ext.release_workspace``) drops the
-buffers nobody holds. GPUs already have torch's caching allocator: there ``empty`` is ``torch.empty``.
+overwritten, and concurrent threads never share one. ``release()`` (``emms_ext.release_workspace``) lets go of
+every kept buffer (one still in use is freed with its last view). GPUs already have torch's caching allocator:
+there ``empty`` is ``torch.empty``.
 """
 
 from __future__ import annotations
