@@ -63,7 +63,7 @@ def empty(shape: tuple[int, ...], dtype: torch.dtype, device=None) -> torch.Tens
     a kept buffer when one is free."""
     global _clock
     device = torch.device("cpu" if device is None else device)
-    nbytes = math.prod(shape) * torch.empty((), dtype=dtype).element_size()
+    nbytes = math.prod(shape) * dtype.itemsize
     if device.type != "cpu" or nbytes < _MIN_BYTES:
         return torch.empty(shape, dtype=dtype, device=device)
     limit = limit_bytes()

@@ -179,9 +179,10 @@ def tridiagonalize(
     if D < 2:
         return G.diagonal().clone(), G.new_zeros(0), Y.clone()
     sytrd, lwork = (lapack.ssytrd, lapack.ssytrd_lwork) if single else (lapack.dsytrd, lapack.dsytrd_lwork)
-    # G is symmetric: its row-major buffer read column-major is G itself (no copy; sytrd copies it).
+    # G is symmetric: its row-major buffer read column-major is G itself. sytrd copies G; the float32 copy
+    # made here it may overwrite instead.
     G_in = workspace.converted(G, torch.float32) if single else G
-    c, d, e, tau, info = sytrd(G_in.numpy().T, lower=1, lwork=int(lwork(D, lower=1)[0]))
+    c, d, e, tau, info = sytrd(G_in.numpy().T, lower=1, lwork=int(lwork(D, lower=1)[0]), overwrite_a=int(single))
     if info != 0:
         raise RuntimeError(f"sytrd failed (info={info})")
     # A[i, j] = c(i, j): reflector j below row j + 1. The reflectors are applied in sytrd's precision.
